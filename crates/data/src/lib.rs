@@ -1,0 +1,65 @@
+//! `dae-data`: everything the DAE-GCN workspace knows about data.
+//!
+//! - [`Sample`]: one mass ROI from any source (image, multi-hot attributes
+//!   over the CBIS-DDSM [`vocab`], label, patient, view, stable id; synthetic
+//!   samples also carry their ground-truth [`synth::SynthFactors`]).
+//! - [`synth`]: the built-in synthetic mammogram-mass generator, with
+//!   (shape, margin, label) drawn from the real CBIS-DDSM joint.
+//! - Loaders: [`cbis`] (CBIS-DDSM CSV + DICOM/PNG), [`mias`] (mini-MIAS),
+//!   [`manifest`] (a CSV over your own images); [`Dataset::load`] picks one
+//!   from a [`DatasetConfig`].
+//! - [`split`]: patient-wise, label-stratified, seeded splits and split files.
+//! - [`stats`]: attribute occurrence and co-occurrence counts (T_i, M_ij).
+//! - [`batch`]: candle tensors through `candle_datasets::Batcher`,
+//!   normalisation, augmentation.
+//!
+//! ```
+//! use dae_data::{Dataset, DatasetConfig, SplitSpec, SynthParams, split::split_samples};
+//! let cfg = DatasetConfig::Synthetic(SynthParams { patients: 20, image_size: 32, ..Default::default() });
+//! let spec = SplitSpec::default();
+//! let ds = Dataset::load(&cfg, &spec, None).unwrap();
+//! let split = split_samples(&ds.samples, &spec).unwrap();
+//! assert_eq!(split.train.len() + split.val.len() + split.test.len(), ds.samples.len());
+//! ```
+//!
+//! This crate knows candle (for batches) but nothing of models, losses,
+//! training, sweeps or reports.
+
+pub mod batch;
+pub mod cbis;
+pub mod dataset;
+pub mod dicom_io;
+pub mod error;
+mod font;
+pub mod image;
+pub mod manifest;
+pub mod mias;
+pub mod preview;
+pub mod rng;
+pub mod sample;
+pub mod split;
+pub mod stats;
+pub mod synth;
+pub mod vocab;
+
+pub use dataset::{Dataset, DatasetConfig, Summary};
+pub use error::{DataError, Result};
+pub use image::Image;
+pub use sample::{Sample, Source};
+pub use split::{Split, SplitIndices, SplitSpec};
+pub use stats::AttrStats;
+pub use synth::SynthParams;
+pub use vocab::{AttrSet, Attribute, Cluster, Vocabulary};
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
+/// flushed, then renamed over the target. A reader sees the old file or the
+/// new one, never a half-written one.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).map_err(error::io_err(dir, "cannot create folder"))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(error::io_err(&tmp, "cannot create temporary file"))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(error::io_err(&tmp, "cannot write temporary file"))?;
+    std::fs::rename(&tmp, path).map_err(error::io_err(path, "cannot move file into place"))
+}
