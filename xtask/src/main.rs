@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         Cmd::Data { args } => {
             let mut c = cargo();
             if args.first().map(String::as_str) == Some("difficulty") {
-                c.args(["run", "--quiet", "--release", "-p", "dae-data", "--example", "difficulty", "--"]).args(&args[1..]);
+                c.args(["run", "--quiet", "-p", "dae-data", "--example", "difficulty", "--"]).args(&args[1..]);
             } else {
                 c.args(["run", "--quiet", "-p", "dae-data", "--bin", "dae-data", "--"]).args(&args);
             }

@@ -49,7 +49,9 @@ pub fn write_preview(samples: &[&Sample], spec: &PreviewSpec, path: &Path) -> Re
     let cols = spec.columns.max(1).min(samples.len().max(1));
     let rows = samples.len().div_ceil(cols);
     let pad = 6;
-    let line_h = text_height(2) + 4;
+    // Captions at twice the font size where tiles are wide enough for it.
+    let scale = if spec.tile >= 150 { 2 } else { 1 };
+    let line_h = text_height(scale) + 4;
     let cap_h = 3 * line_h + 4;
     let cell_w = spec.tile + pad;
     let cell_h = spec.tile + cap_h + pad;
@@ -69,8 +71,8 @@ pub fn write_preview(samples: &[&Sample], spec: &PreviewSpec, path: &Path) -> Re
         for (i, (text, color)) in caption(s).iter().enumerate() {
             // Cut captions that would run into the next tile.
             let mut text = text.clone();
-            while text_width(&text, 2) > spec.tile && text.pop().is_some() {}
-            draw_text(&mut buf, w, h, ox + 2, oy + spec.tile + 4 + i * line_h, &text, 2, *color);
+            while text_width(&text, scale) > spec.tile && text.pop().is_some() {}
+            draw_text(&mut buf, w, h, ox + 2, oy + spec.tile + 4 + i * line_h, &text, scale, *color);
         }
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

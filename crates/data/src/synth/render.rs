@@ -56,7 +56,7 @@ fn boundary_lut(f: &Factors, rng: &mut Rng) -> Vec<f32> {
         Attribute::Oval => harm.push((2.0, rng.uniform(0.0, 0.03) as f32, phase(rng))),
         Attribute::Lobulated => {
             let k = 3 + rng.below(3) as i32;
-            harm.push((k as f32, rng.uniform(0.13, 0.2) as f32, phase(rng)));
+            harm.push((k as f32, rng.uniform(0.09, 0.15) as f32, phase(rng)));
             harm.push((2.0 * k as f32, rng.uniform(0.02, 0.05) as f32, phase(rng)));
         }
         _ => {
@@ -161,6 +161,19 @@ pub fn render(f: &Factors, v: &ViewFactors, size: usize, irrelevant_strength: f3
         (sa, ca, c as f32)
     });
 
+    // How far (as `rho`, the mass frame's radius) anything of the mass
+    // reaches: the blurred edge, the obscuring overlay, the spicules (their
+    // length is measured unstretched, hence the division by the aspect).
+    let lut_max = lut.iter().fold(0f32, |a, &b| a.max(b));
+    let max_spicule = spicules.iter().fold(0f32, |a, s| a.max(s.length));
+    let mut reach = r_mass * (lut_max + 12.0 * edge);
+    if f.margin == Attribute::Obscured {
+        reach = reach.max(r_mass * (lut_max + 1.2));
+    }
+    if !spicules.is_empty() {
+        reach = reach.max((r_mass * lut_max + max_spicule) / aspect);
+    }
+
     let mut out = vec![0f32; size * size];
     let inv = 2.0 / size as f32;
     for i in 0..size {
@@ -180,52 +193,57 @@ pub fn render(f: &Factors, v: &ViewFactors, size: usize, irrelevant_strength: f3
                 let muscle = (0.62 + 0.12 * density) * s + val * (1.0 - s) + 0.05 * (streak - 0.5);
                 val = val * (1.0 - m) + muscle * m;
             }
-            // The mass, in its own frame.
+            // The mass, in its own frame. Pixels beyond the reach of the mass
+            // (boundary, blurred edge, overlay, spicules) skip all of it.
             let dx = x - v.center.0 as f32;
             let dy = y - v.center.1 as f32;
             let u = dx * cos_t + dy * sin_t;
             let w = (-dx * sin_t + dy * cos_t) / aspect;
             let rho = (u * u + w * w).sqrt();
-            let ang = w.atan2(u);
-            let t = (ang + std::f32::consts::PI) / TAU * BOUNDARY_LUT as f32;
-            let i0 = (t as usize) % BOUNDARY_LUT;
-            let frac = t - t.floor();
-            let bnd = r_mass * (lut[i0] * (1.0 - frac) + lut[(i0 + 1) % BOUNDARY_LUT] * frac);
-            let d = (rho - bnd) / r_mass;
-            let inside = sigmoid(-d / edge);
-            if inside > 1e-4 {
-                let core = 1.0 - 0.35 * (rho / bnd).min(1.0).powi(2);
-                // Internal texture heterogeneity (disease-related, not an attribute).
-                let tex = value_noise(u * 9.0 + 40.0, w * 9.0 + 40.0, seed_mass) * 2.0 - 1.0;
-                val += mass_level * core * inside * (1.0 + 0.9 * het * tex);
-            }
-            if f.margin == Attribute::Obscured && d > -0.6 && d < 0.9 {
-                let da = (dy.atan2(dx) - over_angle + 3.0 * std::f32::consts::PI).rem_euclid(TAU) - std::f32::consts::PI;
-                if da.abs() < over_half * 1.4 {
-                    let g = (1.0 - (da.abs() / over_half).powi(2)).max(0.0).min(1.0);
-                    let tissue = value_noise(x * 5.0 + 60.0, y * 5.0 + 60.0, seed_over);
-                    let band = (-(d / 0.35).powi(2)).exp();
-                    val += mass_level * 0.85 * g * band * (0.6 + 0.4 * tissue);
+            if rho < reach {
+                let ang = w.atan2(u);
+                let t = (ang + std::f32::consts::PI) / TAU * BOUNDARY_LUT as f32;
+                let i0 = (t as usize) % BOUNDARY_LUT;
+                let frac = t - t.floor();
+                let bnd = r_mass * (lut[i0] * (1.0 - frac) + lut[(i0 + 1) % BOUNDARY_LUT] * frac);
+                let d = (rho - bnd) / r_mass;
+                let inside = if d / edge > 12.0 { 0.0 } else { sigmoid(-d / edge) };
+                if inside > 1e-4 {
+                    let core = 1.0 - 0.35 * (rho / bnd).min(1.0).powi(2);
+                    // Internal texture heterogeneity (disease-related, not an attribute).
+                    let tex = value_noise(u * 9.0 + 40.0, w * 9.0 + 40.0, seed_mass) * 2.0 - 1.0;
+                    val += mass_level * core * inside * (1.0 + 0.9 * het * tex);
                 }
-            }
-            if !spicules.is_empty() && d > -0.05 {
-                let r = (dx * dx + dy * dy).sqrt();
-                let pa = dy.atan2(dx);
-                let mut best = 0f32;
-                for sp in &spicules {
-                    let along = r - bnd * 0.9;
-                    if along <= 0.0 || along > sp.length {
-                        continue;
-                    }
-                    let da = (pa - sp.angle + 3.0 * std::f32::consts::PI).rem_euclid(TAU) - std::f32::consts::PI;
-                    let perp = r * da.abs();
-                    let wdt = sp.width * (1.0 - along / sp.length) + 0.004;
-                    let q = perp / wdt;
-                    if q < 3.0 {
-                        best = best.max((-q * q).exp() * (1.0 - 0.5 * along / sp.length));
+                if f.margin == Attribute::Obscured && d > -0.2 && d < 1.2 {
+                    // Overlapping tissue continues the mass's brightness across
+                    // its edge in one sector, so the boundary there is hidden.
+                    let da = (dy.atan2(dx) - over_angle + 3.0 * std::f32::consts::PI).rem_euclid(TAU) - std::f32::consts::PI;
+                    let g = (1.0 - (da.abs() / over_half).powi(2)).max(0.0);
+                    if g > 0.0 {
+                        let tissue = value_noise(x * 5.0 + 60.0, y * 5.0 + 60.0, seed_over);
+                        let fall = (-(d.max(0.0) / 0.5).powi(2)).exp();
+                        val += mass_level * 0.72 * g * (1.0 - inside) * fall * (0.7 + 0.6 * tissue);
                     }
                 }
-                val += mass_level * 0.8 * best;
+                if !spicules.is_empty() && d > -0.05 {
+                    let r = (dx * dx + dy * dy).sqrt();
+                    let pa = dy.atan2(dx);
+                    let mut best = 0f32;
+                    for sp in &spicules {
+                        let along = r - bnd * 0.9;
+                        if along <= 0.0 || along > sp.length {
+                            continue;
+                        }
+                        let da = (pa - sp.angle + 3.0 * std::f32::consts::PI).rem_euclid(TAU) - std::f32::consts::PI;
+                        let perp = r * da.abs();
+                        let wdt = sp.width * (1.0 - along / sp.length) + 0.004;
+                        let q = perp / wdt;
+                        if q < 3.0 {
+                            best = best.max((-q * q).exp() * (1.0 - 0.5 * along / sp.length));
+                        }
+                    }
+                    val += mass_level * 0.8 * best;
+                }
             }
             // Skin line: beyond a gently curved contour lies air, with a thin bright skin band.
             if let Some((sa, ca, c, k)) = skin {
