@@ -55,7 +55,7 @@ pub fn cluster_softmax_ce(scores: &Tensor, targets: &Tensor, clusters: &[Range<u
         let t = targets.narrow(1, r.start, r.len())?;
         let logp = candle_nn_log_softmax(&s)?;
         let count = t.sum_keepdim(1)?; // [B, 1]
-        // Spread the target uniformly; rows with no true attribute stay zero.
+                                       // Spread the target uniformly; rows with no true attribute stay zero.
         let t_norm = t.broadcast_div(&count.maximum(1.0)?)?;
         let ce = (t_norm * logp)?.sum_all()?.neg()?;
         total = (total + ce)?;
@@ -80,7 +80,8 @@ mod tests {
         Tensor::new(v, &Device::Cpu).unwrap()
     }
     fn t2(v: &[[f32; 3]]) -> Tensor {
-        Tensor::new(v, &Device::Cpu).unwrap()
+        let flat: Vec<f32> = v.iter().flatten().copied().collect();
+        Tensor::from_vec(flat, (v.len(), 3), &Device::Cpu).unwrap()
     }
     fn scalar(x: Tensor) -> f32 {
         x.to_scalar::<f32>().unwrap()
