@@ -3,6 +3,8 @@
 //!
 //! - [`roc_auc`]: the area under the ROC curve with ties counted by average
 //!   rank (the Mann-Whitney U statistic), and [`roc_curve`] points.
+//! - [`cluster_accuracy`]: attribute accuracy within one cluster (the
+//!   paper's Table 3 figure is the mean over the shape and margin clusters).
 //! - [`LogisticRegression`]: an L2-regularised logistic regression fitted by
 //!   Newton's method (IRLS), used as the linear probe of frozen features and
 //!   to measure how much label signal a set of ground-truth factors carries.
@@ -14,9 +16,11 @@
 //!
 //! This crate knows nothing of candle, data sets or training.
 
+mod attributes;
 mod logistic;
 mod roc;
 
+pub use attributes::cluster_accuracy;
 pub use logistic::{LogisticRegression, Standardizer};
 pub use roc::{roc_auc, roc_curve, RocPoint};
 

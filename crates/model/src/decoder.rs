@@ -1,0 +1,56 @@
+//! The decoder: latent -> a `C x s x s` map (s = size / 16) -> four
+//! stride-2 transposed convolutions -> a 3x3 convolution to one channel.
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{
+    batch_norm, conv2d, conv_transpose2d, linear, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
+    Linear, VarBuilder,
+};
+
+#[derive(Debug)]
+pub struct Decoder {
+    fc: Linear,
+    ups: Vec<(ConvTranspose2d, BatchNorm)>,
+    out: Conv2d,
+    c0: usize,
+    s0: usize,
+}
+
+impl Decoder {
+    pub fn new(latent: usize, base: usize, image_size: usize, vb: VarBuilder) -> Result<Self> {
+        let s0 = image_size / 16;
+        let c0 = base * 8;
+        let fc = linear(latent, c0 * s0 * s0, vb.pp("fc"))?;
+        let mut ups = Vec::new();
+        let mut c = c0;
+        for i in 0..4 {
+            let cout = (c / 2).max(base);
+            let t = conv_transpose2d(
+                c,
+                cout,
+                4,
+                ConvTranspose2dConfig { padding: 1, stride: 2, ..Default::default() },
+                vb.pp(format!("up{i}.conv")),
+            )?;
+            let b = batch_norm(
+                cout,
+                BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 },
+                vb.pp(format!("up{i}.bn")),
+            )?;
+            ups.push((t, b));
+            c = cout;
+        }
+        let out = conv2d(c, 1, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb.pp("out"))?;
+        Ok(Self { fc, ups, out, c0, s0 })
+    }
+
+    /// `[B, latent]` -> `[B, 1, size, size]` (normalised intensities, no activation).
+    pub fn forward_t(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        let b = z.dim(0)?;
+        let mut y = self.fc.forward(z)?.relu()?.reshape((b, self.c0, self.s0, self.s0))?;
+        for (t, bn) in &self.ups {
+            y = bn.forward_t(&t.forward(&y)?, train)?.relu()?;
+        }
+        self.out.forward(&y)
+    }
+}

@@ -1,0 +1,128 @@
+//! Encoders: a small CNN for CPU runs and a trainable ResNet-18/34 with one
+//! input channel; both end in global average pooling.
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{batch_norm, conv2d_no_bias, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, VarBuilder};
+
+use crate::config::EncoderKind;
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
+    conv2d_no_bias(cin, cout, k, Conv2dConfig { padding: k / 2, stride, ..Default::default() }, vb)
+}
+
+fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
+    batch_norm(c, BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 }, vb)
+}
+
+/// conv -> batch norm -> ReLU.
+#[derive(Debug)]
+struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBn {
+    fn new(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { conv: conv(cin, cout, k, stride, vb.pp("conv"))?, bn: bn(cout, vb.pp("bn"))? })
+    }
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(x)?, train)?.relu()
+    }
+}
+
+/// A ResNet basic block.
+#[derive(Debug)]
+struct BasicBlock {
+    c1: Conv2d,
+    b1: BatchNorm,
+    c2: Conv2d,
+    b2: BatchNorm,
+    down: Option<(Conv2d, BatchNorm)>,
+}
+
+impl BasicBlock {
+    fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let down = if stride != 1 || cin != cout {
+            Some((conv(cin, cout, 1, stride, vb.pp("down.conv"))?, bn(cout, vb.pp("down.bn"))?))
+        } else {
+            None
+        };
+        Ok(Self {
+            c1: conv(cin, cout, 3, stride, vb.pp("conv1"))?,
+            b1: bn(cout, vb.pp("bn1"))?,
+            c2: conv(cout, cout, 3, 1, vb.pp("conv2"))?,
+            b2: bn(cout, vb.pp("bn2"))?,
+            down,
+        })
+    }
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.b1.forward_t(&self.c1.forward(x)?, train)?.relu()?;
+        let y = self.b2.forward_t(&self.c2.forward(&y)?, train)?;
+        let skip = match &self.down {
+            Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
+            None => x.clone(),
+        };
+        (y + skip)?.relu()
+    }
+}
+
+/// An encoder: image `[B, 1, H, W]` -> features `[B, out_dim]`.
+#[derive(Debug)]
+pub struct Encoder {
+    kind: EncoderKind,
+    stem: ConvBn,
+    stages: Vec<ConvBn>,
+    blocks: Vec<BasicBlock>,
+    out_dim: usize,
+}
+
+impl Encoder {
+    pub fn new(kind: EncoderKind, width: usize, vb: VarBuilder) -> Result<Self> {
+        match kind {
+            EncoderKind::SmallCnn => {
+                let stem = ConvBn::new(1, width, 3, 1, vb.pp("stem"))?;
+                let mut stages = Vec::new();
+                let mut c = width;
+                for i in 0..4 {
+                    let cout = width << (i + 1).min(3);
+                    stages.push(ConvBn::new(c, cout, 3, 2, vb.pp(format!("stage{i}")))?);
+                    c = cout;
+                }
+                Ok(Self { kind, stem, stages, blocks: Vec::new(), out_dim: c })
+            }
+            EncoderKind::Resnet18 | EncoderKind::Resnet34 => {
+                let layout: &[usize] = if kind == EncoderKind::Resnet18 { &[2, 2, 2, 2] } else { &[3, 4, 6, 3] };
+                // 7x7 stride-2 stem; the 2x2 max-pool below has a backward in candle (3x3/2 has not).
+                let stem = ConvBn::new(1, 64, 7, 2, vb.pp("stem"))?;
+                let mut blocks = Vec::new();
+                let mut c = 64;
+                for (l, (&n, cout)) in layout.iter().zip([64, 128, 256, 512]).enumerate() {
+                    for b in 0..n {
+                        let stride = if b == 0 && l > 0 { 2 } else { 1 };
+                        blocks.push(BasicBlock::new(c, cout, stride, vb.pp(format!("layer{}.{b}", l + 1)))?);
+                        c = cout;
+                    }
+                }
+                Ok(Self { kind, stem, stages: Vec::new(), blocks, out_dim: 512 })
+            }
+        }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = self.stem.forward_t(x, train)?;
+        if self.kind != EncoderKind::SmallCnn {
+            y = y.max_pool2d(2)?;
+        }
+        for s in &self.stages {
+            y = s.forward_t(&y, train)?;
+        }
+        for b in &self.blocks {
+            y = b.forward_t(&y, train)?;
+        }
+        y.mean((2, 3))
+    }
+}

@@ -1,0 +1,231 @@
+//! `dae-model`: DAE-GCN and its ablation variants on candle.
+//!
+//! One model type, [`DaeGcn`], built from a [`ModelConfig`] with the four
+//! switches of the paper's Table 2 (`disentangle`, `attributes = none |
+//! multitask | gcn`, `rec`, `h_i`), so the seven ablation rows are seven
+//! configurations:
+//!
+//! - an [`encoder::Encoder`] (small CNN or ResNet-18/34, batch norm in train
+//!   and eval modes, one input channel);
+//! - the latent: one vector `h`, or blocks `h_ma`, `h_mi` (and `h_i`), each
+//!   from its own linear projection of the pooled features;
+//! - the attribute branch on `h_ma` (or `h`): free multi-task heads, or
+//!   weights from a [`graph::Gcn`] over the attribute graph of eq. (2);
+//! - the classifier on `[h_ma, h_mi]` (or `h`), and the
+//!   [`decoder::Decoder`] on all blocks, which can also decode from any
+//!   subset of blocks with the others zeroed (the paper's Figure 3).
+//!
+//! Weights are initialised from the job's seed by [`init_weights`] (candle
+//! cannot seed its CPU generator), so a seed fixes a run on the CPU.
+//!
+//! This crate knows candle and `dae-data`'s vocabulary and statistics; it
+//! knows nothing of losses, training loops, files or sweeps.
+
+pub mod config;
+pub mod decoder;
+pub mod encoder;
+pub mod graph;
+
+use std::ops::Range;
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{linear, Linear, VarBuilder, VarMap};
+use dae_data::{AttrStats, Vocabulary};
+
+pub use config::{AttributeMode, ConfigError, EncoderKind, ModelConfig, NodeFeatures};
+
+/// Errors building a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("model.attributes = \"{mode}\" needs attribute labels, but the data set has none in the study's vocabulary")]
+    NoAttributes { mode: &'static str },
+    #[error("model.node_features: {0}")]
+    Features(String),
+    #[error("building the model")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// A named latent block and its columns in the latent vector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub name: &'static str,
+    pub range: Range<usize>,
+}
+
+#[derive(Debug)]
+enum AttrHead {
+    None,
+    Multitask(Linear),
+    Gcn(graph::Gcn),
+}
+
+/// What one forward pass gives.
+#[derive(Debug)]
+pub struct Outputs {
+    /// All blocks concatenated, `[B, L]`.
+    pub latent: Tensor,
+    /// Malignancy logits `[B]`.
+    pub logits: Tensor,
+    /// Attribute scores `[B, A]` (softmax per cluster in the loss), when attributes are on.
+    pub attr_scores: Option<Tensor>,
+    /// Reconstruction `[B, 1, H, W]`, when `rec` is on.
+    pub recon: Option<Tensor>,
+}
+
+/// DAE-GCN and its ablations.
+#[derive(Debug)]
+pub struct DaeGcn {
+    cfg: ModelConfig,
+    encoder: encoder::Encoder,
+    heads: Vec<Linear>,
+    blocks: Vec<Block>,
+    attr: AttrHead,
+    classifier: Linear,
+    decoder: Option<decoder::Decoder>,
+}
+
+impl DaeGcn {
+    /// Builds the model. `stats` are the training split's attribute counts
+    /// (needed for `attributes = "gcn"`).
+    pub fn new(
+        cfg: &ModelConfig,
+        image_size: usize,
+        vocab: &Vocabulary,
+        stats: &AttrStats,
+        vb: VarBuilder,
+    ) -> std::result::Result<Self, ModelError> {
+        cfg.validate(image_size)?;
+        if cfg.attributes != AttributeMode::None && stats.t.iter().all(|&t| t == 0) {
+            return Err(ModelError::NoAttributes { mode: if cfg.attributes == AttributeMode::Gcn { "gcn" } else { "multitask" } });
+        }
+        let encoder = encoder::Encoder::new(cfg.encoder, cfg.width, vb.pp("encoder"))?;
+        let sizes: Vec<(&'static str, usize)> = if cfg.disentangle {
+            let mut v = vec![("h_ma", cfg.h_ma_dim), ("h_mi", cfg.h_mi_dim)];
+            if cfg.h_i {
+                v.push(("h_i", cfg.h_i_dim));
+            }
+            v
+        } else {
+            vec![("h", cfg.h_dim)]
+        };
+        let mut blocks = Vec::new();
+        let mut heads = Vec::new();
+        let mut at = 0;
+        for (name, d) in sizes {
+            heads.push(linear(encoder.out_dim(), d, vb.pp(format!("heads.{name}")))?);
+            blocks.push(Block { name, range: at..at + d });
+            at += d;
+        }
+        let att_dim = if cfg.disentangle { cfg.h_ma_dim } else { cfg.h_dim };
+        let cls_dim = if cfg.disentangle { cfg.h_ma_dim + cfg.h_mi_dim } else { cfg.h_dim };
+        let attr = match cfg.attributes {
+            AttributeMode::None => AttrHead::None,
+            AttributeMode::Multitask => AttrHead::Multitask(linear(att_dim, vocab.len(), vb.pp("attr.multitask"))?),
+            AttributeMode::Gcn => {
+                let adj = graph::adjacency(stats, cfg.tau, cfg.p);
+                let feats = graph::node_features(vocab, cfg.node_features).map_err(ModelError::Features)?;
+                AttrHead::Gcn(graph::Gcn::new(&adj, &feats, cfg.gcn_hidden, att_dim, vb.pp("attr.gcn"))?)
+            }
+        };
+        let classifier = linear(cls_dim, 1, vb.pp("classifier"))?;
+        let base = if cfg.encoder == EncoderKind::SmallCnn { cfg.width } else { 32 };
+        let decoder = if cfg.rec { Some(decoder::Decoder::new(at, base, image_size, vb.pp("decoder"))?) } else { None };
+        Ok(Self { cfg: cfg.clone(), encoder, heads, blocks, attr, classifier, decoder })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The latent blocks, in order.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// One block of a latent batch (contiguous, as CUDA matmuls need).
+    pub fn block(&self, latent: &Tensor, name: &str) -> Result<Option<Tensor>> {
+        match self.blocks.iter().find(|b| b.name == name) {
+            Some(b) => Ok(Some(latent.narrow(1, b.range.start, b.range.len())?.contiguous()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The columns the classifier reads: `[h_ma, h_mi]`, or `h`.
+    pub fn classifier_input(&self, latent: &Tensor) -> Result<Tensor> {
+        if self.cfg.disentangle {
+            latent.narrow(1, 0, self.cfg.h_ma_dim + self.cfg.h_mi_dim)?.contiguous()
+        } else {
+            Ok(latent.clone())
+        }
+    }
+
+    fn attr_input(&self, latent: &Tensor) -> Result<Tensor> {
+        if self.cfg.disentangle {
+            latent.narrow(1, 0, self.cfg.h_ma_dim)?.contiguous()
+        } else {
+            Ok(latent.clone())
+        }
+    }
+
+    /// The latent of a batch of images `[B, 1, H, W]`.
+    pub fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let f = self.encoder.forward_t(x, train)?;
+        let parts: Vec<Tensor> = self.heads.iter().map(|h| h.forward(&f)).collect::<Result<_>>()?;
+        Tensor::cat(&parts, 1)
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Outputs> {
+        let latent = self.encode(x, train)?;
+        let logits = self.classifier.forward(&self.classifier_input(&latent)?)?.squeeze(1)?;
+        let attr_scores = match &self.attr {
+            AttrHead::None => None,
+            AttrHead::Multitask(l) => Some(l.forward(&self.attr_input(&latent)?)?),
+            AttrHead::Gcn(g) => Some(self.attr_input(&latent)?.matmul(&g.weights()?.t()?)?),
+        };
+        let recon = match &self.decoder {
+            Some(d) => Some(d.forward_t(&latent, train)?),
+            None => None,
+        };
+        Ok(Outputs { latent, logits, attr_scores, recon })
+    }
+
+    /// Decodes from the named blocks only, the others zeroed (Figure 3).
+    /// `None` when the model has no decoder.
+    pub fn decode_from(&self, latent: &Tensor, keep: &[&str]) -> Result<Option<Tensor>> {
+        let Some(d) = &self.decoder else { return Ok(None) };
+        let (b, l) = latent.dims2()?;
+        let mask: Vec<f32> =
+            (0..l).map(|i| self.blocks.iter().any(|bl| bl.range.contains(&i) && keep.contains(&bl.name)) as u8 as f32).collect();
+        let mask = Tensor::from_vec(mask, (1, l), latent.device())?.broadcast_as((b, l))?;
+        Ok(Some(d.forward_t(&(latent * mask)?, false)?))
+    }
+}
+
+/// Re-initialises every weight of `varmap` from `seed`: tensors of rank >= 2
+/// get Kaiming-normal values (std sqrt(2 / fan_in)), biases zero; batch-norm
+/// scales and running statistics keep their constant initial values. Names
+/// are visited in sorted order, so the result depends on the seed alone.
+pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = dae_data::rng::Rng::new(seed);
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        if name.ends_with("running_mean") || name.ends_with("running_var") {
+            continue;
+        }
+        if dims.len() >= 2 {
+            let fan_in: usize = dims[1..].iter().product();
+            let std = (2.0 / fan_in.max(1) as f64).sqrt();
+            let v: Vec<f32> = (0..var.elem_count()).map(|_| (rng.normal() * std) as f32).collect();
+            var.set(&Tensor::from_vec(v, dims.as_slice(), var.device())?.to_dtype(DType::F32)?)?;
+        } else if name.ends_with("bias") {
+            var.set(&var.zeros_like()?)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `dae-train`: trains ONE job from a config and writes its run folder.
+//!
+//! The sweep runner starts the `dae-train` binary once per job (locally or
+//! as a Slurm array task); nothing else trains. A run folder holds, written
+//! atomically with the completion marker `done` last:
+//!
+//! | file | what |
+//! |---|---|
+//! | `config.toml` | the resolved job config (all defaults filled in) |
+//! | `metrics.json` | `test_auc`, `val_auc`, attribute accuracy, probe AUCs, epochs, timing, memory, device, code version, status |
+//! | `history.csv` | per epoch: each loss term, validation AUC and attribute accuracy, learning rate, seconds |
+//! | `scores.csv` | per test sample: `sample_id`, `patient`, `label`, `score`, then the predicted attribute per cluster |
+//! | `model.safetensors` | the selected (best validation AUC) weights |
+//! | `figure3-*.png`, `figure3.json` | reconstructions of fixed test samples from h, [h_ma, h_mi], h_i, h_ma, h_mi |
+//! | `incomplete` | present while the run is in progress or was interrupted |
+//! | `done` | the completion marker, written last |
+//!
+//! Exit codes ([`exit`]): 0 success, 2 bad config, 3 data error, 4 diverged,
+//! 5 interrupted, 1 anything else.
+//!
+//! This crate knows the data, model, losses and metrics crates; it knows
+//! nothing of sweeps, job ids or reports.
+
+pub mod config;
+pub mod run;
+
+pub use config::JobConfig;
+pub use run::{train, RunError, RunOutcome};
+
+/// The documented exit codes of `dae-train`.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const OTHER: u8 = 1;
+    pub const BAD_CONFIG: u8 = 2;
+    pub const DATA_ERROR: u8 = 3;
+    pub const DIVERGED: u8 = 4;
+    pub const INTERRUPTED: u8 = 5;
+}
+
+/// The code version compiled into this binary (`0.1.0+<commit>[-dirty]`).
+pub const CODE_VERSION: &str = env!("DAE_CODE_VERSION");

@@ -1,0 +1,489 @@
+//! The training loop and the run folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use dae_data::batch::{batches, BatchSpec, Normalize};
+use dae_data::rng::derive_seed;
+use dae_data::split::split_samples;
+use dae_data::{AttrStats, Dataset, Sample, Vocabulary};
+use dae_model::{init_weights, DaeGcn};
+use serde::Serialize;
+
+use crate::config::JobConfig;
+
+/// Why a run stopped without success.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(String),
+    #[error("data: {0}")]
+    Data(#[from] dae_data::DataError),
+    #[error("training diverged at epoch {epoch}, batch {batch}: loss is {value} (lower the learning rate?)")]
+    Diverged { epoch: usize, batch: usize, value: f32 },
+    #[error("interrupted by a signal; the run is left marked incomplete")]
+    Interrupted,
+    #[error("{path}: {action}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tensor computation")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl RunError {
+    /// The documented exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) => crate::exit::BAD_CONFIG,
+            RunError::Data(_) => crate::exit::DATA_ERROR,
+            RunError::Diverged { .. } => crate::exit::DIVERGED,
+            RunError::Interrupted => crate::exit::INTERRUPTED,
+            _ => crate::exit::OTHER,
+        }
+    }
+}
+
+/// What a finished run measured (also written as `metrics.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunOutcome {
+    pub test_auc: f64,
+    pub val_auc: f64,
+    /// Attribute accuracy per cluster on the test split, and `mean` over clusters.
+    pub attr_acc: BTreeMap<String, f64>,
+    /// Linear-probe test AUCs of frozen features: `ma_mi` ([h_ma, h_mi]), `h_i`, or `h`.
+    pub probe_auc: BTreeMap<String, f64>,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub wall_seconds: f64,
+    pub train_samples_per_second: f64,
+    pub peak_memory_mb: f64,
+    pub device: String,
+    pub code_version: String,
+    pub status: String,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub n_test: usize,
+    pub data_fingerprint: String,
+}
+
+/// Writes `bytes` to `dir/name` atomically.
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RunError> {
+    dae_data::write_atomic(&dir.join(name), bytes).map_err(|e| match e {
+        dae_data::DataError::Io { path, action, source } => RunError::Io { path, action, source },
+        other => RunError::Io { path: dir.join(name), action: "cannot write", source: std::io::Error::other(other.to_string()) },
+    })
+}
+
+fn device(spec: &str) -> Result<Device, RunError> {
+    if spec == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let idx = spec.strip_prefix("cuda:").map(|n| n.parse::<usize>().unwrap_or(0)).unwrap_or(0);
+    if !candle_core::utils::cuda_is_available() {
+        return Err(RunError::Config(format!(
+            "device = \"{spec}\", but this dae-train was built without CUDA (build with --features cuda)"
+        )));
+    }
+    Device::new_cuda(idx).map_err(|e| RunError::Config(format!("device = \"{spec}\": {e}")))
+}
+
+/// Peak resident memory of this process in MiB (VmHWM), 0 where unknown.
+fn peak_memory_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn sigmoid(z: f32) -> f64 {
+    1.0 / (1.0 + (-z as f64).exp())
+}
+
+/// Model outputs over a split, in eval mode.
+struct Eval {
+    scores: Vec<f64>,
+    labels: Vec<u8>,
+    attr_scores: Vec<Vec<f32>>,
+    attr_targets: Vec<Vec<f32>>,
+    latents: Vec<Vec<f32>>,
+    indices: Vec<usize>,
+}
+
+fn evaluate(model: &DaeGcn, samples: &[Sample], idx: &[usize], spec: &BatchSpec, dev: &Device) -> Result<Eval, RunError> {
+    let mut e = Eval { scores: vec![], labels: vec![], attr_scores: vec![], attr_targets: vec![], latents: vec![], indices: vec![] };
+    for b in batches(samples, idx, spec, dev)? {
+        let b = b?;
+        let out = model.forward_t(&b.images, false)?;
+        e.scores.extend(out.logits.to_vec1::<f32>()?.into_iter().map(sigmoid));
+        e.labels.extend(b.labels.to_vec1::<f32>()?.into_iter().map(|v| v as u8));
+        if let Some(s) = out.attr_scores {
+            e.attr_scores.extend(s.to_vec2::<f32>()?);
+        }
+        e.attr_targets.extend(b.attributes.to_vec2::<f32>()?);
+        e.latents.extend(out.latent.to_vec2::<f32>()?);
+        e.indices.extend(b.indices);
+    }
+    Ok(e)
+}
+
+fn auc_or_half(scores: &[f64], labels: &[u8]) -> f64 {
+    dae_metrics::roc_auc(scores, labels).unwrap_or(0.5)
+}
+
+fn attr_accuracy(e: &Eval, vocab: &Vocabulary) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    if e.attr_scores.is_empty() {
+        return out;
+    }
+    let mut accs = Vec::new();
+    for (c, r) in vocab.clusters() {
+        if let Some(a) = dae_metrics::cluster_accuracy(&e.attr_scores, &e.attr_targets, r) {
+            out.insert(c.name().to_string(), a);
+            accs.push(a);
+        }
+    }
+    if !accs.is_empty() {
+        out.insert("mean".into(), accs.iter().sum::<f64>() / accs.len() as f64);
+    }
+    out
+}
+
+fn snapshot(varmap: &VarMap) -> Result<BTreeMap<String, Tensor>, RunError> {
+    let data = varmap.data().lock().expect("varmap lock");
+    data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+}
+
+fn restore(varmap: &VarMap, snap: &BTreeMap<String, Tensor>) -> Result<(), RunError> {
+    let data = varmap.data().lock().expect("varmap lock");
+    for (k, t) in snap {
+        data[k].set(t)?;
+    }
+    Ok(())
+}
+
+/// Trains the job and writes the run folder `out`. `stop` is polled
+/// between batches (set by SIGINT/SIGTERM).
+pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcome, RunError> {
+    let t0 = Instant::now();
+    cfg.validate().map_err(RunError::Config)?;
+    if out.join("done").exists() {
+        return Err(RunError::Config(format!("{}: already holds a finished run (remove it or choose another --out)", out.display())));
+    }
+    std::fs::create_dir_all(out).map_err(|source| RunError::Io { path: out.into(), action: "cannot create the output folder", source })?;
+    let _ = std::fs::remove_file(out.join("failed"));
+    write_file(out, "incomplete", b"")?;
+    let resolved = toml::to_string(cfg).map_err(|e| RunError::Config(format!("cannot serialise the resolved config: {e}")))?;
+    write_file(out, "config.toml", resolved.as_bytes())?;
+
+    let vocab = cfg.vocab().map_err(RunError::Config)?;
+    let dev = device(&cfg.device)?;
+    let cache = std::env::var_os("DAE_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("datasets/cache"));
+    let ds = Dataset::load(&cfg.dataset, &cfg.split, Some(&cache))?;
+    let split = split_samples(&ds.samples, &cfg.split)?;
+    for (name, ix) in [("train", &split.train), ("val", &split.val), ("test", &split.test)] {
+        if ix.len() < 2 {
+            return Err(RunError::Data(dae_data::DataError::Empty {
+                what: format!("{} split", name),
+                detail: format!("{} samples; the data set or split ratios are too small", ix.len()),
+            }));
+        }
+    }
+    let stats = AttrStats::from_samples(split.train.iter().map(|&i| &ds.samples[i]), &vocab);
+    let norm = Normalize::fit(&ds.samples, &split.train)?;
+
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let model = DaeGcn::new(&cfg.model, cfg.dataset.image_size(), &vocab, &stats, vb).map_err(|e| match e {
+        dae_model::ModelError::Candle(c) => RunError::Candle(c),
+        other => RunError::Config(other.to_string()),
+    })?;
+    init_weights(&varmap, cfg.seed)?;
+    let mut opt =
+        AdamW::new(varmap.all_vars(), ParamsAdamW { lr: cfg.optim.lr, weight_decay: cfg.optim.weight_decay, ..Default::default() })?;
+    let clusters: Vec<std::ops::Range<usize>> = vocab.clusters().into_iter().map(|(_, r)| r).collect();
+
+    let eval_spec = BatchSpec {
+        batch_size: cfg.optim.batch_size.max(64),
+        vocab: &vocab,
+        normalize: norm,
+        shuffle_seed: None,
+        augment: None,
+        keep_last: true,
+    };
+    let mut history = String::from("epoch,loss,loss_cls,loss_attr,loss_rec,val_auc,val_attr_acc,lr,seconds\n");
+    let (mut best_auc, mut best_epoch, mut best_snap) = (f64::NEG_INFINITY, 0, None);
+    let mut epochs_run = 0;
+    let (mut train_seen, mut train_secs) = (0usize, 0f64);
+    for epoch in 1..=cfg.optim.epochs {
+        let te = Instant::now();
+        let spec = BatchSpec {
+            batch_size: cfg.optim.batch_size,
+            shuffle_seed: Some(derive_seed(cfg.seed, epoch as u64)),
+            augment: Some(&cfg.optim.augment),
+            keep_last: false,
+            ..eval_spec.clone()
+        };
+        let mut sums = [0f64; 4];
+        let mut nb = 0usize;
+        for (bi, b) in batches(&ds.samples, &split.train, &spec, &dev)?.enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                return Err(RunError::Interrupted);
+            }
+            let b = b?;
+            let o = model.forward_t(&b.images, true)?;
+            let l_cls = dae_losses::bce_with_logits(&o.logits, &b.labels)?;
+            let mut total = (&l_cls * cfg.loss.cls)?;
+            let mut l_attr_v = 0f32;
+            if let Some(s) = &o.attr_scores {
+                let l = dae_losses::cluster_softmax_ce(s, &b.attributes, &clusters)?;
+                l_attr_v = l.to_scalar()?;
+                total = (total + (l * cfg.loss.attr)?)?;
+            }
+            let mut l_rec_v = 0f32;
+            if let Some(r) = &o.recon {
+                let l = dae_losses::l1_reconstruction(&b.images, r)?;
+                l_rec_v = l.to_scalar()?;
+                total = (total + (l * cfg.loss.rec)?)?;
+            }
+            let tv: f32 = total.to_scalar()?;
+            if !tv.is_finite() {
+                write_file(out, "failed", format!("diverged at epoch {epoch}, batch {}: loss {tv}\n", bi + 1).as_bytes())?;
+                write_file(out, "history.csv", history.as_bytes())?;
+                return Err(RunError::Diverged { epoch, batch: bi + 1, value: tv });
+            }
+            opt.backward_step(&total)?;
+            sums[0] += tv as f64;
+            sums[1] += l_cls.to_scalar::<f32>()? as f64;
+            sums[2] += l_attr_v as f64;
+            sums[3] += l_rec_v as f64;
+            nb += 1;
+            train_seen += b.indices.len();
+        }
+        train_secs += te.elapsed().as_secs_f64();
+        let ev = evaluate(&model, &ds.samples, &split.val, &eval_spec, &dev)?;
+        let val_auc = auc_or_half(&ev.scores, &ev.labels);
+        let val_acc = attr_accuracy(&ev, &vocab).get("mean").copied();
+        let n = nb.max(1) as f64;
+        history.push_str(&format!(
+            "{epoch},{:.6},{:.6},{:.6},{:.6},{val_auc:.6},{},{},{:.3}\n",
+            sums[0] / n,
+            sums[1] / n,
+            sums[2] / n,
+            sums[3] / n,
+            val_acc.map(|a| format!("{a:.6}")).unwrap_or_default(),
+            cfg.optim.lr,
+            te.elapsed().as_secs_f64()
+        ));
+        write_file(out, "history.csv", history.as_bytes())?;
+        tracing::info!(epoch, loss = sums[0] / n, val_auc, "epoch done");
+        epochs_run = epoch;
+        if val_auc > best_auc {
+            best_auc = val_auc;
+            best_epoch = epoch;
+            best_snap = Some(snapshot(&varmap)?);
+        } else if cfg.optim.patience > 0 && epoch - best_epoch >= cfg.optim.patience {
+            break;
+        }
+    }
+    if let Some(s) = &best_snap {
+        restore(&varmap, s)?;
+    }
+
+    // Test metrics from the selected epoch only.
+    let test = evaluate(&model, &ds.samples, &split.test, &eval_spec, &dev)?;
+    let test_auc = auc_or_half(&test.scores, &test.labels);
+    let attr_acc = attr_accuracy(&test, &vocab);
+    let probe_auc = probes(&model, &ds.samples, &split.train, &test, &eval_spec, &dev)?;
+    write_scores(out, &ds.samples, &test, &vocab)?;
+    figure3(out, &model, &ds.samples, &test, &vocab, norm, cfg.output.figure3_samples, &dev)?;
+    if cfg.output.save_model {
+        let tmp = out.join(".model.safetensors.tmp");
+        varmap.save(&tmp)?;
+        std::fs::rename(&tmp, out.join("model.safetensors")).map_err(|source| RunError::Io {
+            path: out.join("model.safetensors"),
+            action: "cannot move into place",
+            source,
+        })?;
+    }
+    let outcome = RunOutcome {
+        test_auc,
+        val_auc: best_auc,
+        attr_acc,
+        probe_auc,
+        best_epoch,
+        epochs_run,
+        wall_seconds: t0.elapsed().as_secs_f64(),
+        train_samples_per_second: train_seen as f64 / train_secs.max(1e-9),
+        peak_memory_mb: peak_memory_mb(),
+        device: cfg.device.clone(),
+        code_version: crate::CODE_VERSION.to_string(),
+        status: "done".into(),
+        n_train: split.train.len(),
+        n_val: split.val.len(),
+        n_test: split.test.len(),
+        data_fingerprint: ds.fingerprint(),
+    };
+    write_file(out, "metrics.json", serde_json::to_string_pretty(&outcome).expect("metrics serialise").as_bytes())?;
+    write_file(out, "done", format!("{}\n", crate::CODE_VERSION).as_bytes())?;
+    let _ = std::fs::remove_file(out.join("incomplete"));
+    Ok(outcome)
+}
+
+/// Linear probes on frozen features: fitted on the training split, scored on the test split.
+fn probes(
+    model: &DaeGcn,
+    samples: &[Sample],
+    train_idx: &[usize],
+    test: &Eval,
+    spec: &BatchSpec,
+    dev: &Device,
+) -> Result<BTreeMap<String, f64>, RunError> {
+    let train = evaluate(model, samples, train_idx, spec, dev)?;
+    let mut out = BTreeMap::new();
+    let cols = |name: &[&str]| -> Vec<std::ops::Range<usize>> {
+        model.blocks().iter().filter(|b| name.contains(&b.name)).map(|b| b.range.clone()).collect()
+    };
+    let mut groups: Vec<(&str, Vec<std::ops::Range<usize>>)> = vec![];
+    if model.config().disentangle {
+        groups.push(("ma_mi", cols(&["h_ma", "h_mi"])));
+        if model.config().h_i {
+            groups.push(("h_i", cols(&["h_i"])));
+        }
+    } else {
+        groups.push(("h", cols(&["h"])));
+    }
+    for (name, ranges) in groups {
+        let pick = |rows: &[Vec<f32>]| -> Vec<Vec<f64>> {
+            rows.iter().map(|r| ranges.iter().flat_map(|rg| r[rg.clone()].iter().map(|&v| v as f64)).collect()).collect()
+        };
+        let (xtr, xte) = (pick(&train.latents), pick(&test.latents));
+        if let Ok(m) = dae_metrics::LogisticRegression::fit(&xtr, &train.labels, 1e-2) {
+            let s: Vec<f64> = xte.iter().map(|r| m.predict(r)).collect();
+            out.insert(name.to_string(), auc_or_half(&s, &test.labels));
+        }
+    }
+    Ok(out)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn write_scores(out: &Path, samples: &[Sample], e: &Eval, vocab: &Vocabulary) -> Result<(), RunError> {
+    let clusters = vocab.clusters();
+    let mut text = String::from("sample_id,patient,label,score");
+    for (c, _) in &clusters {
+        text.push_str(&format!(",pred_{}", c.name()));
+    }
+    text.push('\n');
+    for (k, &i) in e.indices.iter().enumerate() {
+        let s = &samples[i];
+        text.push_str(&format!("{},{},{},{:.8}", csv_field(&s.id), csv_field(&s.patient), e.labels[k], e.scores[k]));
+        for (_, r) in &clusters {
+            let pred = e.attr_scores.get(k).map(|row| {
+                let best = r.clone().max_by(|&a, &b| row[a].total_cmp(&row[b])).expect("cluster not empty");
+                vocab.attributes()[best].name()
+            });
+            text.push_str(&format!(",{}", pred.unwrap_or("")));
+        }
+        text.push('\n');
+    }
+    write_file(out, "scores.csv", text.as_bytes())
+}
+
+/// Figure 3: for a few fixed test samples, the input and its reconstructions
+/// from h, [h_ma, h_mi], h_i, h_ma and h_mi (the other blocks zeroed).
+#[allow(clippy::too_many_arguments)]
+fn figure3(
+    out: &Path,
+    model: &DaeGcn,
+    samples: &[Sample],
+    test: &Eval,
+    vocab: &Vocabulary,
+    norm: Normalize,
+    n: usize,
+    dev: &Device,
+) -> Result<(), RunError> {
+    if n == 0 || !model.config().rec || test.indices.is_empty() {
+        return Ok(());
+    }
+    // Fixed picks: evenly spaced through the test split in sample order.
+    let mut order: Vec<usize> = (0..test.indices.len()).collect();
+    order.sort_by_key(|&k| test.indices[k]);
+    let picks: Vec<usize> = (0..n.min(order.len())).map(|j| order[j * order.len() / n.min(order.len())]).collect();
+    let panels: Vec<(&str, Vec<&str>)> = vec![
+        ("h", model.blocks().iter().map(|b| b.name).collect()),
+        ("h_ma+h_mi", vec!["h_ma", "h_mi"]),
+        ("h_i", vec!["h_i"]),
+        ("h_ma", vec!["h_ma"]),
+        ("h_mi", vec!["h_mi"]),
+    ];
+    let mut meta = Vec::new();
+    for &k in &picks {
+        let s = &samples[test.indices[k]];
+        let img = s.image.as_ref().expect("test samples have images");
+        let (h, w) = (img.height, img.width);
+        let x = Tensor::from_vec(img.data.iter().map(|v| (v - norm.mean) / norm.std).collect::<Vec<_>>(), (1, 1, h, w), dev)?;
+        let latent = model.encode(&x, false)?;
+        let mut tiles: Vec<Vec<f32>> = vec![img.data.clone()];
+        let mut names = vec!["input"];
+        for (name, keep) in &panels {
+            if !keep.iter().all(|b| model.blocks().iter().any(|bl| bl.name == *b)) || keep.is_empty() {
+                continue;
+            }
+            if let Some(r) = model.decode_from(&latent, keep)? {
+                let v: Vec<f32> = r.flatten_all()?.to_vec1::<f32>()?.into_iter().map(|v| v * norm.std + norm.mean).collect();
+                tiles.push(v);
+                names.push(name);
+            }
+        }
+        let mut buf = vec![0u8; h * w * tiles.len()];
+        for (t, tile) in tiles.iter().enumerate() {
+            for y in 0..h {
+                for xx in 0..w {
+                    buf[y * w * tiles.len() + t * w + xx] = (tile[y * w + xx].clamp(0.0, 1.0) * 255.0).round() as u8;
+                }
+            }
+        }
+        let name = format!("figure3-{}.png", s.id.replace(['/', '\\', ' '], "_"));
+        let tmp = out.join(format!(".{name}.tmp"));
+        image::GrayImage::from_raw((w * tiles.len()) as u32, h as u32, buf)
+            .expect("buffer matches")
+            .save_with_format(&tmp, image::ImageFormat::Png)
+            .map_err(|e| RunError::Io { path: tmp.clone(), action: "cannot write PNG", source: std::io::Error::other(e.to_string()) })?;
+        std::fs::rename(&tmp, out.join(&name)).map_err(|source| RunError::Io {
+            path: out.join(&name),
+            action: "cannot move into place",
+            source,
+        })?;
+        let predicted: Vec<&str> = test
+            .attr_scores
+            .get(k)
+            .map(|row| {
+                vocab
+                    .clusters()
+                    .into_iter()
+                    .map(|(_, r)| vocab.attributes()[r.clone().max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap()].name())
+                    .collect()
+            })
+            .unwrap_or_default();
+        meta.push(serde_json::json!({
+            "file": name, "sample_id": s.id, "label": s.label, "score": test.scores[k],
+            "panels": names, "true_attributes": s.attributes.iter().map(|a| a.name()).collect::<Vec<_>>(),
+            "predicted_attributes": predicted,
+        }));
+    }
+    write_file(out, "figure3.json", serde_json::to_string_pretty(&meta).expect("json").as_bytes())
+}

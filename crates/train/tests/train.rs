@@ -1,0 +1,229 @@
+//! Tests of the trainer: losses fall, gradients reach exactly the enabled
+//! parameter groups, a run folder is complete and consistent, runs are
+//! reproducible, and bad configs fail before training.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use candle_core::{DType, Device};
+use candle_nn::{Optimizer, VarBuilder, VarMap};
+use dae_data::batch::{batches, BatchSpec, Normalize};
+use dae_data::{AttrStats, DatasetConfig, SplitSpec, SynthParams, Vocabulary};
+use dae_model::{init_weights, AttributeMode, DaeGcn, ModelConfig};
+use dae_train::{train, JobConfig};
+
+fn tiny_job(dir: &Path) -> JobConfig {
+    let text = r#"
+        seed = 1
+        [dataset]
+        kind = "synthetic"
+        patients = 80
+        image_size = 32
+        [split]
+        ratios = [0.6, 0.2, 0.2]
+        [model]
+        width = 4
+        h_ma_dim = 8
+        h_mi_dim = 8
+        h_i_dim = 8
+        gcn_hidden = 8
+        [optim]
+        batch_size = 16
+        epochs = 2
+        [output]
+        figure3_samples = 2
+    "#;
+    // One cache for every test of this binary (tests run in parallel; the
+    // generator's cache tolerates concurrent writers of the same entry).
+    let _ = dir;
+    std::env::set_var("DAE_CACHE", std::env::temp_dir().join("dae-train-test-cache"));
+    toml::from_str(text).unwrap()
+}
+
+fn model_for(cfg: &ModelConfig, seed: u64) -> (VarMap, DaeGcn, Vec<dae_data::batch::Batch>) {
+    let spec = SplitSpec::default();
+    let samples = dae_data::synth::generate(&SynthParams { patients: 40, image_size: 32, ..Default::default() }, &spec).unwrap();
+    let idx: Vec<usize> = (0..samples.len()).collect();
+    let vocab = Vocabulary::default();
+    let stats = AttrStats::from_samples(&samples, &vocab);
+    let norm = Normalize::fit(&samples, &idx).unwrap();
+    let bspec = BatchSpec { batch_size: 16, vocab: &vocab, normalize: norm, shuffle_seed: None, augment: None, keep_last: false };
+    let b: Vec<_> = batches(&samples, &idx, &bspec, &Device::Cpu).unwrap().map(|b| b.unwrap()).take(1).collect();
+    let vm = VarMap::new();
+    let m = DaeGcn::new(cfg, 32, &vocab, &stats, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    init_weights(&vm, seed).unwrap();
+    (vm, m, b)
+}
+
+fn losses(m: &DaeGcn, b: &dae_data::batch::Batch) -> (candle_core::Tensor, [Option<f32>; 3]) {
+    let o = m.forward_t(&b.images, true).unwrap();
+    let cls = dae_losses::bce_with_logits(&o.logits, &b.labels).unwrap();
+    let mut total = cls.clone();
+    let mut vals = [Some(cls.to_scalar::<f32>().unwrap()), None, None];
+    if let Some(s) = &o.attr_scores {
+        let l = dae_losses::cluster_softmax_ce(s, &b.attributes, &[0..4, 4..9]).unwrap();
+        vals[1] = Some(l.to_scalar().unwrap());
+        total = (total + l).unwrap();
+    }
+    if let Some(r) = &o.recon {
+        let l = dae_losses::l1_reconstruction(&b.images, r).unwrap();
+        vals[2] = Some(l.to_scalar().unwrap());
+        total = (total + l).unwrap();
+    }
+    (total, vals)
+}
+
+/// Parameter groups by name prefix, and whether any gradient in the group is non-zero.
+fn groups_with_gradient(vm: &VarMap, grads: &candle_core::backprop::GradStore) -> BTreeMap<String, bool> {
+    let data = vm.data().lock().unwrap();
+    let mut out = BTreeMap::new();
+    for (name, var) in data.iter() {
+        if name.contains("running_") {
+            continue;
+        }
+        let group =
+            name.split('.').take(if name.starts_with("heads") || name.starts_with("attr") { 2 } else { 1 }).collect::<Vec<_>>().join(".");
+        let has =
+            grads.get(var.as_tensor()).map(|g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0).unwrap_or(false);
+        *out.entry(group).or_insert(false) |= has;
+    }
+    out
+}
+
+#[test]
+fn every_loss_term_falls_and_gradients_reach_exactly_the_enabled_groups() {
+    // Row 7: every group present and trained.
+    let (vm, m, b) = model_for(&ModelConfig { width: 4, h_ma_dim: 8, h_mi_dim: 8, h_i_dim: 8, gcn_hidden: 8, ..Default::default() }, 3);
+    let (total, first) = losses(&m, &b[0]);
+    let g = groups_with_gradient(&vm, &total.backward().unwrap());
+    let want = ["attr.gcn", "classifier", "decoder", "encoder", "heads.h_i", "heads.h_ma", "heads.h_mi"];
+    assert_eq!(g.keys().map(String::as_str).collect::<Vec<_>>(), want);
+    assert!(g.values().all(|&v| v), "{g:?}");
+    let mut opt =
+        candle_nn::AdamW::new(vm.all_vars(), candle_nn::ParamsAdamW { lr: 3e-3, weight_decay: 0.0, ..Default::default() }).unwrap();
+    for _ in 0..25 {
+        let (t, _) = losses(&m, &b[0]);
+        opt.backward_step(&t).unwrap();
+    }
+    let (_, last) = losses(&m, &b[0]);
+    for (k, (a, z)) in first.iter().zip(&last).enumerate() {
+        let (a, z) = (a.unwrap(), z.unwrap());
+        assert!(z < a, "loss term {k} did not fall: {a} -> {z}");
+    }
+    // The classifier reads [h_ma, h_mi] only: L_cls sends nothing to h_i.
+    let o = m.forward_t(&b[0].images, true).unwrap();
+    let cls = dae_losses::bce_with_logits(&o.logits, &b[0].labels).unwrap();
+    let g = groups_with_gradient(&vm, &cls.backward().unwrap());
+    assert!(!g["heads.h_i"] && !g["decoder"] && !g["attr.gcn"] && g["heads.h_ma"] && g["heads.h_mi"], "{g:?}");
+
+    // Row 1 (vanilla): no decoder, no attribute branch, one block h.
+    let vanilla = ModelConfig {
+        width: 4,
+        disentangle: false,
+        attributes: AttributeMode::None,
+        rec: false,
+        h_i: false,
+        h_dim: 16,
+        ..Default::default()
+    };
+    let (vm, m, b) = model_for(&vanilla, 3);
+    let (total, vals) = losses(&m, &b[0]);
+    assert!(vals[1].is_none() && vals[2].is_none());
+    let g = groups_with_gradient(&vm, &total.backward().unwrap());
+    assert_eq!(g.keys().map(String::as_str).collect::<Vec<_>>(), ["classifier", "encoder", "heads.h"]);
+    // Row 2 (multi-task): free heads instead of the GCN.
+    let mt = ModelConfig { attributes: AttributeMode::Multitask, ..vanilla };
+    let (vm, m, b) = model_for(&mt, 3);
+    let g = groups_with_gradient(&vm, &losses(&m, &b[0]).0.backward().unwrap());
+    assert_eq!(g.keys().map(String::as_str).collect::<Vec<_>>(), ["attr.multitask", "classifier", "encoder", "heads.h"]);
+}
+
+#[test]
+fn a_run_folder_is_complete_consistent_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_job(dir.path());
+    let out = dir.path().join("run");
+    let m = train(&cfg, &out, &AtomicBool::new(false)).unwrap();
+    for f in ["config.toml", "metrics.json", "history.csv", "scores.csv", "model.safetensors", "figure3.json", "done"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    assert!(!out.join("incomplete").exists());
+    // test_auc equals the AUC recomputed from scores.csv.
+    let mut rdr = csv::Reader::from_path(out.join("scores.csv")).unwrap();
+    let h = rdr.headers().unwrap().clone();
+    assert_eq!(&h.iter().take(4).collect::<Vec<_>>(), &["sample_id", "patient", "label", "score"]);
+    assert_eq!(&h.iter().skip(4).collect::<Vec<_>>(), &["pred_shape", "pred_margin"]);
+    let (mut s, mut y) = (vec![], vec![]);
+    for r in rdr.records() {
+        let r = r.unwrap();
+        y.push(r[2].parse::<u8>().unwrap());
+        s.push(r[3].parse::<f64>().unwrap());
+    }
+    assert_eq!(s.len(), m.n_test);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let recomputed = dae_metrics::roc_auc(&s, &y).unwrap();
+    assert!((json["test_auc"].as_f64().unwrap() - recomputed).abs() < 1e-6);
+    assert!(json["val_auc"].is_number() && json["attr_acc"]["mean"].is_number() && json["probe_auc"]["h_i"].is_number());
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 1 + m.epochs_run);
+    // The resolved config reloads to the same job.
+    let resolved: JobConfig = toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(resolved, cfg);
+    // A finished run is never overwritten.
+    let e = train(&cfg, &out, &AtomicBool::new(false)).unwrap_err();
+    assert!(e.to_string().contains("already holds a finished run"), "{e}");
+    assert_eq!(e.exit_code(), dae_train::exit::BAD_CONFIG);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_metrics_and_an_interrupt_leaves_the_run_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_job(dir.path());
+    let a = train(&cfg, &dir.path().join("a"), &AtomicBool::new(false)).unwrap();
+    let b = train(&cfg, &dir.path().join("b"), &AtomicBool::new(false)).unwrap();
+    assert_eq!((a.test_auc, a.val_auc), (b.test_auc, b.val_auc));
+    assert_eq!(std::fs::read(dir.path().join("a/scores.csv")).unwrap(), std::fs::read(dir.path().join("b/scores.csv")).unwrap());
+    let e = train(&cfg, &dir.path().join("c"), &AtomicBool::new(true)).unwrap_err();
+    assert_eq!(e.exit_code(), dae_train::exit::INTERRUPTED);
+    assert!(dir.path().join("c/incomplete").exists() && !dir.path().join("c/done").exists());
+}
+
+#[test]
+fn bad_configs_fail_before_training_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |text: &str| {
+        let p = dir.path().join("job.toml");
+        std::fs::write(&p, text).unwrap();
+        JobConfig::load(&p).unwrap_err().to_string()
+    };
+    let e = write("[model]\ntua = 0.3\n");
+    assert!(e.contains("job.toml") && e.contains("tua") && e.contains("tau") && e.contains("line 2"), "{e}");
+    let e = write("[model]\ntau = 1.5\n");
+    assert!(e.contains("model.tau") && e.contains("(0, 1)"), "{e}");
+    let e = write("[model]\np = 0\n");
+    assert!(e.contains("model.p"), "{e}");
+    let e = write("[model]\ndisentangle = false\nh_i = true\n");
+    assert!(e.contains("model.h_i") && e.contains("disentangle"), "{e}");
+    let e = write("[model]\nh_mi_dim = 0\n");
+    assert!(e.contains("model.h_mi_dim"), "{e}");
+    let e = write("[optim]\nepochs = \"ten\"\n");
+    assert!(e.contains("epochs") && e.contains("line 2") && e.contains("expected usize"), "{e}");
+    let e = write("device = \"tpu\"\n");
+    assert!(e.contains("device") && e.contains("cuda:N"), "{e}");
+    // GCN on a data set without attributes: an error before any training step.
+    let imgs = dir.path().join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    let mut man = String::from("path,label,patient\n");
+    for i in 0..12 {
+        image::GrayImage::from_fn(8, 8, |x, _| image::Luma([(x * 30) as u8])).save(imgs.join(format!("{i}.png"))).unwrap();
+        man.push_str(&format!("{i}.png,{},p{i}\n", i % 2));
+    }
+    std::fs::write(imgs.join("manifest.csv"), man).unwrap();
+    let mut cfg = tiny_job(dir.path());
+    cfg.dataset = DatasetConfig::Manifest(dae_data::manifest::ManifestOptions { root: imgs, image_size: 32 });
+    let e = train(&cfg, &dir.path().join("run"), &AtomicBool::new(false)).unwrap_err();
+    assert!(e.to_string().contains("needs attribute labels"), "{e}");
+    assert_eq!(e.exit_code(), dae_train::exit::BAD_CONFIG);
+    assert!(!dir.path().join("run/history.csv").exists());
+}
