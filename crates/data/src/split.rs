@@ -138,17 +138,9 @@ pub fn write_split_file(path: &Path, samples: &[Sample], split: &SplitIndices) -
     rows.sort();
     let mut text = String::from("sample_id,patient,split\n");
     for (i, s) in rows {
-        text.push_str(&format!("{},{},{}\n", csv_field(&samples[i].id), csv_field(&samples[i].patient), s.name()));
+        text.push_str(&format!("{},{},{}\n", crate::csv_field(&samples[i].id), crate::csv_field(&samples[i].patient), s.name()));
     }
     crate::write_atomic(path, text.as_bytes())
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// Reads a split file and checks it against the data set: every sample

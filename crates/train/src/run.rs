@@ -10,7 +10,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use dae_data::batch::{batches, BatchSpec, Normalize};
 use dae_data::rng::derive_seed;
 use dae_data::split::split_samples;
-use dae_data::{AttrStats, Dataset, Sample, Vocabulary};
+use dae_data::{csv_field, AttrStats, Dataset, Sample, Vocabulary};
 use dae_model::{init_weights, DaeGcn};
 use serde::Serialize;
 
@@ -371,14 +371,6 @@ fn probes(
         }
     }
     Ok(out)
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 fn write_scores(out: &Path, samples: &[Sample], e: &Eval, vocab: &Vocabulary) -> Result<(), RunError> {

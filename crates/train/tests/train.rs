@@ -227,3 +227,18 @@ fn bad_configs_fail_before_training_with_the_key_named() {
     assert_eq!(e.exit_code(), dae_train::exit::BAD_CONFIG);
     assert!(!dir.path().join("run/history.csv").exists());
 }
+
+#[test]
+fn a_diverging_run_stops_at_once_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny_job(dir.path());
+    // Adam's first step moves every weight by about lr: 1e30 overflows f32 within a batch or two.
+    cfg.optim.lr = 1e30;
+    let out = dir.path().join("run");
+    let e = train(&cfg, &out, &AtomicBool::new(false)).unwrap_err();
+    assert_eq!(e.exit_code(), dae_train::exit::DIVERGED, "{e}");
+    assert!(e.to_string().contains("diverged"), "{e}");
+    let failed = std::fs::read_to_string(out.join("failed")).unwrap();
+    assert!(failed.contains("diverged at epoch 1"), "{failed}");
+    assert!(out.join("incomplete").exists() && !out.join("done").exists());
+}

@@ -1,0 +1,143 @@
+//! Training throughput of DAE-GCN (Table 2 row 7) in candle, side by side
+//! with the same model in PyTorch on the same machine in the same run.
+//!
+//! `cargo bench -p dae-train --bench throughput [-- --settings quick,resnet34-224]`
+//!
+//! Each setting runs in its own process (so peak memory is per setting):
+//! warm-up steps, then timed steps of forward + backward + Adam on random
+//! inputs. The PyTorch side is `tools/torch_throughput.py` (Debian's
+//! `python3-torch`); it is skipped with a message where torch is missing.
+
+use std::process::Command;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use dae_data::{AttrStats, Vocabulary};
+use dae_model::{init_weights, DaeGcn, EncoderKind, ModelConfig};
+
+struct Setting {
+    name: &'static str,
+    encoder: EncoderKind,
+    size: usize,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting { name: "quick", encoder: EncoderKind::SmallCnn, size: 64, batch: 32, warmup: 3, steps: 15 },
+    Setting { name: "resnet34-224", encoder: EncoderKind::Resnet34, size: 224, batch: 8, warmup: 1, steps: 3 },
+];
+
+fn peak_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs one setting in this process; prints `samples_per_s peak_mb`.
+fn run_one(s: &Setting) -> candle_core::Result<()> {
+    let dev = Device::Cpu;
+    let vocab = Vocabulary::default();
+    // Statistics of a plausible training split: every attribute seen, shapes co-occurring with margins.
+    let a = vocab.len();
+    let stats = AttrStats {
+        names: vocab.names().iter().map(|s| s.to_string()).collect(),
+        n: 1000,
+        t: vec![100; a],
+        m: (0..a)
+            .map(|i| {
+                (0..a)
+                    .map(|j| {
+                        if i == j {
+                            100
+                        } else if (i < 4) != (j < 4) {
+                            45
+                        } else {
+                            0
+                        }
+                    })
+                    .collect()
+            })
+            .collect(),
+    };
+    let cfg = ModelConfig { encoder: s.encoder, width: 16, ..ModelConfig::default() };
+    let vm = VarMap::new();
+    let model = DaeGcn::new(&cfg, s.size, &vocab, &stats, VarBuilder::from_varmap(&vm, DType::F32, &dev)).expect("model");
+    init_weights(&vm, 0)?;
+    let mut opt = AdamW::new(vm.all_vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
+    let x = Tensor::randn(0f32, 1.0, (s.batch, 1, s.size, s.size), &dev)?;
+    let y = Tensor::from_vec((0..s.batch).map(|i| (i % 2) as f32).collect::<Vec<_>>(), s.batch, &dev)?;
+    let attrs = Tensor::from_vec(
+        (0..s.batch).flat_map(|i| (0..a).map(move |j| ((j == i % 4) || (j == 4 + i % 5)) as u8 as f32)).collect::<Vec<_>>(),
+        (s.batch, a),
+        &dev,
+    )?;
+    let clusters: Vec<_> = vocab.clusters().into_iter().map(|(_, r)| r).collect();
+    let step = |opt: &mut AdamW| -> candle_core::Result<()> {
+        let o = model.forward_t(&x, true)?;
+        let l = (dae_losses::bce_with_logits(&o.logits, &y)?
+            + dae_losses::cluster_softmax_ce(o.attr_scores.as_ref().unwrap(), &attrs, &clusters)?
+            + dae_losses::l1_reconstruction(&x, o.recon.as_ref().unwrap())?)?;
+        opt.backward_step(&l)
+    };
+    for _ in 0..s.warmup {
+        step(&mut opt)?;
+    }
+    let t = Instant::now();
+    for _ in 0..s.steps {
+        step(&mut opt)?;
+    }
+    let sps = (s.steps * s.batch) as f64 / t.elapsed().as_secs_f64();
+    println!("{sps:.2} {:.0}", peak_mb());
+    Ok(())
+}
+
+fn parse(out: &[u8]) -> Option<(f64, f64)> {
+    let text = String::from_utf8_lossy(out);
+    let line = text.lines().rev().find(|l| l.split_whitespace().count() == 2)?;
+    let mut it = line.split_whitespace().map(|v| v.parse::<f64>());
+    Some((it.next()?.ok()?, it.next()?.ok()?))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--test") {
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--one") {
+        let s = SETTINGS.iter().find(|s| s.name == args[i + 1]).expect("known setting");
+        run_one(s).expect("benchmark step");
+        return;
+    }
+    let wanted: Vec<String> = args
+        .iter()
+        .position(|a| a == "--settings")
+        .map(|i| args[i + 1].split(',').map(String::from).collect())
+        .unwrap_or_else(|| SETTINGS.iter().map(|s| s.name.to_string()).collect());
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("training throughput, DAE-GCN row 7, CPU, {threads} threads (samples/s; peak RSS MiB)");
+    println!("{:<14} {:>6} {:>14} {:>10} {:>14} {:>10} {:>8}", "setting", "batch", "candle", "MiB", "pytorch", "MiB", "ratio");
+    for s in SETTINGS.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
+        let me = std::env::current_exe().unwrap();
+        let c = Command::new(&me).args(["--one", s.name]).output().expect("run candle setting");
+        let candle = parse(&c.stdout);
+        let t = Command::new("python3")
+            .arg(format!("{root}/tools/torch_throughput.py"))
+            .args(["--setting", s.name, "--threads", &threads.to_string()])
+            .env("PYTHONPATH", format!("{root}/tools"))
+            .output();
+        let torch = t.ok().filter(|o| o.status.success()).and_then(|o| parse(&o.stdout));
+        let fmt = |v: Option<(f64, f64)>| v.map(|(a, b)| (format!("{a:.1}"), format!("{b:.0}"))).unwrap_or(("n/a".into(), "".into()));
+        let ((cs, cm), (ts, tm)) = (fmt(candle), fmt(torch));
+        let ratio = match (candle, torch) {
+            (Some((a, _)), Some((b, _))) => format!("{:.2}", a / b),
+            _ => "n/a".into(),
+        };
+        println!("{:<14} {:>6} {:>14} {:>10} {:>14} {:>10} {:>8}", s.name, s.batch, cs, cm, ts, tm, ratio);
+    }
+    println!("ratio = candle / pytorch (1.0 = as fast as PyTorch)");
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The DAE-GCN model of `crates/model` (Table 2 row 7: disentangled blocks,
+GCN attribute branch, decoder, h_i) in PyTorch, timed the same way as
+`crates/train/benches/throughput.rs`: warm-up steps, then timed steps of
+forward + backward + Adam on random inputs. Prints `samples_per_s peak_MiB`.
+
+Used by `cargo bench -p dae-train --bench throughput`; needs torch
+(on these CPU machines: Debian's python3-torch with libopenblas0-openmp).
+
+    python3 tools/torch_throughput.py --setting quick --threads 2
+"""
+import argparse
+import resource
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+SETTINGS = {
+    "quick": dict(encoder="small-cnn", size=64, batch=32, warmup=3, steps=15),
+    "resnet34-224": dict(encoder="resnet34", size=224, batch=8, warmup=1, steps=3),
+}
+
+
+def conv_bn(cin, cout, k, stride):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Basic(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = F.relu(self.b1(self.c1(x)))
+        y = self.b2(self.c2(y))
+        return F.relu(y + (self.down(x) if self.down is not None else x))
+
+
+class Encoder(nn.Module):
+    def __init__(self, kind, width):
+        super().__init__()
+        self.kind = kind
+        if kind == "small-cnn":
+            layers = [conv_bn(1, width, 3, 1)]
+            c = width
+            for i in range(4):
+                cout = width << min(i + 1, 3)
+                layers.append(conv_bn(c, cout, 3, 2))
+                c = cout
+            self.net = nn.Sequential(*layers)
+            self.out_dim = c
+        else:
+            layout = [2, 2, 2, 2] if kind == "resnet18" else [3, 4, 6, 3]
+            layers = [conv_bn(1, 64, 7, 2), nn.MaxPool2d(2)]
+            c = 64
+            for l, (n, cout) in enumerate(zip(layout, [64, 128, 256, 512])):
+                for b in range(n):
+                    layers.append(Basic(c, cout, 2 if (b == 0 and l > 0) else 1))
+                    c = cout
+            self.net = nn.Sequential(*layers)
+            self.out_dim = 512
+
+    def forward(self, x):
+        return self.net(x).mean(dim=(2, 3))
+
+
+class Decoder(nn.Module):
+    def __init__(self, latent, base, size):
+        super().__init__()
+        self.s0, self.c0 = size // 16, base * 8
+        self.fc = nn.Linear(latent, self.c0 * self.s0 * self.s0)
+        ups, c = [], self.c0
+        for _ in range(4):
+            cout = max(c // 2, base)
+            ups += [nn.ConvTranspose2d(c, cout, 4, 2, 1), nn.BatchNorm2d(cout), nn.ReLU()]
+            c = cout
+        self.ups = nn.Sequential(*ups)
+        self.out = nn.Conv2d(c, 1, 3, 1, 1)
+
+    def forward(self, z):
+        y = F.relu(self.fc(z)).view(z.shape[0], self.c0, self.s0, self.s0)
+        return self.out(self.ups(y))
+
+
+class DaeGcn(nn.Module):
+    def __init__(self, kind, size, width=16, d=32, a=9, feat=384, hidden=64):
+        super().__init__()
+        self.enc = Encoder(kind, width)
+        self.heads = nn.ModuleList([nn.Linear(self.enc.out_dim, d) for _ in range(3)])
+        self.register_buffer("E", torch.eye(a) * 0.8 + 0.2 / a)
+        self.register_buffer("X", torch.randn(a, feat))
+        self.w0 = nn.Linear(feat, hidden, bias=False)
+        self.w1 = nn.Linear(hidden, d, bias=False)
+        self.cls = nn.Linear(2 * d, 1)
+        self.dec = Decoder(3 * d, width if kind == "small-cnn" else 32, size)
+        self.d = d
+
+    def forward(self, x):
+        f = self.enc(x)
+        h = torch.cat([hd(f) for hd in self.heads], 1)
+        w = self.E @ self.w1(F.leaky_relu(self.E @ self.w0(self.X), 0.2))
+        scores = h[:, : self.d] @ w.t()
+        return self.cls(h[:, : 2 * self.d]).squeeze(1), scores, self.dec(h)
+
+
+def cluster_ce(scores, targets, clusters):
+    total = 0.0
+    for lo, hi in clusters:
+        t = targets[:, lo:hi]
+        t = t / t.sum(1, keepdim=True).clamp(min=1)
+        total = total - (t * F.log_softmax(scores[:, lo:hi], 1)).sum()
+    return total / scores.shape[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--setting", choices=SETTINGS, default="quick")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    s = SETTINGS[args.setting]
+    model = DaeGcn(s["encoder"], s["size"])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    b, n = s["batch"], s["size"]
+    x = torch.randn(b, 1, n, n)
+    y = torch.tensor([float(i % 2) for i in range(b)])
+    attrs = torch.zeros(b, 9)
+    for i in range(b):
+        attrs[i, i % 4] = 1
+        attrs[i, 4 + i % 5] = 1
+
+    def step():
+        logits, scores, recon = model(x)
+        loss = F.binary_cross_entropy_with_logits(logits, y) + cluster_ce(scores, attrs, [(0, 4), (4, 9)]) + (x - recon).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(s["warmup"]):
+        step()
+    t = time.perf_counter()
+    for _ in range(s["steps"]):
+        step()
+    sps = s["steps"] * b / (time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{sps:.2f} {peak:.0f}")
+
+
+if __name__ == "__main__":
+    main()
