@@ -124,11 +124,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--setting", choices=SETTINGS, default="quick")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     s = SETTINGS[args.setting]
-    model = DaeGcn(s["encoder"], s["size"])
+    dev = torch.device(args.device)
+    model = DaeGcn(s["encoder"], s["size"]).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     b, n = s["batch"], s["size"]
     x = torch.randn(b, 1, n, n)
@@ -137,6 +139,8 @@ def main():
     for i in range(b):
         attrs[i, i % 4] = 1
         attrs[i, 4 + i % 5] = 1
+    x, y, attrs = x.to(dev), y.to(dev), attrs.to(dev)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
 
     def step():
         logits, scores, recon = model(x)
@@ -145,13 +149,20 @@ def main():
         loss.backward()
         opt.step()
 
-    for _ in range(s["warmup"]):
+    # A GPU step is short: more steps there (as in the candle bench).
+    warmup, steps = (s["warmup"], s["steps"]) if args.device == "cpu" else (s["warmup"] * 3, s["steps"] * 10)
+    for _ in range(warmup):
         step()
+    sync()
     t = time.perf_counter()
-    for _ in range(s["steps"]):
+    for _ in range(steps):
         step()
-    sps = s["steps"] * b / (time.perf_counter() - t)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sync()
+    sps = steps * b / (time.perf_counter() - t)
+    if args.device == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{sps:.2f} {peak:.0f}")
 
 

@@ -1,12 +1,13 @@
 //! Training throughput of DAE-GCN (Table 2 row 7) in candle, side by side
 //! with the same model in PyTorch on the same machine in the same run.
 //!
-//! `cargo bench -p dae-train --bench throughput [-- --settings quick,resnet34-224]`
+//! `cargo bench -p dae-train --bench throughput [-- --settings quick,resnet34-224] [--cuda]`
 //!
 //! Each setting runs in its own process (so peak memory is per setting):
 //! warm-up steps, then timed steps of forward + backward + Adam on random
-//! inputs. The PyTorch side is `tools/torch_throughput.py` (Debian's
-//! `python3-torch`); it is skipped with a message where torch is missing.
+//! inputs. The PyTorch side is `tools/torch_throughput.py` run by
+//! `$DAE_PYTHON` (default `/usr/bin/python3`, where Debian's `python3-torch`
+//! and `libopenblas0-openmp` install); it shows `n/a` where torch is missing.
 
 use std::process::Command;
 use std::time::Instant;
@@ -37,9 +38,10 @@ fn peak_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Runs one setting in this process; prints `samples_per_s peak_mb`.
-fn run_one(s: &Setting) -> candle_core::Result<()> {
-    let dev = Device::Cpu;
+/// Runs one setting in this process; prints `samples_per_s peak_mb`
+/// (peak host RSS on the CPU; on a GPU, 0: candle has no allocator statistics).
+fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
+    let dev = dev.clone();
     let vocab = Vocabulary::default();
     // Statistics of a plausible training split: every attribute seen, shapes co-occurring with margins.
     let a = vocab.len();
@@ -83,15 +85,19 @@ fn run_one(s: &Setting) -> candle_core::Result<()> {
             + dae_losses::l1_reconstruction(&x, o.recon.as_ref().unwrap())?)?;
         opt.backward_step(&l)
     };
-    for _ in 0..s.warmup {
+    // A GPU step is short: more steps there, so that timing noise stays small.
+    let (warmup, steps) = if dev.is_cpu() { (s.warmup, s.steps) } else { (s.warmup * 3, s.steps * 10) };
+    for _ in 0..warmup {
         step(&mut opt)?;
     }
+    dev.synchronize()?;
     let t = Instant::now();
-    for _ in 0..s.steps {
+    for _ in 0..steps {
         step(&mut opt)?;
     }
-    let sps = (s.steps * s.batch) as f64 / t.elapsed().as_secs_f64();
-    println!("{sps:.2} {:.0}", peak_mb());
+    dev.synchronize()?;
+    let sps = (steps * s.batch) as f64 / t.elapsed().as_secs_f64();
+    println!("{sps:.2} {:.0}", if dev.is_cpu() { peak_mb() } else { 0.0 });
     Ok(())
 }
 
@@ -107,9 +113,11 @@ fn main() {
     if args.iter().any(|a| a == "--test") {
         return;
     }
+    let cuda = args.iter().any(|a| a == "--cuda");
     if let Some(i) = args.iter().position(|a| a == "--one") {
         let s = SETTINGS.iter().find(|s| s.name == args[i + 1]).expect("known setting");
-        run_one(s).expect("benchmark step");
+        let dev = if cuda { Device::new_cuda(0).expect("a CUDA device (build with --features cuda)") } else { Device::Cpu };
+        run_one(s, &dev).expect("benchmark step");
         return;
     }
     let wanted: Vec<String> = args
@@ -117,19 +125,45 @@ fn main() {
         .position(|a| a == "--settings")
         .map(|i| args[i + 1].split(',').map(String::from).collect())
         .unwrap_or_else(|| SETTINGS.iter().map(|s| s.name.to_string()).collect());
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    // The PyTorch script: beside the current folder when run from a checkout
+    // (or a copy of one on a GPU machine), else where this was built.
+    let script = if std::path::Path::new("tools/torch_throughput.py").exists() {
+        "tools/torch_throughput.py".to_string()
+    } else {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/torch_throughput.py").to_string()
+    };
+    // Debian's python3-torch lives under /usr/bin/python3 (a pyenv python3 first on PATH lacks it).
+    let python = std::env::var("DAE_PYTHON").unwrap_or_else(|_| {
+        if std::path::Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3".into()
+        } else {
+            "python3".into()
+        }
+    });
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("training throughput, DAE-GCN row 7, CPU, {threads} threads (samples/s; peak RSS MiB)");
+    let where_ = if cuda { "CUDA device 0".to_string() } else { format!("CPU, {threads} threads") };
+    println!("training throughput, DAE-GCN row 7, {where_} (samples/s; peak memory MiB: host RSS on CPU, torch's allocator on GPU)");
     println!("{:<14} {:>6} {:>14} {:>10} {:>14} {:>10} {:>8}", "setting", "batch", "candle", "MiB", "pytorch", "MiB", "ratio");
     for s in SETTINGS.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
         let me = std::env::current_exe().unwrap();
-        let c = Command::new(&me).args(["--one", s.name]).output().expect("run candle setting");
+        let mut own = vec!["--one", s.name];
+        if cuda {
+            own.push("--cuda");
+        }
+        let c = Command::new(&me).args(&own).output().expect("run candle setting");
+        if !c.status.success() {
+            eprintln!("candle {}: {}", s.name, String::from_utf8_lossy(&c.stderr).lines().last().unwrap_or(""));
+        }
         let candle = parse(&c.stdout);
-        let t = Command::new("python3")
-            .arg(format!("{root}/tools/torch_throughput.py"))
-            .args(["--setting", s.name, "--threads", &threads.to_string()])
-            .env("PYTHONPATH", format!("{root}/tools"))
+        let t = Command::new(&python)
+            .arg(&script)
+            .args(["--setting", s.name, "--threads", &threads.to_string(), "--device", if cuda { "cuda" } else { "cpu" }])
             .output();
+        if let Ok(o) = &t {
+            if !o.status.success() {
+                eprintln!("pytorch {}: {}", s.name, String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
+            }
+        }
         let torch = t.ok().filter(|o| o.status.success()).and_then(|o| parse(&o.stdout));
         let fmt = |v: Option<(f64, f64)>| v.map(|(a, b)| (format!("{a:.1}"), format!("{b:.0}"))).unwrap_or(("n/a".into(), "".into()));
         let ((cs, cm), (ts, tm)) = (fmt(candle), fmt(torch));
