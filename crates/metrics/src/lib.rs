@@ -3,6 +3,9 @@
 //!
 //! - [`roc_auc`]: the area under the ROC curve with ties counted by average
 //!   rank (the Mann-Whitney U statistic), and [`roc_curve`] points.
+//! - [`delong_ci`], [`delong_test`]: DeLong's AUC standard error and the
+//!   test of two correlated AUCs; [`bootstrap_auc_ci`]: a stratified
+//!   percentile bootstrap CI.
 //! - [`cluster_accuracy`]: attribute accuracy within one cluster (the
 //!   paper's Table 3 figure is the mean over the shape and margin clusters).
 //! - [`LogisticRegression`]: an L2-regularised logistic regression fitted by
@@ -17,10 +20,13 @@
 //! This crate knows nothing of candle, data sets or training.
 
 mod attributes;
+mod delong;
 mod logistic;
+mod rng_lite;
 mod roc;
 
 pub use attributes::cluster_accuracy;
+pub use delong::{bootstrap_auc_ci, delong_ci, delong_test, normal_cdf, AucCi, DelongTest};
 pub use logistic::{LogisticRegression, Standardizer};
 pub use roc::{roc_auc, roc_curve, RocPoint};
 

@@ -7,7 +7,7 @@
 //! | file | what |
 //! |---|---|
 //! | `config.toml` | the resolved job config (all defaults filled in) |
-//! | `metrics.json` | `test_auc`, `val_auc`, attribute accuracy, probe AUCs, epochs, timing, memory, device, code version, status |
+//! | `metrics.json` | `test_auc`, `val_auc`, `test_auc_ci95` (DeLong), attribute accuracy, probe AUCs, epochs, timing, memory, device, code version, status |
 //! | `history.csv` | per epoch: each loss term, validation AUC and attribute accuracy, learning rate, seconds |
 //! | `scores.csv` | per test sample: `sample_id`, `patient`, `label`, `score`, then the predicted attribute per cluster |
 //! | `model.safetensors` | the selected (best validation AUC) weights |

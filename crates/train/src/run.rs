@@ -56,6 +56,8 @@ impl RunError {
 pub struct RunOutcome {
     pub test_auc: f64,
     pub val_auc: f64,
+    /// DeLong 95% CI of the test AUC.
+    pub test_auc_ci95: [f64; 2],
     /// Attribute accuracy per cluster on the test split, and `mean` over clusters.
     pub attr_acc: BTreeMap<String, f64>,
     /// Linear-probe test AUCs of frozen features: `ma_mi` ([h_ma, h_mi]), `h_i`, or `h`.
@@ -300,6 +302,7 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
     // Test metrics from the selected epoch only.
     let test = evaluate(&model, &ds.samples, &split.test, &eval_spec, &dev)?;
     let test_auc = auc_or_half(&test.scores, &test.labels);
+    let test_auc_ci95 = dae_metrics::delong_ci(&test.scores, &test.labels).map_or([0.0, 1.0], |c| [c.lo, c.hi]);
     let attr_acc = attr_accuracy(&test, &vocab);
     let probe_auc = probes(&model, &ds.samples, &split.train, &test, &eval_spec, &dev)?;
     write_scores(out, &ds.samples, &test, &vocab)?;
@@ -316,6 +319,7 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
     let outcome = RunOutcome {
         test_auc,
         val_auc: best_auc,
+        test_auc_ci95,
         attr_acc,
         probe_auc,
         best_epoch,
