@@ -27,6 +27,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    dae_train::tune_allocator();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
