@@ -31,13 +31,6 @@ const SETTINGS: &[Setting] = &[
     Setting { name: "resnet34-224", encoder: EncoderKind::Resnet34, size: 224, batch: 8, warmup: 1, steps: 3 },
 ];
 
-fn peak_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Runs one setting in this process; prints `samples_per_s peak_mb`
 /// (peak host RSS on the CPU; on a GPU, 0: candle has no allocator statistics).
 fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
@@ -97,7 +90,7 @@ fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
     }
     dev.synchronize()?;
     let sps = (steps * s.batch) as f64 / t.elapsed().as_secs_f64();
-    println!("{sps:.2} {:.0}", if dev.is_cpu() { peak_mb() } else { 0.0 });
+    println!("{sps:.2} {:.0}", if dev.is_cpu() { dae_train::run::peak_memory_mb() } else { 0.0 });
     Ok(())
 }
 

@@ -98,7 +98,7 @@ fn device(spec: &str) -> Result<Device, RunError> {
 }
 
 /// Peak resident memory of this process in MiB (VmHWM), 0 where unknown.
-fn peak_memory_mb() -> f64 {
+pub fn peak_memory_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
