@@ -58,7 +58,7 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir).map_err(error::io_err(dir, "cannot create folder"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), unique_suffix()));
     let mut f = std::fs::File::create(&tmp).map_err(error::io_err(&tmp, "cannot create temporary file"))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(error::io_err(&tmp, "cannot write temporary file"))?;
     std::fs::rename(&tmp, path).map_err(error::io_err(path, "cannot move file into place"))
@@ -71,4 +71,12 @@ pub fn csv_field(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// A suffix unique to this process and call: temporary names must not
+/// collide between processes nor between threads of one process.
+pub(crate) fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }

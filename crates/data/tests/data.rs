@@ -495,3 +495,24 @@ fn dataset_config_rejects_unknown_keys_with_the_valid_ones() {
     let ok: DatasetConfig = toml::from_str("kind = \"mini-mias\"\nroot = \"x\"\n").unwrap();
     assert_eq!(ok.kind(), "mini-mias");
 }
+
+#[test]
+fn concurrent_writers_of_one_cache_entry_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = small(20, 32);
+    let spec = SplitSpec::default();
+    let runs: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| load_or_generate(&p, &spec, Some(dir.path())).unwrap().0)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(runs.windows(2).all(|w| w[0] == w[1]));
+    let (_, st) = load_or_generate(&p, &spec, Some(dir.path())).unwrap();
+    assert!(matches!(st, CacheStatus::Hit(_)));
+    // No temporary folders are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("synthetic"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}

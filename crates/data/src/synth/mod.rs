@@ -354,7 +354,7 @@ pub fn load_or_generate(params: &SynthParams, split: &SplitSpec, cache_dir: Opti
 fn write_cache(dir: &Path, params: &SynthParams, samples: &[Sample]) -> Result<()> {
     let parent = dir.parent().expect("cache path has a parent");
     std::fs::create_dir_all(parent).map_err(io_err(parent, "cannot create cache folder"))?;
-    let tmp = parent.join(format!(".tmp-{}-{}", dir.file_name().unwrap().to_string_lossy(), std::process::id()));
+    let tmp = parent.join(format!(".tmp-{}-{}", dir.file_name().unwrap().to_string_lossy(), crate::unique_suffix()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp, "cannot create cache folder"))?;
     let meta = CacheMeta {
