@@ -1,4 +1,5 @@
-//! Training throughput of DAE-GCN (Table 2 row 7) in candle, side by side
+//! Training throughput of DAE-GCN (Table 2 row 7; `quick-row1`: the vanilla
+//! encoder + classifier alone) in candle, side by side
 //! with the same model in PyTorch on the same machine in the same run.
 //!
 //! `cargo bench -p dae-train --bench throughput [-- --settings quick,resnet34-224] [--cuda]`
@@ -19,6 +20,8 @@ use dae_model::{init_weights, DaeGcn, EncoderKind, ModelConfig};
 
 struct Setting {
     name: &'static str,
+    /// Table 2 row 7 (everything on) or row 1 (encoder and classifier only).
+    row7: bool,
     encoder: EncoderKind,
     size: usize,
     batch: usize,
@@ -27,8 +30,9 @@ struct Setting {
 }
 
 const SETTINGS: &[Setting] = &[
-    Setting { name: "quick", encoder: EncoderKind::SmallCnn, size: 64, batch: 32, warmup: 3, steps: 15 },
-    Setting { name: "resnet34-224", encoder: EncoderKind::Resnet34, size: 224, batch: 8, warmup: 1, steps: 3 },
+    Setting { name: "quick", row7: true, encoder: EncoderKind::SmallCnn, size: 64, batch: 32, warmup: 3, steps: 15 },
+    Setting { name: "quick-row1", row7: false, encoder: EncoderKind::SmallCnn, size: 64, batch: 32, warmup: 3, steps: 15 },
+    Setting { name: "resnet34-224", row7: true, encoder: EncoderKind::Resnet34, size: 224, batch: 8, warmup: 1, steps: 3 },
 ];
 
 /// Runs one setting in this process; prints `samples_per_s peak_mb`
@@ -58,7 +62,10 @@ fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
             })
             .collect(),
     };
-    let cfg = ModelConfig { encoder: s.encoder, width: 16, ..ModelConfig::default() };
+    let mut cfg = ModelConfig { encoder: s.encoder, width: 16, ..ModelConfig::default() };
+    if !s.row7 {
+        cfg = ModelConfig { disentangle: false, attributes: dae_model::AttributeMode::None, rec: false, h_i: false, ..cfg };
+    }
     let vm = VarMap::new();
     let model = DaeGcn::new(&cfg, s.size, &vocab, &stats, VarBuilder::from_varmap(&vm, DType::F32, &dev)).expect("model");
     init_weights(&vm, 0)?;
@@ -73,9 +80,13 @@ fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
     let clusters: Vec<_> = vocab.clusters().into_iter().map(|(_, r)| r).collect();
     let step = |opt: &mut AdamW| -> candle_core::Result<()> {
         let o = model.forward_t(&x, true)?;
-        let l = (dae_losses::bce_with_logits(&o.logits, &y)?
-            + dae_losses::cluster_softmax_ce(o.attr_scores.as_ref().unwrap(), &attrs, &clusters)?
-            + dae_losses::l1_reconstruction(&x, o.recon.as_ref().unwrap())?)?;
+        let mut l = dae_losses::bce_with_logits(&o.logits, &y)?;
+        if let Some(s) = &o.attr_scores {
+            l = (l + dae_losses::cluster_softmax_ce(s, &attrs, &clusters)?)?;
+        }
+        if let Some(r) = &o.recon {
+            l = (l + dae_losses::l1_reconstruction(&x, r)?)?;
+        }
         opt.backward_step(&l)
     };
     // A GPU step is short: more steps there, so that timing noise stays small.
@@ -139,7 +150,7 @@ fn main() {
     });
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let where_ = if cuda { "CUDA device 0".to_string() } else { format!("CPU, {threads} threads") };
-    println!("training throughput, DAE-GCN row 7, {where_} (samples/s; peak memory MiB: host RSS on CPU, torch's allocator on GPU)");
+    println!("training throughput, DAE-GCN row 7 (quick-row1: row 1), {where_} (samples/s; peak memory MiB: host RSS on CPU, torch's allocator on GPU)");
     println!("{:<14} {:>6} {:>14} {:>10} {:>14} {:>10} {:>8}", "setting", "batch", "candle", "MiB", "pytorch", "MiB", "ratio");
     for s in SETTINGS.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
         let me = std::env::current_exe().unwrap();
