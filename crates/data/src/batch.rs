@@ -139,7 +139,7 @@ pub fn batches<'a>(
     let aug_seed = spec.shuffle_seed.unwrap_or(0);
     let keep_last = spec.keep_last;
     let chunks: Vec<Vec<usize>> = order.chunks(bs).filter(|c| keep_last || c.len() == bs).map(|c| c.to_vec()).collect();
-    let items = order.clone().into_iter().map(move |i| -> candle_core::Result<(Tensor, Tensor)> {
+    let items = order.into_iter().map(move |i| -> candle_core::Result<(Tensor, Tensor)> {
         let s = &samples[i];
         let img = s.image.as_ref().expect("checked above");
         let img = match &augment {

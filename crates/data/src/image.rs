@@ -30,14 +30,6 @@ impl Image {
         self.data[y * self.width + x]
     }
 
-    /// Rescales values linearly so that `lo..hi` maps to `0..1` (clamped).
-    pub fn window(&mut self, lo: f32, hi: f32) {
-        let scale = if hi > lo { 1.0 / (hi - lo) } else { 0.0 };
-        for v in &mut self.data {
-            *v = ((*v - lo) * scale).clamp(0.0, 1.0);
-        }
-    }
-
     /// Minimum and maximum value.
     pub fn min_max(&self) -> (f32, f32) {
         self.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
@@ -168,18 +160,6 @@ impl Image {
         let a = self.get(y0, x0) * (1.0 - tx) + self.get(y0, x1) * tx;
         let b = self.get(y1, x0) * (1.0 - tx) + self.get(y1, x1) * tx;
         a * (1.0 - ty) + b * ty
-    }
-
-    /// Converts to 8-bit gray (values clamped to [0, 1]).
-    pub fn to_u8(&self) -> Vec<u8> {
-        self.data.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
-    }
-
-    /// Writes an 8-bit grayscale PNG.
-    pub fn save_png(&self, path: &Path) -> Result<()> {
-        let buf =
-            image::GrayImage::from_raw(self.width as u32, self.height as u32, self.to_u8()).expect("buffer length matches the image size");
-        buf.save(path).map_err(|e| DataError::Image { path: path.into(), problem: format!("cannot write PNG: {e}") })
     }
 }
 

@@ -84,6 +84,11 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RunError> {
     })
 }
 
+/// Renames a finished temporary file onto its final name.
+fn move_into_place(tmp: &Path, dest: &Path) -> Result<(), RunError> {
+    std::fs::rename(tmp, dest).map_err(|source| RunError::Io { path: dest.into(), action: "cannot move into place", source })
+}
+
 fn device(spec: &str) -> Result<Device, RunError> {
     if spec == "cpu" {
         return Ok(Device::Cpu);
@@ -310,11 +315,7 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
     if cfg.output.save_model {
         let tmp = out.join(".model.safetensors.tmp");
         varmap.save(&tmp)?;
-        std::fs::rename(&tmp, out.join("model.safetensors")).map_err(|source| RunError::Io {
-            path: out.join("model.safetensors"),
-            action: "cannot move into place",
-            source,
-        })?;
+        move_into_place(&tmp, &out.join("model.safetensors"))?;
     }
     let outcome = RunOutcome {
         test_auc,
@@ -459,11 +460,7 @@ fn figure3(
             .expect("buffer matches")
             .save_with_format(&tmp, image::ImageFormat::Png)
             .map_err(|e| RunError::Io { path: tmp.clone(), action: "cannot write PNG", source: std::io::Error::other(e.to_string()) })?;
-        std::fs::rename(&tmp, out.join(&name)).map_err(|source| RunError::Io {
-            path: out.join(&name),
-            action: "cannot move into place",
-            source,
-        })?;
+        move_into_place(&tmp, &out.join(&name))?;
         let predicted: Vec<&str> = test
             .attr_scores
             .get(k)

@@ -166,8 +166,13 @@ impl SourceArgs {
     }
     fn load(&self) -> anyhow::Result<Dataset> {
         let cfg = self.config()?;
-        Dataset::load(&cfg, &self.gen.split(), Some(&self.gen.cache)).map_err(|e| anyhow::Error::new(e).context(DataFailure))
+        Dataset::load(&cfg, &self.gen.split(), Some(&self.gen.cache)).map_err(data_err)
     }
+}
+
+/// Wraps a data-crate error so that `main` exits with code 3.
+fn data_err(e: dae_data::DataError) -> anyhow::Error {
+    anyhow::Error::new(e).context(DataFailure)
 }
 
 /// Marks errors that come from the data (exit code 3).
@@ -239,16 +244,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     pick.push(*s);
                 }
             }
-            write_preview(&pick, &PreviewSpec { columns: 6, tile }, &out).map_err(|e| anyhow::Error::new(e).context(DataFailure))?;
+            write_preview(&pick, &PreviewSpec { columns: 6, tile }, &out).map_err(data_err)?;
             println!("wrote {} ({} samples of {}; {})", out.display(), pick.len(), ds.name, cache_note(&ds));
         }
         Cmd::Inspect { src, split, json } => {
             let ds = src.load()?;
-            let indices = if split {
-                Some(split_samples(&ds.samples, &src.gen.split()).map_err(|e| anyhow::Error::new(e).context(DataFailure))?)
-            } else {
-                None
-            };
+            let indices = if split { Some(split_samples(&ds.samples, &src.gen.split()).map_err(data_err)?) } else { None };
             let s = ds.summary(indices.as_ref());
             if json {
                 println!("{}", serde_json::to_string(&s)?);
@@ -258,8 +259,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Split { src, out } => {
             let ds = src.load()?;
-            let idx = split_samples(&ds.samples, &src.gen.split()).map_err(|e| anyhow::Error::new(e).context(DataFailure))?;
-            write_split_file(&out, &ds.samples, &idx).map_err(|e| anyhow::Error::new(e).context(DataFailure))?;
+            let idx = split_samples(&ds.samples, &src.gen.split()).map_err(data_err)?;
+            write_split_file(&out, &ds.samples, &idx).map_err(data_err)?;
             println!("wrote {} (train {}, val {}, test {})", out.display(), idx.train.len(), idx.val.len(), idx.test.len());
         }
         Cmd::DerivePrior { cbis, out } => derive_prior(&cbis, &out).map_err(|e| e.context(DataFailure))?,

@@ -16,7 +16,6 @@
 pub mod prior;
 mod render;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -422,15 +421,4 @@ fn read_cache(dir: &Path) -> Result<Vec<Sample>> {
             }
         })
         .collect())
-}
-
-/// Counts of (shape, margin, label) in generated samples, for documentation.
-pub fn joint_counts(samples: &[Sample]) -> BTreeMap<(String, String, u8), usize> {
-    let mut m = BTreeMap::new();
-    for s in samples {
-        if let Some(f) = &s.factors {
-            *m.entry((f.lesion.shape.name().to_string(), f.lesion.margin.name().to_string(), s.label)).or_insert(0) += 1;
-        }
-    }
-    m
 }
