@@ -27,7 +27,7 @@ fn main() {
     let mut aucs = vec![Vec::new(); features.len()];
     for seed in 0..seeds {
         let params = SynthParams { seed, patients, image_size: 16, confound, ..Default::default() };
-        let split = SplitSpec { seed, ratios: [0.5, 0.0, 0.5], file: None };
+        let split = SplitSpec { seed, ratios: [0.5, 0.0, 0.5], ..SplitSpec::default() };
         let samples = generate(&params, &split).expect("generation");
         let idx = split_samples(&samples, &split).expect("split");
         for (k, (_, f)) in features.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! A loaded data set from any source, its configuration and its summary.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -47,6 +47,40 @@ impl DatasetConfig {
             DatasetConfig::MiniMias(o) => o.image_size,
             DatasetConfig::Manifest(o) => o.image_size,
         }
+    }
+}
+
+impl DatasetConfig {
+    /// A cheap SHA-256 of what the data set will be, without loading it, for
+    /// job identities: the data options and split, plus the synthetic
+    /// generator's version, or the content of the label tables (CBIS-DDSM
+    /// CSVs, mini-MIAS `Info.txt`, the manifest CSV) and of a split file.
+    /// Image files are not read: changing pixels under unchanged tables keeps
+    /// the fingerprint (the trainer's `data_fingerprint` covers pixels).
+    pub fn source_fingerprint(&self, split: &SplitSpec) -> Result<String> {
+        let mut h = Sha256::new();
+        h.update(b"dae-data source fingerprint v1\0");
+        h.update(serde_json::to_vec(self).expect("dataset options serialise"));
+        h.update(serde_json::to_vec(split).expect("split options serialise"));
+        let mut files: Vec<PathBuf> = Vec::new();
+        match self {
+            DatasetConfig::Synthetic(_) => h.update(crate::synth::GENERATOR_VERSION.to_le_bytes()),
+            DatasetConfig::CbisDdsm(o) => {
+                if !o.root.is_dir() {
+                    return Err(DataError::Missing { path: o.root.clone(), what: "CBIS-DDSM folder with the case-description CSVs".into() });
+                }
+                files.extend(crate::cbis::TABLES.iter().map(|(name, _)| o.root.join(name)).filter(|p| p.exists()));
+            }
+            DatasetConfig::MiniMias(o) => files.push(o.root.join("Info.txt")),
+            DatasetConfig::Manifest(o) => files.push(if o.root.is_dir() { o.root.join("manifest.csv") } else { o.root.clone() }),
+        }
+        files.extend(split.file.iter().cloned());
+        for f in files {
+            let bytes = std::fs::read(&f).map_err(crate::error::io_err(&f, "cannot read for the data fingerprint"))?;
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 }
 

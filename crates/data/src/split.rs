@@ -42,13 +42,52 @@ pub struct SplitSpec {
     pub seed: u64,
     /// Proportions of patients in train, val and test (normalised; default 8:1:1).
     pub ratios: [f64; 3],
+    /// Cross-validation by patient: the number of folds (0 = off, a single
+    /// split by `ratios`). With K folds, fold `fold` is the test set, fold
+    /// `fold + 1 (mod K)` the validation set and the rest train; `ratios`
+    /// is not used.
+    pub folds: usize,
+    /// Which fold is the test set (0-based, below `folds`).
+    pub fold: usize,
     /// Read the split from this file instead of drawing it.
     pub file: Option<PathBuf>,
 }
 
 impl Default for SplitSpec {
     fn default() -> Self {
-        Self { seed: 0, ratios: [0.8, 0.1, 0.1], file: None }
+        Self { seed: 0, ratios: [0.8, 0.1, 0.1], folds: 0, fold: 0, file: None }
+    }
+}
+
+impl SplitSpec {
+    /// Checks the values TOML types cannot.
+    pub fn validate(&self) -> Result<()> {
+        let r = self.ratios;
+        if r.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || r.iter().sum::<f64>() <= 0.0 || r[0] <= 0.0 {
+            return Err(DataError::Config {
+                key: "split.ratios".into(),
+                problem: format!("{r:?}: expected three non-negative proportions [train, val, test] with train > 0"),
+            });
+        }
+        if self.folds == 1 || self.folds == 2 {
+            return Err(DataError::Config {
+                key: "split.folds".into(),
+                problem: format!("{}: cross-validation needs at least 3 folds (test, val and train), or 0 for none", self.folds),
+            });
+        }
+        if self.folds > 0 && self.fold >= self.folds {
+            return Err(DataError::Config {
+                key: "split.fold".into(),
+                problem: format!("{}: expected a fold index from 0 to {}", self.fold, self.folds - 1),
+            });
+        }
+        if self.folds == 0 && self.fold != 0 {
+            return Err(DataError::Config { key: "split.fold".into(), problem: format!("{} is set but split.folds is 0", self.fold) });
+        }
+        if self.folds > 0 && self.file.is_some() {
+            return Err(DataError::Config { key: "split.file".into(), problem: "cannot be combined with split.folds".into() });
+        }
+        Ok(())
     }
 }
 
@@ -79,15 +118,11 @@ impl SplitIndices {
 
 /// Assigns patients to splits: patients are stratified by their label (1 if
 /// any of their samples is malignant), each stratum shuffled with the seed
-/// and cut by the ratios. Input: (patient, label) per sample, in any order.
+/// and cut by the ratios, or dealt round-robin into `folds` folds.
+/// Input: (patient, label) per sample, in any order.
 pub fn assign_patients(labels: &[(String, u8)], spec: &SplitSpec) -> Result<HashMap<String, Split>> {
+    spec.validate()?;
     let r = spec.ratios;
-    if r.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || r.iter().sum::<f64>() <= 0.0 || r[0] <= 0.0 {
-        return Err(DataError::Config {
-            key: "split.ratios".into(),
-            problem: format!("{r:?}: expected three non-negative proportions [train, val, test] with train > 0"),
-        });
-    }
     let total: f64 = r.iter().sum();
     let mut patient_label: BTreeMap<&str, u8> = BTreeMap::new();
     for (p, y) in labels {
@@ -98,6 +133,23 @@ pub fn assign_patients(labels: &[(String, u8)], spec: &SplitSpec) -> Result<Hash
     for stratum in [0u8, 1u8] {
         let mut ps: Vec<&str> = patient_label.iter().filter(|(_, y)| **y == stratum).map(|(p, _)| *p).collect();
         Rng::new(derive_seed(spec.seed, 1000 + stratum as u64)).shuffle(&mut ps);
+        if spec.folds > 0 {
+            let k = spec.folds;
+            // Stratum 1 continues the deal where stratum 0 stopped, so fold sizes differ by at most one overall.
+            let offset = if stratum == 0 { 0 } else { patient_label.values().filter(|y| **y == 0).count() };
+            for (i, p) in ps.into_iter().enumerate() {
+                let f = (i + offset) % k;
+                let s = if f == spec.fold {
+                    Split::Test
+                } else if f == (spec.fold + 1) % k {
+                    Split::Val
+                } else {
+                    Split::Train
+                };
+                out.insert(p.to_string(), s);
+            }
+            continue;
+        }
         let n = ps.len() as f64;
         let n_train = (n * r[0] / total).round() as usize;
         let n_val = ((n * (r[0] + r[1]) / total).round() as usize).saturating_sub(n_train);

@@ -101,7 +101,7 @@ fn generator_follows_the_cbis_ddsm_joint_and_its_documented_structure() {
 fn difficulty_attributes_carry_signal_factors_more_and_irrelevant_factors_none() {
     use dae_data::synth::SynthFactors;
     use dae_metrics::{roc_auc, LogisticRegression};
-    let spec = SplitSpec { seed: 3, ratios: [0.5, 0.0, 0.5], file: None };
+    let spec = SplitSpec { seed: 3, ratios: [0.5, 0.0, 0.5], ..SplitSpec::default() };
     let s = generate(&SynthParams { seed: 3, ..small(1800, 16) }, &spec).unwrap();
     let idx = split_samples(&s, &spec).unwrap();
     let auc = |f: fn(&SynthFactors) -> Vec<f64>| {
@@ -170,6 +170,39 @@ fn split_is_patient_wise_stratified_seeded_and_round_trips_through_a_file() {
     assert_eq!(read_split_file(&f, &s).unwrap(), idx);
     let via_spec = split_samples(&s, &SplitSpec { file: Some(f.clone()), ..SplitSpec::default() }).unwrap();
     assert_eq!(via_spec, idx);
+}
+
+#[test]
+fn cross_validation_folds_partition_patients_and_each_is_test_once() {
+    let s = generate(&small(300, 16), &SplitSpec::default()).unwrap();
+    let k = 5;
+    let mut test_count: HashMap<&str, usize> = HashMap::new();
+    for fold in 0..k {
+        let spec = SplitSpec { folds: k, fold, ..SplitSpec::default() };
+        let idx = split_samples(&s, &spec).unwrap();
+        assert_eq!(idx.train.len() + idx.val.len() + idx.test.len(), s.len());
+        let patients = |ix: &[usize]| ix.iter().map(|&i| s[i].patient.as_str()).collect::<HashSet<_>>();
+        let (tr, va, te) = (patients(&idx.train), patients(&idx.val), patients(&idx.test));
+        assert!(tr.is_disjoint(&te) && tr.is_disjoint(&va) && va.is_disjoint(&te), "fold {fold}: a patient in two splits");
+        // 300 patients in 5 folds: 60 each, so test and val hold 60, train 180.
+        assert_eq!((tr.len(), va.len(), te.len()), (180, 60, 60), "fold {fold}");
+        for p in te {
+            *test_count.entry(p).or_default() += 1;
+        }
+        // The validation fold of fold f is the test fold of fold f+1.
+        let next = split_samples(&s, &SplitSpec { folds: k, fold: (fold + 1) % k, ..SplitSpec::default() }).unwrap();
+        assert_eq!(idx.val, next.test);
+    }
+    assert_eq!(test_count.len(), 300);
+    assert!(test_count.values().all(|&c| c == 1));
+    for (spec, key) in [
+        (SplitSpec { folds: 2, ..SplitSpec::default() }, "split.folds"),
+        (SplitSpec { folds: 5, fold: 5, ..SplitSpec::default() }, "split.fold"),
+        (SplitSpec { fold: 1, ..SplitSpec::default() }, "split.fold"),
+    ] {
+        let e = split_samples(&s, &spec).unwrap_err().to_string();
+        assert!(e.contains(key), "{e}");
+    }
 }
 
 #[test]

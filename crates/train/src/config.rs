@@ -123,6 +123,7 @@ impl JobConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.vocab()?;
         self.model.validate(self.dataset.image_size()).map_err(|e| e.to_string())?;
+        self.split.validate().map_err(|e| e.to_string())?;
         let o = &self.optim;
         if !(o.lr > 0.0 && o.lr.is_finite()) {
             return Err(format!("optim.lr: {} must be positive", o.lr));
@@ -147,4 +148,41 @@ impl JobConfig {
         }
         Ok(())
     }
+}
+
+/// One job config as the sweep runner sees it: the canonical resolved TOML
+/// (every default filled in, fixed key order) and the data's source
+/// fingerprint ([`dae_data::DatasetConfig::source_fingerprint`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub config: String,
+    pub data: String,
+}
+
+impl JobConfig {
+    /// The canonical text of a checked config: what the run folder's
+    /// `config.toml` holds and what a job id hashes.
+    pub fn canonical(&self) -> String {
+        toml::to_string(self).expect("a job config serialises to TOML")
+    }
+}
+
+/// Parses, checks and resolves job configs given as TOML texts (the batch
+/// form behind `dae-train --resolve`). The data fingerprint is computed once
+/// per distinct data set and split.
+pub fn resolve_batch(texts: &[String]) -> Vec<Result<Resolved, String>> {
+    let mut fingerprints: std::collections::HashMap<String, Result<String, String>> = std::collections::HashMap::new();
+    texts
+        .iter()
+        .map(|text| {
+            let cfg: JobConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+            cfg.validate()?;
+            let key = serde_json::to_string(&(&cfg.dataset, &cfg.split)).expect("serialises");
+            let data = fingerprints
+                .entry(key)
+                .or_insert_with(|| cfg.dataset.source_fingerprint(&cfg.split).map_err(|e| e.to_string()))
+                .clone()?;
+            Ok(Resolved { config: cfg.canonical(), data })
+        })
+        .collect()
 }

@@ -19,11 +19,40 @@ use dae_train::{exit, train, JobConfig};
 )]
 struct Cli {
     /// The job config (TOML).
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "resolve")]
+    config: Option<PathBuf>,
     /// The run folder to write.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "resolve")]
+    out: Option<PathBuf>,
+    /// For the sweep runner: read a JSON array of job configs (TOML texts) on
+    /// stdin, check and resolve each without training, and print one JSON
+    /// object `{"code_version", "results": [{"ok": {"config", "data"}} | {"error": "..."}]}`.
+    #[arg(long, conflicts_with_all = ["config", "out"])]
+    resolve: bool,
+}
+
+fn resolve_stdin() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut input) {
+        eprintln!("error: cannot read stdin: {e}");
+        return ExitCode::from(exit::OTHER);
+    }
+    let texts: Vec<String> = match serde_json::from_str(&input) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: stdin: expected a JSON array of TOML texts: {e}");
+            return ExitCode::from(exit::BAD_CONFIG);
+        }
+    };
+    let results: Vec<serde_json::Value> = dae_train::config::resolve_batch(&texts)
+        .into_iter()
+        .map(|r| match r {
+            Ok(v) => serde_json::json!({ "ok": v }),
+            Err(e) => serde_json::json!({ "error": e }),
+        })
+        .collect();
+    println!("{}", serde_json::json!({ "code_version": dae_train::CODE_VERSION, "results": results }));
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -33,7 +62,11 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
-    let cfg = match JobConfig::load(&cli.config) {
+    if cli.resolve {
+        return resolve_stdin();
+    }
+    let (config, out) = (cli.config.expect("clap requires --config"), cli.out.expect("clap requires --out"));
+    let cfg = match JobConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -46,7 +79,7 @@ fn main() -> ExitCode {
             eprintln!("warning: cannot handle signal {sig}: {e}");
         }
     }
-    match train(&cfg, &cli.out, &stop) {
+    match train(&cfg, &out, &stop) {
         Ok(m) => {
             println!(
                 "done: test AUC {:.4} (val {:.4}, best epoch {} of {}), {:.1} s; results in {}",
@@ -55,7 +88,7 @@ fn main() -> ExitCode {
                 m.best_epoch,
                 m.epochs_run,
                 m.wall_seconds,
-                cli.out.display()
+                out.display()
             );
             ExitCode::SUCCESS
         }

@@ -1,0 +1,628 @@
+//! Experiment files (`experiments/*.toml`): a base job config, matrix axes,
+//! zip groups, named variants (a table's rows), include/exclude rules, seeds
+//! and named profiles; expanded into partial job configs.
+//!
+//! ```toml
+//! [experiment]
+//! name = "sweep-tau-p"
+//! seeds = [0, 1]
+//! default_profile = "quick"
+//!
+//! [base]                       # a job config (the trainer's keys)
+//! model.attributes = "gcn"
+//!
+//! [matrix]                     # every combination
+//! model.tau = [0.1, 0.5, 0.9]
+//!
+//! [[zip]]                      # these vary together
+//! model.h_ma_dim = [8, 16]
+//! model.h_mi_dim = [8, 16]
+//!
+//! [[variant]]                  # named rows
+//! name = "row1"
+//! label = "Vanilla"
+//! set.model = { disentangle = false, attributes = "none" }
+//!
+//! [[exclude]]                  # drop jobs whose config matches all of these
+//! model.tau = 0.9
+//! variant = "row1"
+//!
+//! [profile.quick]              # selected with --profile quick
+//! seeds = [0, 1]
+//! set.optim.epochs = 8
+//! ```
+//!
+//! A job's config is base, then the profile's `set`, then the variant's
+//! `set`, then its axis values, then `seed`. Axis and rule keys are dotted
+//! job-config keys; a key the job config does not have is an error naming the
+//! file, line and the valid keys (checked against the trainer's resolved
+//! base config, see [`crate::plan`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+use crate::error::SweepError;
+
+/// Keys of the experiment file itself (for error messages).
+const TOP_KEYS: &str = "experiment, base, matrix, zip, variant, include, exclude, profile, slurm";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    experiment: RawMeta,
+    #[serde(default)]
+    base: Table,
+    #[serde(default)]
+    matrix: Table,
+    #[serde(default)]
+    zip: Vec<Table>,
+    #[serde(default)]
+    variant: Vec<RawVariant>,
+    #[serde(default)]
+    include: Vec<Table>,
+    #[serde(default)]
+    exclude: Vec<Table>,
+    #[serde(default)]
+    profile: BTreeMap<String, RawProfile>,
+    #[serde(default)]
+    slurm: Option<crate::slurm::SlurmConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    seeds: Option<Vec<u64>>,
+    #[serde(default)]
+    default_profile: Option<String>,
+    /// The variant other rows are compared with (DeLong) in reports.
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    name: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    set: Table,
+    /// `false` lists the row in plans and tables without running it.
+    #[serde(default = "yes")]
+    implemented: bool,
+    #[serde(default)]
+    note: Option<String>,
+    /// The paper's figures for this row (free keys, read by reports).
+    #[serde(default)]
+    paper: Table,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    seeds: Option<Vec<u64>>,
+    #[serde(default)]
+    set: Table,
+    #[serde(default)]
+    slurm: Option<crate::slurm::SlurmConfig>,
+}
+
+/// A named row of the experiment (a row of a paper table).
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub name: String,
+    pub label: String,
+    /// Flattened `set`: dotted key -> value.
+    pub set: Vec<(String, Value)>,
+    pub implemented: bool,
+    pub note: Option<String>,
+    pub paper: Table,
+}
+
+/// A named profile (`smoke`, `quick`, `paper`, ...).
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub description: String,
+    pub seeds: Option<Vec<u64>>,
+    pub set: Vec<(String, Value)>,
+    pub slurm: Option<crate::slurm::SlurmConfig>,
+}
+
+/// One axis: its assignments, each a list of (key, value) set together
+/// (one pair for a `[matrix]` axis, several for a `[[zip]]` group).
+#[derive(Clone, Debug)]
+pub struct Axis {
+    /// Where the axis is defined, for messages (`matrix` or `zip[1]`).
+    pub origin: String,
+    pub keys: Vec<String>,
+    pub assignments: Vec<Vec<(String, Value)>>,
+}
+
+/// A loaded experiment file.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub path: PathBuf,
+    pub name: String,
+    pub description: String,
+    pub seeds: Vec<u64>,
+    pub default_profile: Option<String>,
+    pub reference: Option<String>,
+    pub base: Table,
+    pub axes: Vec<Axis>,
+    pub variants: Vec<Variant>,
+    pub include: Vec<Vec<(String, Value)>>,
+    pub exclude: Vec<Vec<(String, Value)>>,
+    pub profiles: BTreeMap<String, Profile>,
+    pub slurm: Option<crate::slurm::SlurmConfig>,
+    lines: BTreeMap<String, usize>,
+}
+
+/// One expanded job before the trainer resolves it.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub variant: Option<String>,
+    /// What identifies the job within the experiment: `variant`, then axis
+    /// keys in file order, then `seed`.
+    pub params: Vec<(String, Value)>,
+    pub seed: u64,
+    /// The merged (unresolved) job config.
+    pub config: Table,
+    /// The dotted keys the experiment set (for locating errors).
+    pub set_keys: Vec<String>,
+}
+
+impl Experiment {
+    /// Reads and checks an experiment file.
+    pub fn load(path: &Path) -> Result<Experiment, SweepError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SweepError::Io { path: path.into(), action: "cannot read", source })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses an experiment from text (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Experiment, SweepError> {
+        let raw: RawExperiment = toml::from_str(text).map_err(|e| {
+            let mut msg = e.to_string().trim_end().to_string();
+            if msg.contains("unknown field") && !msg.contains("expected") {
+                msg.push_str(&format!("; valid top-level keys: {TOP_KEYS}"));
+            }
+            SweepError::File { path: path.into(), line: None, message: msg }
+        })?;
+        let lines = line_index(text);
+        let mut exp = Experiment {
+            path: path.into(),
+            name: raw.experiment.name,
+            description: raw.experiment.description,
+            seeds: raw.experiment.seeds.unwrap_or_else(|| vec![0]),
+            default_profile: raw.experiment.default_profile,
+            reference: raw.experiment.reference,
+            base: raw.base,
+            axes: Vec::new(),
+            variants: Vec::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            profiles: BTreeMap::new(),
+            slurm: raw.slurm,
+            lines,
+        };
+        if exp.seeds.is_empty() {
+            return Err(exp.err("experiment.seeds", "is empty; give at least one seed".into()));
+        }
+        for (key, v) in flatten(&raw.matrix, "") {
+            let Value::Array(values) = v else {
+                return Err(exp.err(&format!("matrix.{key}"), format!("expected a list of values, found {}", v.type_str())));
+            };
+            if values.is_empty() {
+                return Err(exp.err(&format!("matrix.{key}"), "is an empty list; an axis needs at least one value".into()));
+            }
+            exp.axes.push(Axis {
+                origin: "matrix".into(),
+                keys: vec![key.clone()],
+                assignments: values.iter().map(|x| vec![(key.clone(), x.clone())]).collect(),
+            });
+        }
+        for (i, z) in raw.zip.iter().enumerate() {
+            let flat = flatten(z, "");
+            let mut len = None;
+            for (key, v) in &flat {
+                let Value::Array(values) = v else {
+                    return Err(exp.err(&format!("zip[{i}].{key}"), format!("expected a list of values, found {}", v.type_str())));
+                };
+                match len {
+                    None => len = Some((key.clone(), values.len())),
+                    Some((ref k0, n)) if n != values.len() => {
+                        return Err(exp.err(
+                            &format!("zip[{i}].{key}"),
+                            format!("has {} values but `{k0}` in the same zip group has {n}; zipped lists must have equal lengths", values.len()),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            let Some((_, n)) = len else { continue };
+            if n == 0 {
+                return Err(exp.err(&format!("zip[{i}]"), "has empty lists".into()));
+            }
+            let assignments = (0..n)
+                .map(|j| flat.iter().map(|(k, v)| (k.clone(), v.as_array().expect("checked")[j].clone())).collect())
+                .collect();
+            exp.axes.push(Axis { origin: format!("zip[{i}]"), keys: flat.iter().map(|(k, _)| k.clone()).collect(), assignments });
+        }
+        let mut seen = BTreeSet::new();
+        for a in &exp.axes {
+            for k in &a.keys {
+                if !seen.insert(k.clone()) {
+                    return Err(exp.err(&format!("{}.{k}", a.origin), "is varied by two axes; put it in one".into()));
+                }
+                if k == "seed" {
+                    return Err(exp.err(&format!("{}.{k}", a.origin), "seeds are an axis of their own: use experiment.seeds".into()));
+                }
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (i, v) in raw.variant.into_iter().enumerate() {
+            if !names.insert(v.name.clone()) {
+                return Err(exp.err(&format!("variant[{i}].name"), format!("`{}` is used by two variants", v.name)));
+            }
+            exp.variants.push(Variant {
+                label: v.label.unwrap_or_else(|| v.name.clone()),
+                name: v.name,
+                set: flatten(&v.set, ""),
+                implemented: v.implemented,
+                note: v.note,
+                paper: v.paper,
+            });
+        }
+        let variant_names = || exp.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
+        for (kind, rules, dst) in [("include", raw.include, 0), ("exclude", raw.exclude, 1)] {
+            for (i, r) in rules.iter().enumerate() {
+                let flat = flatten(r, "");
+                if flat.is_empty() {
+                    return Err(exp.err(&format!("{kind}[{i}]"), "is empty".into()));
+                }
+                for (k, v) in &flat {
+                    if k == "variant" {
+                        let ok = v.as_str().is_some_and(|n| exp.variants.iter().any(|x| x.name == n));
+                        if !ok {
+                            return Err(exp.err(&format!("{kind}[{i}].variant"), format!("{v} is not a variant; variants: {}", variant_names())));
+                        }
+                    }
+                }
+                if dst == 0 {
+                    exp.include.push(flat);
+                } else {
+                    exp.exclude.push(flat);
+                }
+            }
+        }
+        if let Some(r) = &exp.reference {
+            if !exp.variants.iter().any(|v| &v.name == r) {
+                return Err(exp.err("experiment.reference", format!("`{r}` is not a variant; variants: {}", variant_names())));
+            }
+        }
+        for (name, p) in raw.profile {
+            if p.seeds.as_ref().is_some_and(|s| s.is_empty()) {
+                return Err(exp.err(&format!("profile.{name}.seeds"), "is empty".into()));
+            }
+            exp.profiles.insert(name, Profile { description: p.description, seeds: p.seeds, set: flatten(&p.set, ""), slurm: p.slurm });
+        }
+        if let Some(d) = &exp.default_profile {
+            if !exp.profiles.contains_key(d) {
+                return Err(exp.err("experiment.default_profile", format!("`{d}` is not a profile; profiles: {}", exp.profile_names())));
+            }
+        }
+        Ok(exp)
+    }
+
+    /// The profile names, comma-separated.
+    pub fn profile_names(&self) -> String {
+        if self.profiles.is_empty() {
+            "(none)".into()
+        } else {
+            self.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    }
+
+    /// The profile to use: the one asked for, else the default, else none.
+    pub fn select_profile(&self, asked: Option<&str>) -> Result<Option<(&str, &Profile)>, SweepError> {
+        match asked.or(self.default_profile.as_deref()) {
+            None => Ok(None),
+            Some(name) => match self.profiles.get_key_value(name) {
+                Some((k, p)) => Ok(Some((k.as_str(), p))),
+                None => Err(SweepError::File {
+                    path: self.path.clone(),
+                    line: None,
+                    message: format!("no profile `{name}`; profiles: {}", self.profile_names()),
+                }),
+            },
+        }
+    }
+
+    /// The line of a dotted key path in the file (`variant[2].set.model.tau`).
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.lines.get(key).copied()
+    }
+
+    /// An error at a key of this file.
+    pub fn err(&self, key: &str, problem: String) -> SweepError {
+        SweepError::File { path: self.path.clone(), line: self.line_of(key), message: format!("`{key}` {problem}") }
+    }
+
+    /// The base config with the profile's settings applied.
+    pub fn profiled_base(&self, profile: Option<&Profile>) -> Table {
+        let mut t = self.base.clone();
+        if let Some(p) = profile {
+            for (k, v) in &p.set {
+                set_path(&mut t, k, v.clone());
+            }
+        }
+        t
+    }
+
+    /// Expands the experiment: variants x axes x seeds, minus excluded
+    /// combinations, plus included ones. Variants marked not implemented are
+    /// skipped (the plan lists them).
+    pub fn expand(&self, profile: Option<&Profile>) -> Vec<JobSpec> {
+        let base = self.profiled_base(profile);
+        let seeds = profile.and_then(|p| p.seeds.clone()).unwrap_or_else(|| self.seeds.clone());
+        let profile_keys: Vec<String> = profile.map(|p| p.set.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+        let rows: Vec<Option<&Variant>> =
+            if self.variants.is_empty() { vec![None] } else { self.variants.iter().filter(|v| v.implemented).map(Some).collect() };
+        let mut combos: Vec<Vec<&(String, Value)>> = vec![Vec::new()];
+        for axis in &self.axes {
+            let mut next = Vec::with_capacity(combos.len() * axis.assignments.len());
+            for c in &combos {
+                for a in &axis.assignments {
+                    let mut c2 = c.clone();
+                    c2.extend(a.iter());
+                    next.push(c2);
+                }
+            }
+            combos = next;
+        }
+        let mut out = Vec::new();
+        let mut make = |variant: Option<&Variant>, settings: &[&(String, Value)], seed: u64, excluded_check: bool| {
+            let mut cfg = base.clone();
+            let mut set_keys = profile_keys.clone();
+            if let Some(v) = variant {
+                for (k, val) in &v.set {
+                    set_path(&mut cfg, k, val.clone());
+                    set_keys.push(k.clone());
+                }
+            }
+            for (k, val) in settings {
+                set_path(&mut cfg, k, val.clone());
+                set_keys.push(k.clone());
+            }
+            cfg.insert("seed".into(), Value::Integer(seed as i64));
+            if excluded_check && self.exclude.iter().any(|rule| matches(rule, variant.map(|v| v.name.as_str()), &cfg)) {
+                return;
+            }
+            let mut params = Vec::new();
+            if let Some(v) = variant {
+                params.push(("variant".to_string(), Value::String(v.name.clone())));
+            }
+            params.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+            params.push(("seed".to_string(), Value::Integer(seed as i64)));
+            out.push(JobSpec { variant: variant.map(|v| v.name.clone()), params, seed, config: cfg, set_keys });
+        };
+        for row in &rows {
+            for combo in &combos {
+                for &seed in &seeds {
+                    make(*row, combo, seed, true);
+                }
+            }
+        }
+        for inc in &self.include {
+            let variant = inc.iter().find(|(k, _)| k == "variant").and_then(|(_, v)| v.as_str()).and_then(|n| self.variants.iter().find(|x| x.name == n));
+            let settings: Vec<&(String, Value)> = inc.iter().filter(|(k, _)| k != "variant" && k != "seed").collect();
+            let inc_seeds: Vec<u64> = match inc.iter().find(|(k, _)| k == "seed").map(|(_, v)| v) {
+                Some(Value::Integer(s)) => vec![*s as u64],
+                _ => seeds.clone(),
+            };
+            for seed in inc_seeds {
+                make(variant, &settings, seed, false);
+            }
+        }
+        out
+    }
+
+    /// Every dotted job-config key the experiment names, with where.
+    pub fn named_keys(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for a in &self.axes {
+            v.extend(a.keys.iter().map(|k| (k.clone(), format!("{}.{k}", a.origin))));
+        }
+        for (i, var) in self.variants.iter().enumerate() {
+            v.extend(var.set.iter().map(|(k, _)| (k.clone(), format!("variant[{i}].set.{k}"))));
+        }
+        for (kind, rules) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for (i, r) in rules.iter().enumerate() {
+                v.extend(r.iter().filter(|(k, _)| k != "variant" && k != "seed").map(|(k, _)| (k.clone(), format!("{kind}[{i}].{k}"))));
+            }
+        }
+        for (name, p) in &self.profiles {
+            v.extend(p.set.iter().map(|(k, _)| (k.clone(), format!("profile.{name}.set.{k}"))));
+        }
+        v
+    }
+}
+
+/// Does a rule (dotted key -> value, plus `variant`) match a job?
+fn matches(rule: &[(String, Value)], variant: Option<&str>, cfg: &Table) -> bool {
+    rule.iter().all(|(k, want)| {
+        if k == "variant" {
+            return want.as_str() == variant;
+        }
+        get_path(cfg, k).is_some_and(|have| values_equal(have, want))
+    })
+}
+
+/// TOML values equal, with integers and floats compared as numbers.
+pub fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Integer(x), Value::Float(y)) | (Value::Float(y), Value::Integer(x)) => (*x as f64) == *y,
+        _ => a == b,
+    }
+}
+
+/// Flattens nested tables into dotted keys; arrays and scalars are leaves.
+pub fn flatten(t: &Table, prefix: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (k, v) in t {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            Value::Table(sub) => out.extend(flatten(sub, &key)),
+            _ => out.push((key, v.clone())),
+        }
+    }
+    out
+}
+
+/// Sets a dotted key, creating tables on the way.
+pub fn set_path(t: &mut Table, key: &str, v: Value) {
+    let mut parts = key.split('.').peekable();
+    let mut cur = t;
+    while let Some(p) = parts.next() {
+        if parts.peek().is_none() {
+            cur.insert(p.to_string(), v);
+            return;
+        }
+        let entry = cur.entry(p.to_string()).or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        cur = entry.as_table_mut().expect("just made a table");
+    }
+}
+
+/// Reads a dotted key.
+pub fn get_path<'a>(t: &'a Table, key: &str) -> Option<&'a Value> {
+    let mut parts = key.split('.');
+    let mut cur = t.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_table()?.get(p)?;
+    }
+    Some(cur)
+}
+
+/// Maps dotted key paths (`variant[2].set.model.tau`) to 1-based lines.
+fn line_index(text: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let Ok(doc) = toml::de::DeTable::parse(text) else { return out };
+    let line_at = |offset: usize| text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1;
+    fn walk(
+        t: &toml::de::DeTable<'_>,
+        prefix: &str,
+        out: &mut BTreeMap<String, usize>,
+        line_at: &dyn Fn(usize) -> usize,
+    ) {
+        for (k, v) in t.iter() {
+            let key = if prefix.is_empty() { k.get_ref().to_string() } else { format!("{prefix}.{}", k.get_ref()) };
+            out.entry(key.clone()).or_insert_with(|| line_at(k.span().start));
+            match v.get_ref() {
+                toml::de::DeValue::Table(sub) => walk(sub, &key, out, line_at),
+                toml::de::DeValue::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let toml::de::DeValue::Table(sub) = item.get_ref() {
+                            let ik = format!("{key}[{i}]");
+                            out.entry(ik.clone()).or_insert_with(|| line_at(item.span().start));
+                            walk(sub, &ik, out, line_at);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    walk(doc.get_ref(), "", &mut out, &line_at);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[experiment]
+name = "t"
+seeds = [0, 1]
+
+[base]
+model.tau = 0.4
+
+[matrix]
+model.p = [0.1, 0.2, 0.3]
+
+[[zip]]
+model.h_ma_dim = [8, 16]
+model.h_mi_dim = [4, 8]
+
+[[variant]]
+name = "a"
+set.model.rec = false
+
+[[variant]]
+name = "b"
+set.model.rec = true
+
+[[exclude]]
+variant = "a"
+model.p = 0.3
+
+[[include]]
+variant = "b"
+model.p = 0.9
+seed = 7
+"#;
+
+    #[test]
+    fn expansion_is_the_product_minus_excludes_plus_includes() {
+        let e = Experiment::parse(Path::new("t.toml"), FILE).unwrap();
+        let jobs = e.expand(None);
+        // 2 variants x 3 p x 2 zip x 2 seeds = 24, minus a/p=0.3 (2 zip x 2 seeds = 4), plus 1 included.
+        assert_eq!(jobs.len(), 24 - 4 + 1);
+        let last = jobs.last().unwrap();
+        assert_eq!(last.seed, 7);
+        assert_eq!(get_path(&last.config, "model.p"), Some(&Value::Float(0.9)));
+        assert_eq!(get_path(&last.config, "model.rec"), Some(&Value::Boolean(true)));
+        // zip keys vary together
+        for j in &jobs[..20] {
+            let ma = get_path(&j.config, "model.h_ma_dim").unwrap().as_integer().unwrap();
+            let mi = get_path(&j.config, "model.h_mi_dim").unwrap().as_integer().unwrap();
+            assert_eq!(ma, mi * 2);
+        }
+        assert!(!jobs.iter().any(|j| j.variant.as_deref() == Some("a") && get_path(&j.config, "model.p") == Some(&Value::Float(0.3))));
+        let keys: Vec<&str> = jobs[0].params.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["variant", "model.p", "model.h_ma_dim", "model.h_mi_dim", "seed"]);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key() {
+        let bad = FILE.replace("model.h_mi_dim = [4, 8]", "model.h_mi_dim = [4, 8, 9]");
+        let e = Experiment::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:14:") && e.contains("zip[0].model.h_mi_dim") && e.contains("equal lengths"), "{e}");
+        let bad = FILE.replace("variant = \"a\"", "variant = \"zz\"");
+        let e = Experiment::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("t.toml:25:") && e.contains("variants: a, b"), "{e}");
+        let bad = FILE.replace("[matrix]", "[matrx]");
+        let e = Experiment::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("matrx") && e.contains("matrix"), "{e}");
+        let bad = FILE.replace("model.p = [0.1, 0.2, 0.3]", "model.p = 0.1");
+        let e = Experiment::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(e.contains("t.toml:10:") && e.contains("expected a list"), "{e}");
+    }
+}

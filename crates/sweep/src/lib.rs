@@ -1,0 +1,37 @@
+//! `dae-sweep`: experiment matrices into training jobs, plans, and the
+//! backends that run them. Never links candle: a job is a `dae-train`
+//! process, locally or as a Slurm array task.
+//!
+//! - [`experiment`]: the TOML experiment file (base, matrix, zip, variants,
+//!   include/exclude, seeds, profiles) and its expansion.
+//! - [`plan`]: jobs with content-hash ids (resolved by the trainer), their
+//!   status, and what a run would do ([`Plan`]).
+//! - [`runs`]: a run folder's status, lock and the runner's files.
+//! - [`local`] and [`slurm`]: the backends; both emit [`Event`]s that
+//!   [`reporter`]s consume.
+//!
+//! ```no_run
+//! use dae_sweep::{plan, Experiment, RerunPolicy, TrainerResolver};
+//! let exp = Experiment::load("experiments/table2-ablation.toml".as_ref())?;
+//! let resolver = TrainerResolver { program: "target/release/dae-train".into() };
+//! let p = plan::plan(&exp, Some("quick"), &resolver, "results".as_ref(), RerunPolicy::default())?;
+//! print!("{}", p.render());
+//! # Ok::<(), dae_sweep::SweepError>(())
+//! ```
+
+pub mod error;
+pub mod events;
+pub mod experiment;
+pub mod local;
+pub mod plan;
+pub mod reporter;
+pub mod runs;
+pub mod slurm;
+
+pub use error::SweepError;
+pub use events::{Event, Outcome, Summary};
+pub use experiment::Experiment;
+pub use local::{run_local, Launcher, LocalOptions};
+pub use plan::{job_id, Action, Job, Plan, PlannedJob, RerunPolicy, Resolver, TrainerResolver};
+pub use runs::{RunDir, Status};
+pub use slurm::{run_slurm, SlurmCli, SlurmConfig, SlurmOptions};

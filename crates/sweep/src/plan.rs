@@ -1,0 +1,380 @@
+//! From an experiment to jobs with ids, and from jobs to a plan: each job's
+//! status and whether a run would start it, and why.
+//!
+//! The trainer is the authority on its config: the expanded configs go to
+//! `dae-train --resolve` (one process for the whole matrix), which checks
+//! each one exactly as a job file and returns its canonical text and a data
+//! fingerprint. A job's id is the SHA-256 of [`SCHEMA_VERSION`], that text and
+//! that fingerprint.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Value;
+
+use crate::error::SweepError;
+use crate::experiment::{get_path, Experiment, Variant};
+use crate::runs::{RunDir, Status};
+
+/// Bumped when the meaning of a job id changes (what is hashed, or how the
+/// run folder is laid out).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A job config as the trainer resolved it.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct ResolvedConfig {
+    /// Canonical TOML with every default filled in.
+    pub config: String,
+    /// The data's source fingerprint.
+    pub data: String,
+}
+
+/// The trainer's answer for a batch of configs.
+#[derive(Clone, Debug)]
+pub struct Resolution {
+    pub code_version: String,
+    pub results: Vec<Result<ResolvedConfig, String>>,
+}
+
+/// Resolves job configs (given as TOML texts).
+pub trait Resolver {
+    fn resolve(&self, configs: &[String]) -> Result<Resolution, SweepError>;
+}
+
+/// Resolution by `PROGRAM --resolve` (the `dae-train` binary).
+#[derive(Clone, Debug)]
+pub struct TrainerResolver {
+    pub program: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct WireResolution {
+    code_version: String,
+    results: Vec<WireResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WireResult {
+    Ok(ResolvedConfig),
+    Error(String),
+}
+
+impl Resolver for TrainerResolver {
+    fn resolve(&self, configs: &[String]) -> Result<Resolution, SweepError> {
+        let err = |message: String| SweepError::Trainer { program: self.program.clone(), message };
+        let mut child = Command::new(&self.program)
+            .arg("--resolve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| err(format!("cannot start: {e}")))?;
+        let input = serde_json::to_vec(configs).expect("strings serialise");
+        let mut stdin = child.stdin.take().expect("piped");
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().map_err(|e| err(format!("cannot read its output: {e}")))?;
+        let _ = writer.join();
+        if !out.status.success() {
+            return Err(err(format!("--resolve failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
+        }
+        let wire: WireResolution =
+            serde_json::from_slice(&out.stdout).map_err(|e| err(format!("unexpected --resolve output ({e}); is it a dae-train binary?")))?;
+        if wire.results.len() != configs.len() {
+            return Err(err(format!("answered {} configs for {} asked", wire.results.len(), configs.len())));
+        }
+        Ok(Resolution {
+            code_version: wire.code_version,
+            results: wire
+                .results
+                .into_iter()
+                .map(|r| match r {
+                    WireResult::Ok(c) => Ok(c),
+                    WireResult::Error(e) => Err(e),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// One training job.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Hex SHA-256: the run folder's name.
+    pub id: String,
+    pub variant: Option<String>,
+    /// Axis values: `variant`, the axes in file order, `seed`.
+    pub params: Vec<(String, Value)>,
+    pub seed: u64,
+    /// The canonical resolved config (written to the run folder as `job.toml`).
+    pub config: String,
+    pub data: String,
+    /// Does the job want a GPU (`device = "cuda..."`)?
+    pub gpu: bool,
+}
+
+impl Job {
+    /// The first 12 hex digits of the id.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+    /// `variant=row7 model.tau=0.4 seed=1`.
+    pub fn describe(&self) -> String {
+        self.params.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A value as a user wrote it (strings without quotes).
+pub fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The job id: SHA-256 of the schema version, the canonical config and the
+/// data fingerprint.
+pub fn job_id(config: &str, data: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("dae-sweep job schema {SCHEMA_VERSION}\n").as_bytes());
+    h.update(config.as_bytes());
+    h.update(b"\n--data--\n");
+    h.update(data.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `run` does with a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Run,
+    Skip,
+}
+
+/// Which finished runs a run should redo.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RerunPolicy {
+    /// Rerun everything, done runs included (they are archived first).
+    pub force: bool,
+    pub rerun_failed: bool,
+    pub rerun_stale: bool,
+}
+
+impl RerunPolicy {
+    /// Whether a job with this status runs, and why.
+    pub fn decide(&self, status: &Status, current_version: &str) -> (Action, String) {
+        match status {
+            Status::Pending => (Action::Run, "not run yet".into()),
+            Status::Incomplete => (Action::Run, "started but never finished; will start again".into()),
+            Status::Running => (Action::Skip, "running now (another runner holds its lock)".into()),
+            Status::Done if self.force => (Action::Run, "done; rerun because of --force (the old run is archived)".into()),
+            Status::Done => (Action::Skip, "done".into()),
+            Status::Stale { .. } if self.force || self.rerun_stale => {
+                (Action::Run, "done by other code; rerun because of --rerun-stale (the old run is archived)".into())
+            }
+            Status::Stale { code_version } => {
+                (Action::Skip, format!("done by code {code_version} (now {current_version}); reused, --rerun-stale to redo"))
+            }
+            Status::Failed { .. } if self.force || self.rerun_failed => (Action::Run, format!("{}; rerun because of --rerun-failed", failure(status))),
+            Status::Failed { .. } => (Action::Skip, format!("{}; --rerun-failed to retry", failure(status))),
+        }
+    }
+}
+
+fn failure(s: &Status) -> String {
+    match s {
+        Status::Failed { exit: Some(0), .. } => "failed (exited 0 without the done marker)".into(),
+        Status::Failed { exit: Some(c), .. } => format!("failed (exit {c})"),
+        Status::Failed { signal: Some(sig), .. } => format!("failed (killed by signal {sig})"),
+        _ => "failed".into(),
+    }
+}
+
+/// A job with its status and what a run would do.
+#[derive(Clone, Debug)]
+pub struct PlannedJob {
+    pub job: Job,
+    pub status: Status,
+    pub action: Action,
+    pub reason: String,
+}
+
+/// The dry run of an experiment.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub experiment: String,
+    pub path: PathBuf,
+    pub profile: Option<String>,
+    pub code_version: String,
+    pub jobs: Vec<PlannedJob>,
+    /// Rows listed but not implemented (never run).
+    pub not_implemented: Vec<Variant>,
+    /// Expanded combinations that resolved to a job already in the plan.
+    pub duplicates: usize,
+}
+
+/// Expands an experiment into jobs with ids (no status).
+pub fn jobs(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver) -> Result<(Vec<Job>, String, usize), SweepError> {
+    let prof = exp.select_profile(profile)?;
+    let specs = exp.expand(prof.map(|(_, p)| p));
+    let mut base = exp.profiled_base(prof.map(|(_, p)| p));
+    base.insert("seed".into(), Value::Integer(0));
+    let mut texts = Vec::with_capacity(specs.len() + 1);
+    texts.push(toml::to_string(&base).map_err(|e| SweepError::Usage(format!("cannot write the base config: {e}")))?);
+    for s in &specs {
+        texts.push(toml::to_string(&s.config).map_err(|e| SweepError::Usage(format!("cannot write a job config: {e}")))?);
+    }
+    let res = resolver.resolve(&texts)?;
+    let resolved_base: toml::Table = match &res.results[0] {
+        Ok(r) => toml::from_str(&r.config).map_err(|e| SweepError::Usage(format!("the trainer's canonical config does not parse: {e}")))?,
+        Err(e) => {
+            let key = prof.map(|(n, _)| format!("profile.{n}.set")).unwrap_or_else(|| "base".into());
+            return Err(SweepError::File { path: exp.path.clone(), line: exp.line_of(&key), message: format!("the base config{}: {e}", if prof.is_some() { format!(" with {key}") } else { String::new() }) });
+        }
+    };
+    let mut out = Vec::with_capacity(specs.len());
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = 0;
+    for (spec, r) in specs.iter().zip(&res.results[1..]) {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return Err(locate(exp, spec, &resolved_base, e)),
+        };
+        let id = job_id(&r.config, &r.data);
+        if !seen.insert(id.clone()) {
+            duplicates += 1;
+            continue;
+        }
+        let gpu = get_path(&spec.config, "device").and_then(|v| v.as_str()).is_some_and(|d| d.starts_with("cuda"));
+        out.push(Job { id, variant: spec.variant.clone(), params: spec.params.clone(), seed: spec.seed, config: r.config.clone(), data: r.data.clone(), gpu });
+    }
+    Ok((out, res.code_version, duplicates))
+}
+
+/// Turns a resolver error for one job into an error at the experiment key
+/// that caused it: a key the job config does not have, else a key the
+/// message names, else the job's parameters.
+fn locate(exp: &Experiment, spec: &crate::experiment::JobSpec, resolved_base: &toml::Table, e: &str) -> SweepError {
+    let named = exp.named_keys();
+    let where_of = |key: &str| named.iter().find(|(k, _)| k == key).map(|(_, w)| w.clone()).unwrap_or_else(|| key.to_string());
+    for key in &spec.set_keys {
+        if get_path(resolved_base, key).is_none() && e.contains("unknown field") {
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            if e.contains(&format!("`{leaf}`")) {
+                let parent = key.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
+                let valid = if parent.is_empty() { Some(resolved_base) } else { get_path(resolved_base, parent).and_then(|v| v.as_table()) };
+                let valid = valid.map(|t| t.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                let w = where_of(key);
+                return SweepError::File {
+                    path: exp.path.clone(),
+                    line: exp.line_of(&w),
+                    message: format!(
+                        "`{w}`: `{key}` is not a job config key{}",
+                        if valid.is_empty() { String::new() } else { format!("; valid keys under `{parent}`: {valid}") }
+                    ),
+                };
+            }
+        }
+    }
+    let desc = spec.params.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" ");
+    let hit = spec.set_keys.iter().rev().find(|k| e.contains(k.as_str())).map(|k| where_of(k));
+    SweepError::File { path: exp.path.clone(), line: hit.as_deref().and_then(|w| exp.line_of(w)), message: format!("job {desc}: {e}") }
+}
+
+/// The plan: every job with its status and what a run would do.
+pub fn plan(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver, results: &Path, policy: RerunPolicy) -> Result<Plan, SweepError> {
+    let (jobs, code_version, duplicates) = jobs(exp, profile, resolver)?;
+    let planned = jobs
+        .into_iter()
+        .map(|job| {
+            let status = RunDir::new(results, &job.id).status(&code_version);
+            let (action, reason) = policy.decide(&status, &code_version);
+            PlannedJob { job, status, action, reason }
+        })
+        .collect();
+    let prof = exp.select_profile(profile)?.map(|(n, _)| n.to_string());
+    Ok(Plan {
+        experiment: exp.name.clone(),
+        path: exp.path.clone(),
+        profile: prof,
+        code_version,
+        jobs: planned,
+        not_implemented: exp.variants.iter().filter(|v| !v.implemented).cloned().collect(),
+        duplicates,
+    })
+}
+
+impl Plan {
+    /// Counts by status word, in a fixed order.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        let words = ["done", "stale", "running", "incomplete", "failed", "pending"];
+        words.iter().map(|w| (*w, self.jobs.iter().filter(|j| j.status.word() == *w).count())).filter(|(_, n)| *n > 0).collect()
+    }
+
+    pub fn to_run(&self) -> usize {
+        self.jobs.iter().filter(|j| j.action == Action::Run).count()
+    }
+
+    /// The human form: one line per job, then a summary.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "experiment {} ({}), profile {}, code {}\n",
+            self.experiment,
+            self.path.display(),
+            self.profile.as_deref().unwrap_or("(none)"),
+            self.code_version
+        );
+        for j in &self.jobs {
+            s.push_str(&format!(
+                "  {} {:<10} {:<4} {}  -- {}\n",
+                j.job.short_id(),
+                j.status.word(),
+                if j.action == Action::Run { "run" } else { "skip" },
+                j.job.describe(),
+                j.reason
+            ));
+        }
+        for v in &self.not_implemented {
+            s.push_str(&format!(
+                "  {:<12} {:<10} skip variant={} ({})  -- not implemented yet{}\n",
+                "-",
+                "-",
+                v.name,
+                v.label,
+                v.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default()
+            ));
+        }
+        let counts = self.counts().iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
+        s.push_str(&format!(
+            "{} jobs ({}); {} to run{}{}\n",
+            self.jobs.len(),
+            if counts.is_empty() { "none".into() } else { counts },
+            self.to_run(),
+            if self.not_implemented.is_empty() { String::new() } else { format!("; {} rows not implemented", self.not_implemented.len()) },
+            if self.duplicates > 0 { format!("; {} duplicate combinations merged", self.duplicates) } else { String::new() }
+        ));
+        s
+    }
+
+    /// One JSON object per job: `id`, `status`, `params`, plus `action`,
+    /// `reason`, `variant`, `seed`.
+    pub fn to_json_lines(&self) -> String {
+        let mut s = String::new();
+        for j in &self.jobs {
+            let params: serde_json::Map<String, serde_json::Value> =
+                j.job.params.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect();
+            let o = serde_json::json!({
+                "id": j.job.id,
+                "status": j.status.word(),
+                "params": params,
+                "action": if j.action == Action::Run { "run" } else { "skip" },
+                "reason": j.reason,
+            });
+            s.push_str(&o.to_string());
+            s.push('\n');
+        }
+        s
+    }
+}

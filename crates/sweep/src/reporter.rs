@@ -1,0 +1,123 @@
+//! Reporters: consumers of [`Event`]s. The terminal reporter draws a
+//! progress bar (done / running / failed, ETA) and prints each failure the
+//! moment it happens with the path of its log; the JSON reporter writes one
+//! event per line.
+
+use std::io::Write;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::events::{Event, Outcome};
+
+/// The terminal reporter.
+pub struct TerminalReporter {
+    bar: ProgressBar,
+    running: usize,
+    failed: usize,
+    passed: usize,
+    verbose: bool,
+}
+
+impl TerminalReporter {
+    /// `verbose` also prints each start and finish (always printed when
+    /// stderr is not a terminal, where no bar is drawn).
+    pub fn new(verbose: bool) -> TerminalReporter {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} ETA {eta}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(250));
+        let verbose = verbose || bar.is_hidden();
+        TerminalReporter { bar, running: 0, failed: 0, passed: 0, verbose }
+    }
+
+    fn line(&self, s: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{s}");
+        } else {
+            self.bar.println(s);
+        }
+    }
+
+    fn update(&self) {
+        self.bar.set_message(format!("done {} running {} failed {}", self.passed, self.running, self.failed));
+    }
+
+    pub fn report(&mut self, ev: &Event) {
+        match ev {
+            Event::RunStarted { total, to_run, skipped } => {
+                self.bar.set_length(*to_run as u64);
+                self.line(format!("{total} jobs: {to_run} to run, {skipped} skipped (see `cargo xtask plan` for why)"));
+            }
+            Event::JobSkipped { job, reason } => {
+                if self.verbose && reason.contains("another runner") {
+                    self.line(format!("skip  {} {} ({reason})", &job.id[..12], job.desc));
+                }
+                if reason.contains("another runner") {
+                    self.bar.inc(1);
+                }
+            }
+            Event::JobStarted { job, attempt, slot, .. } => {
+                self.running += 1;
+                if self.verbose {
+                    let again = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                    self.line(format!("start {} {} on {slot}{again}", &job.id[..12], job.desc));
+                }
+            }
+            Event::JobWaiting { job } => self.line(format!("wait  {} {}: another runner holds it", &job.id[..12], job.desc)),
+            Event::JobRetrying { job, attempt, outcome, log } => {
+                self.running = self.running.saturating_sub(1);
+                self.line(format!("retry {} {}: attempt {attempt} {}; log: {}", &job.id[..12], job.desc, outcome.describe(), log.display()));
+            }
+            Event::JobFinished { job, outcome, seconds, log, .. } => {
+                self.running = self.running.saturating_sub(1);
+                self.bar.inc(1);
+                match outcome {
+                    Outcome::Pass => {
+                        self.passed += 1;
+                        if self.verbose {
+                            self.line(format!("pass  {} {} in {seconds:.1} s", &job.id[..12], job.desc));
+                        }
+                    }
+                    Outcome::Interrupted => self.line(format!("stop  {} {}: {}", &job.id[..12], job.desc, outcome.describe())),
+                    _ => {
+                        self.failed += 1;
+                        self.line(format!("FAIL  {} {}: {}; log: {}", &job.id[..12], job.desc, outcome.describe(), log.display()));
+                    }
+                }
+            }
+            Event::Stopping { reason } => self.line(format!("stopping: {reason}")),
+            Event::RunFinished { summary: s } => {
+                self.bar.finish_and_clear();
+                let mut parts = vec![format!("{} passed", s.passed), format!("{} failed", s.failed)];
+                for (n, w) in [
+                    (s.skipped, "skipped"),
+                    (s.done_elsewhere, "done by another runner"),
+                    (s.interrupted, "interrupted"),
+                    (s.not_started, "not started"),
+                    (s.retries, "retries"),
+                ] {
+                    if n > 0 {
+                        parts.push(format!("{n} {w}"));
+                    }
+                }
+                eprintln!("run finished in {:.1} s: {}", s.seconds, parts.join(", "));
+            }
+        }
+        self.update();
+    }
+}
+
+/// Writes each event as one JSON line.
+pub struct JsonReporter<W: Write> {
+    pub out: W,
+}
+
+impl<W: Write> JsonReporter<W> {
+    pub fn report(&mut self, ev: &Event) {
+        let _ = writeln!(self.out, "{}", serde_json::to_string(ev).unwrap_or_default());
+    }
+}
