@@ -1,0 +1,263 @@
+//! The runner end to end: the `dae-sweep` binary with a fake trainer
+//! (`examples/fake_trainer.rs`, same command line and markers as dae-train).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn sweep_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dae-sweep")
+}
+
+/// `cargo test` builds the examples next to the test binaries.
+fn fake_trainer() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("examples").join("fake_trainer");
+    assert!(p.exists(), "{} missing: run through `cargo test`, which builds the examples", p.display());
+    p
+}
+
+struct Study {
+    dir: tempfile::TempDir,
+}
+
+impl Study {
+    fn new(experiment: &str) -> Study {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("exp.toml"), experiment).unwrap();
+        Study { dir }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(sweep_bin());
+        c.current_dir(self.dir.path()).args(args).arg("exp.toml").arg("--trainer").arg(fake_trainer());
+        c.env("FAKE_LEDGER", self.path("ledger.txt")).env_remove("CUDA_VISIBLE_DEVICES");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn plan(&self, extra: &[&str]) -> Vec<serde_json::Value> {
+        let mut args = vec!["plan", "--json"];
+        args.extend(extra);
+        let o = self.run(&args);
+        assert!(o.status.success(), "plan failed: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+    fn ledger(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.path("ledger.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next().unwrap().to_string(), it.next().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+    fn done_ids(&self) -> BTreeSet<String> {
+        let runs = self.path("results/runs");
+        std::fs::read_dir(runs)
+            .map(|d| d.flatten().filter(|e| e.path().join("done").exists()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn matrix(n: usize, sleep: f64) -> String {
+    let values: Vec<String> = (1..=n).map(|v| v.to_string()).collect();
+    format!("[experiment]\nname = \"t\"\nseeds = [0]\n\n[base]\nsleep = {sleep}\n\n[matrix]\nvalue = [{}]\n", values.join(", "))
+}
+
+#[test]
+fn run_skips_done_jobs_and_stale_runs_are_reused_unless_asked() {
+    let s = Study::new(&matrix(3, 0.0).replace("seeds = [0]", "seeds = [0, 1]"));
+    let plan = s.plan(&[]);
+    assert_eq!(plan.len(), 6);
+    assert!(plan.iter().all(|j| j["status"] == "pending" && j["id"].as_str().unwrap().len() == 64));
+    assert_eq!(plan[0]["params"]["value"], 1);
+    let o = s.run(&["run", "--jobs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(s.ledger().iter().filter(|(w, _)| w == "start").count(), 6);
+    assert!(s.plan(&[]).iter().all(|j| j["status"] == "done"));
+    // Every run folder has the config it ran, its log and exit record.
+    let id = plan[0]["id"].as_str().unwrap();
+    for f in ["job.toml", "log.txt", "exit.json", "done"] {
+        assert!(s.path(&format!("results/runs/{id}/{f}")).exists(), "{f}");
+    }
+    // Again: nothing runs.
+    let o = s.run(&["run", "--jobs", "2"]);
+    assert!(o.status.success());
+    assert_eq!(s.ledger().len(), 12, "a second run started jobs: {}", text(&o));
+    // Another code version: stale, reused by default, redone on request with the old run archived.
+    let stale = s.cmd(&["plan", "--json"]).env("FAKE_VERSION", "fake-2").output().unwrap();
+    assert!(String::from_utf8_lossy(&stale.stdout).lines().all(|l| l.contains("\"status\":\"stale\"")));
+    let o = s.cmd(&["run"]).env("FAKE_VERSION", "fake-2").output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(s.ledger().len(), 12);
+    let o = s.cmd(&["run", "--rerun-stale", "--jobs", "2"]).env("FAKE_VERSION", "fake-2").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(s.ledger().len(), 24);
+    let archived = std::fs::read_dir(s.path("results/archive")).unwrap().count();
+    assert_eq!(archived, 6, "finished runs must be archived, not lost");
+}
+
+#[test]
+fn failures_are_reported_with_their_log_retried_and_rerun_only_on_request() {
+    let exp = format!("{}\n[[include]]\nvalue = 99\nfail = true\n", matrix(2, 0.0));
+    let s = Study::new(&exp);
+    let o = s.run(&["run", "--retries", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("FAIL") && out.contains("exit 3") && out.contains("log.txt"), "{out}");
+    assert!(out.contains("retry"), "{out}");
+    let plan = s.plan(&[]);
+    let failed: Vec<_> = plan.iter().filter(|j| j["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    let id = failed[0]["id"].as_str().unwrap().to_string();
+    // 1 attempt + 2 retries.
+    assert_eq!(s.ledger().iter().filter(|(w, i)| w == "start" && *i == id).count(), 3);
+    let log = std::fs::read_to_string(s.path(&format!("results/runs/{id}/log.txt"))).unwrap();
+    assert_eq!(log.matches("failing as the config asks").count(), 3, "every attempt's output is kept: {log}");
+    // Not rerun by default; rerun with --rerun-failed.
+    let o = s.run(&["run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(s.ledger().iter().filter(|(w, _)| w == "start").count(), 5);
+    let o = s.run(&["run", "--rerun-failed"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(s.ledger().iter().filter(|(w, _)| w == "start").count(), 6);
+}
+
+#[test]
+fn a_runner_killed_with_sigkill_resumes_to_the_same_finished_set_without_rerunning_finished_jobs() {
+    let exp = matrix(8, 0.4);
+    // The uninterrupted reference.
+    let reference = Study::new(&exp);
+    let o = reference.run(&["run", "--jobs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let want = reference.done_ids();
+    assert_eq!(want.len(), 8);
+
+    let s = Study::new(&exp);
+    let mut child = s.cmd(&["run", "--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while s.ledger().iter().filter(|(w, _)| w == "done").count() < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "runner made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = s.ledger();
+    let finished_before: BTreeSet<String> = before.iter().filter(|(w, _)| w == "done").map(|(_, i)| i.clone()).collect();
+    assert!(finished_before.len() >= 3 && finished_before.len() < 8, "kill came too late: {}", finished_before.len());
+
+    let o = s.run(&["run", "--jobs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(s.done_ids(), want, "the resumed sweep must end with the uninterrupted sweep's runs");
+    let after = &s.ledger()[before.len()..];
+    for (w, id) in after {
+        assert!(!(w == "start" && finished_before.contains(id)), "job {id} started again after it had finished");
+    }
+    let all = s.ledger();
+    let done_count: BTreeMap<&str, usize> = all.iter().filter(|(w, _)| w == "done").fold(BTreeMap::new(), |mut m, (_, i)| {
+        *m.entry(i.as_str()).or_default() += 1;
+        m
+    });
+    assert!(done_count.values().all(|&n| n == 1), "a job finished twice: {done_count:?}");
+}
+
+#[test]
+fn two_runners_on_one_results_folder_split_the_work() {
+    let s = Study::new(&matrix(10, 0.15));
+    let a = s.cmd(&["run", "--jobs", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let b = s.cmd(&["run", "--jobs", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{}\n{}", text(&a), text(&b));
+    let starts: Vec<String> = s.ledger().into_iter().filter(|(w, _)| w == "start").map(|(_, i)| i).collect();
+    let unique: BTreeSet<&String> = starts.iter().collect();
+    assert_eq!(starts.len(), 10, "a job ran twice: {starts:?}");
+    assert_eq!(unique.len(), 10);
+    assert_eq!(s.done_ids().len(), 10);
+}
+
+#[test]
+fn gpu_jobs_get_their_own_device_list() {
+    let exp = matrix(4, 0.2).replace("sleep = 0.2", "sleep = 0.2\ndevice = \"cuda\"");
+    let s = Study::new(&exp);
+    let o = s.run(&["run", "--gpus", "3,5", "--jobs-per-gpu", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ledger = std::fs::read_to_string(s.path("ledger.txt")).unwrap();
+    let gpus: Vec<&str> = ledger.lines().filter(|l| l.starts_with("start")).map(|l| l.split_whitespace().nth(3).unwrap()).collect();
+    assert_eq!(gpus.len(), 4);
+    assert!(gpus.iter().all(|g| *g == "3" || *g == "5"), "{gpus:?}");
+    assert!(gpus.contains(&"3") && gpus.contains(&"5"), "both GPUs used: {gpus:?}");
+    // Without GPUs, a cuda job is refused before anything starts.
+    let s2 = Study::new(&exp);
+    let o = s2.run(&["run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--gpus"), "{}", text(&o));
+}
+
+#[test]
+fn unknown_axis_keys_and_bad_values_name_the_file_line_and_valid_keys() {
+    let exp = "[experiment]\nname = \"t\"\n\n[base]\nmodel.tau = 0.5\n\n[matrix]\nmodel.tua = [0.1, 0.2]\n";
+    let s = Study::new(exp);
+    let o = s.run(&["plan"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o);
+    assert!(e.contains("exp.toml:8:") && e.contains("model.tua") && e.contains("valid keys under `model`: tau"), "{e}");
+    let exp = "[experiment]\nname = \"t\"\n\n[matrix]\nmodel.tau = [0.5, 1.5]\n";
+    let s = Study::new(exp);
+    let e = text(&s.run(&["plan"]));
+    assert!(e.contains("exp.toml:5:") && e.contains("model.tau=1.5") && e.contains("(0, 1)"), "{e}");
+    let s = Study::new("[experiment]\nname = \"t\"\n");
+    let e = text(&s.run(&["plan", "--profile", "quick"]));
+    assert!(e.contains("no profile `quick`"), "{e}");
+}
+
+/// The Slurm backend against a real cluster (`tools/slurm/cluster.sh start`;
+/// `.ci/run` starts one). Skipped, saying why, where none is reachable.
+#[test]
+fn slurm_arrays_run_a_matrix_and_report_a_failing_task() {
+    let ok = Command::new("sinfo").args(["-h", "-o", "%T"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: no reachable Slurm cluster (sinfo failed or is not installed; start one with tools/slurm/cluster.sh start and export SLURM_CONF)");
+        return;
+    }
+    let max = Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .ok()
+        .and_then(|o| dae_sweep::slurm::parse_max_array_size(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap();
+    let exp = format!("{}\n[[include]]\nvalue = 99\nfail = true\n\n[slurm]\npoll_seconds = 0.3\nmax_parallel = 4\n", matrix(6, 0.1));
+    let s = Study::new(&exp);
+    let o = s.run(&["run", "--backend", "slurm"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("FAIL"), "{}", text(&o));
+    assert_eq!(s.done_ids().len(), 6);
+    let plan = s.plan(&[]);
+    assert_eq!(plan.iter().filter(|j| j["status"] == "failed").count(), 1);
+    let sub = std::fs::read_dir(s.path("results/slurm")).unwrap().next().unwrap().unwrap().path();
+    let arrays = std::fs::read_dir(&sub).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("array-")).count();
+    assert_eq!(arrays, 7usize.div_ceil(max), "7 tasks with MaxArraySize {max}");
+    // Rerun: nothing left to submit but the failed job, which is skipped.
+    let o = s.run(&["run", "--backend", "slurm"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn slurm_dry_run_prints_the_script_and_submits_nothing() {
+    let s = Study::new(&format!("{}\n[slurm]\npartition = \"gpu\"\ntime = \"01:00:00\"\nmax_array_size = 2\n", matrix(3, 0.0)));
+    let o = s.run(&["run", "--backend", "slurm", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches("#!/bin/bash").count(), 2, "3 jobs in arrays of at most 2: {out}");
+    assert!(out.contains("#SBATCH --partition=gpu") && out.contains("#SBATCH --array=0-1") && out.contains("#SBATCH --array=0-0"));
+    assert!(!s.path("results/slurm").exists() && !Path::new(&s.path("results/runs")).exists());
+}
