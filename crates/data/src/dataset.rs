@@ -67,7 +67,10 @@ impl DatasetConfig {
             DatasetConfig::Synthetic(_) => h.update(crate::synth::GENERATOR_VERSION.to_le_bytes()),
             DatasetConfig::CbisDdsm(o) => {
                 if !o.root.is_dir() {
-                    return Err(DataError::Missing { path: o.root.clone(), what: "CBIS-DDSM folder with the case-description CSVs".into() });
+                    return Err(DataError::Missing {
+                        path: o.root.clone(),
+                        what: "CBIS-DDSM folder with the case-description CSVs".into(),
+                    });
                 }
                 files.extend(crate::cbis::TABLES.iter().map(|(name, _)| o.root.join(name)).filter(|p| p.exists()));
             }

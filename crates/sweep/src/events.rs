@@ -12,16 +12,24 @@ use serde::Serialize;
 pub enum Outcome {
     Pass,
     /// A non-zero exit code (or 0 without the done marker).
-    Fail { exit: i32 },
+    Fail {
+        exit: i32,
+    },
     /// Killed by a signal the runner did not send.
-    Crashed { signal: i32 },
+    Crashed {
+        signal: i32,
+    },
     /// Stopped by SIGINT/SIGTERM (the trainer's exit code 5, or the runner
     /// stopping it); the run stays incomplete.
     Interrupted,
     /// Slurm ended the task without an exit file (TIMEOUT, CANCELLED, ...).
-    Lost { state: String },
+    Lost {
+        state: String,
+    },
     /// The job could not be started.
-    LaunchError { message: String },
+    LaunchError {
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -82,14 +90,43 @@ pub struct Summary {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    RunStarted { total: usize, to_run: usize, skipped: usize },
-    JobSkipped { job: JobRef, reason: String },
-    JobStarted { job: JobRef, attempt: u32, slot: String, log: PathBuf },
+    RunStarted {
+        total: usize,
+        to_run: usize,
+        skipped: usize,
+    },
+    JobSkipped {
+        job: JobRef,
+        reason: String,
+    },
+    JobStarted {
+        job: JobRef,
+        attempt: u32,
+        slot: String,
+        log: PathBuf,
+    },
     /// Another runner holds the job's lock; this one waits and checks again.
-    JobWaiting { job: JobRef },
-    JobRetrying { job: JobRef, attempt: u32, outcome: Outcome, log: PathBuf },
-    JobFinished { job: JobRef, attempt: u32, outcome: Outcome, seconds: f64, log: PathBuf },
+    JobWaiting {
+        job: JobRef,
+    },
+    JobRetrying {
+        job: JobRef,
+        attempt: u32,
+        outcome: Outcome,
+        log: PathBuf,
+    },
+    JobFinished {
+        job: JobRef,
+        attempt: u32,
+        outcome: Outcome,
+        seconds: f64,
+        log: PathBuf,
+    },
     /// The runner was asked to stop (signal) or stops launching (fail-fast).
-    Stopping { reason: String },
-    RunFinished { summary: Summary },
+    Stopping {
+        reason: String,
+    },
+    RunFinished {
+        summary: Summary,
+    },
 }

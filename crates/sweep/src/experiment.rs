@@ -30,6 +30,7 @@
 //! [profile.quick]              # selected with --profile quick
 //! seeds = [0, 1]
 //! set.optim.epochs = 8
+//! matrix.model.tau = [0.5]     # fewer values of a [matrix] axis
 //! ```
 //!
 //! A job's config is base, then the profile's `set`, then the variant's
@@ -117,6 +118,9 @@ struct RawProfile {
     seeds: Option<Vec<u64>>,
     #[serde(default)]
     set: Table,
+    /// Replaces the values of `[matrix]` axes (a smaller grid for a quick profile).
+    #[serde(default)]
+    matrix: Table,
     #[serde(default)]
     slurm: Option<crate::slurm::SlurmConfig>,
 }
@@ -139,6 +143,8 @@ pub struct Profile {
     pub description: String,
     pub seeds: Option<Vec<u64>>,
     pub set: Vec<(String, Value)>,
+    /// Axis key -> the values that replace the `[matrix]` axis's.
+    pub matrix: Vec<(String, Vec<Value>)>,
     pub slurm: Option<crate::slurm::SlurmConfig>,
 }
 
@@ -246,7 +252,10 @@ impl Experiment {
                     Some((ref k0, n)) if n != values.len() => {
                         return Err(exp.err(
                             &format!("zip[{i}].{key}"),
-                            format!("has {} values but `{k0}` in the same zip group has {n}; zipped lists must have equal lengths", values.len()),
+                            format!(
+                                "has {} values but `{k0}` in the same zip group has {n}; zipped lists must have equal lengths",
+                                values.len()
+                            ),
                         ))
                     }
                     _ => {}
@@ -256,9 +265,8 @@ impl Experiment {
             if n == 0 {
                 return Err(exp.err(&format!("zip[{i}]"), "has empty lists".into()));
             }
-            let assignments = (0..n)
-                .map(|j| flat.iter().map(|(k, v)| (k.clone(), v.as_array().expect("checked")[j].clone())).collect())
-                .collect();
+            let assignments =
+                (0..n).map(|j| flat.iter().map(|(k, v)| (k.clone(), v.as_array().expect("checked")[j].clone())).collect()).collect();
             exp.axes.push(Axis { origin: format!("zip[{i}]"), keys: flat.iter().map(|(k, _)| k.clone()).collect(), assignments });
         }
         let mut seen = BTreeSet::new();
@@ -297,7 +305,9 @@ impl Experiment {
                     if k == "variant" {
                         let ok = v.as_str().is_some_and(|n| exp.variants.iter().any(|x| x.name == n));
                         if !ok {
-                            return Err(exp.err(&format!("{kind}[{i}].variant"), format!("{v} is not a variant; variants: {}", variant_names())));
+                            return Err(
+                                exp.err(&format!("{kind}[{i}].variant"), format!("{v} is not a variant; variants: {}", variant_names()))
+                            );
                         }
                     }
                 }
@@ -317,7 +327,19 @@ impl Experiment {
             if p.seeds.as_ref().is_some_and(|s| s.is_empty()) {
                 return Err(exp.err(&format!("profile.{name}.seeds"), "is empty".into()));
             }
-            exp.profiles.insert(name, Profile { description: p.description, seeds: p.seeds, set: flatten(&p.set, ""), slurm: p.slurm });
+            let mut matrix = Vec::new();
+            for (key, v) in flatten(&p.matrix, "") {
+                let at = format!("profile.{name}.matrix.{key}");
+                if !exp.axes.iter().any(|a| a.origin == "matrix" && a.keys == [key.clone()]) {
+                    return Err(exp.err(&at, "is not an axis of [matrix]; a profile can only change the values of existing axes".into()));
+                }
+                match v {
+                    Value::Array(values) if !values.is_empty() => matrix.push((key, values)),
+                    _ => return Err(exp.err(&at, "expected a non-empty list of values".into())),
+                }
+            }
+            exp.profiles
+                .insert(name, Profile { description: p.description, seeds: p.seeds, set: flatten(&p.set, ""), matrix, slurm: p.slurm });
         }
         if let Some(d) = &exp.default_profile {
             if !exp.profiles.contains_key(d) {
@@ -381,8 +403,14 @@ impl Experiment {
         let profile_keys: Vec<String> = profile.map(|p| p.set.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
         let rows: Vec<Option<&Variant>> =
             if self.variants.is_empty() { vec![None] } else { self.variants.iter().filter(|v| v.implemented).map(Some).collect() };
+        let mut axes = self.axes.clone();
+        for (key, values) in profile.map(|p| p.matrix.as_slice()).unwrap_or_default() {
+            if let Some(a) = axes.iter_mut().find(|a| a.origin == "matrix" && a.keys == [key.clone()]) {
+                a.assignments = values.iter().map(|v| vec![(key.clone(), v.clone())]).collect();
+            }
+        }
         let mut combos: Vec<Vec<&(String, Value)>> = vec![Vec::new()];
-        for axis in &self.axes {
+        for axis in &axes {
             let mut next = Vec::with_capacity(combos.len() * axis.assignments.len());
             for c in &combos {
                 for a in &axis.assignments {
@@ -427,7 +455,11 @@ impl Experiment {
             }
         }
         for inc in &self.include {
-            let variant = inc.iter().find(|(k, _)| k == "variant").and_then(|(_, v)| v.as_str()).and_then(|n| self.variants.iter().find(|x| x.name == n));
+            let variant = inc
+                .iter()
+                .find(|(k, _)| k == "variant")
+                .and_then(|(_, v)| v.as_str())
+                .and_then(|n| self.variants.iter().find(|x| x.name == n));
             let settings: Vec<&(String, Value)> = inc.iter().filter(|(k, _)| k != "variant" && k != "seed").collect();
             let inc_seeds: Vec<u64> = match inc.iter().find(|(k, _)| k == "seed").map(|(_, v)| v) {
                 Some(Value::Integer(s)) => vec![*s as u64],
@@ -524,12 +556,7 @@ fn line_index(text: &str) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     let Ok(doc) = toml::de::DeTable::parse(text) else { return out };
     let line_at = |offset: usize| text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1;
-    fn walk(
-        t: &toml::de::DeTable<'_>,
-        prefix: &str,
-        out: &mut BTreeMap<String, usize>,
-        line_at: &dyn Fn(usize) -> usize,
-    ) {
+    fn walk(t: &toml::de::DeTable<'_>, prefix: &str, out: &mut BTreeMap<String, usize>, line_at: &dyn Fn(usize) -> usize) {
         for (k, v) in t.iter() {
             let key = if prefix.is_empty() { k.get_ref().to_string() } else { format!("{prefix}.{}", k.get_ref()) };
             out.entry(key.clone()).or_insert_with(|| line_at(k.span().start));
@@ -587,6 +614,11 @@ model.p = 0.3
 variant = "b"
 model.p = 0.9
 seed = 7
+
+[profile.q]
+seeds = [5]
+set.model.tau = 0.1
+matrix.model.p = [0.2]
 "#;
 
     #[test]
@@ -608,6 +640,12 @@ seed = 7
         assert!(!jobs.iter().any(|j| j.variant.as_deref() == Some("a") && get_path(&j.config, "model.p") == Some(&Value::Float(0.3))));
         let keys: Vec<&str> = jobs[0].params.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["variant", "model.p", "model.h_ma_dim", "model.h_mi_dim", "seed"]);
+        // The profile: its seeds, its settings, a smaller grid.
+        let (_, q) = e.select_profile(Some("q")).unwrap().unwrap();
+        let jobs = e.expand(Some(q));
+        assert_eq!(jobs.len(), 2 * 2 + 1);
+        assert!(jobs[..4].iter().all(|j| j.seed == 5 && get_path(&j.config, "model.p") == Some(&Value::Float(0.2))));
+        assert!(jobs.iter().all(|j| get_path(&j.config, "model.tau") == Some(&Value::Float(0.1))));
     }
 
     #[test]

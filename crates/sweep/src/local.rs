@@ -334,7 +334,14 @@ fn finish_failed_launch(job: &Job, attempt: u32, rd: &RunDir, message: String, s
     on_event(&Event::JobFinished { job: job_ref(job), attempt, outcome: Outcome::LaunchError { message }, seconds: 0.0, log: rd.log() });
 }
 
-fn launch(job: &Job, attempt: u32, rd: &RunDir, lock: &File, gpu: Option<&str>, launcher: &Launcher) -> Result<std::process::Child, SweepError> {
+fn launch(
+    job: &Job,
+    attempt: u32,
+    rd: &RunDir,
+    lock: &File,
+    gpu: Option<&str>,
+    launcher: &Launcher,
+) -> Result<std::process::Child, SweepError> {
     use std::os::fd::AsRawFd;
     rd.prepare(&job.config)?;
     let header = format!("attempt {attempt} of job {} ({}) at unix time {}", job.id, job.describe(), unix_now());

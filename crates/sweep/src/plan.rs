@@ -81,8 +81,8 @@ impl Resolver for TrainerResolver {
         if !out.status.success() {
             return Err(err(format!("--resolve failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
         }
-        let wire: WireResolution =
-            serde_json::from_slice(&out.stdout).map_err(|e| err(format!("unexpected --resolve output ({e}); is it a dae-train binary?")))?;
+        let wire: WireResolution = serde_json::from_slice(&out.stdout)
+            .map_err(|e| err(format!("unexpected --resolve output ({e}); is it a dae-train binary?")))?;
         if wire.results.len() != configs.len() {
             return Err(err(format!("answered {} configs for {} asked", wire.results.len(), configs.len())));
         }
@@ -177,7 +177,9 @@ impl RerunPolicy {
             Status::Stale { code_version } => {
                 (Action::Skip, format!("done by code {code_version} (now {current_version}); reused, --rerun-stale to redo"))
             }
-            Status::Failed { .. } if self.force || self.rerun_failed => (Action::Run, format!("{}; rerun because of --rerun-failed", failure(status))),
+            Status::Failed { .. } if self.force || self.rerun_failed => {
+                (Action::Run, format!("{}; rerun because of --rerun-failed", failure(status)))
+            }
             Status::Failed { .. } => (Action::Skip, format!("{}; --rerun-failed to retry", failure(status))),
         }
     }
@@ -231,7 +233,11 @@ pub fn jobs(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver) ->
         Ok(r) => toml::from_str(&r.config).map_err(|e| SweepError::Usage(format!("the trainer's canonical config does not parse: {e}")))?,
         Err(e) => {
             let key = prof.map(|(n, _)| format!("profile.{n}.set")).unwrap_or_else(|| "base".into());
-            return Err(SweepError::File { path: exp.path.clone(), line: exp.line_of(&key), message: format!("the base config{}: {e}", if prof.is_some() { format!(" with {key}") } else { String::new() }) });
+            return Err(SweepError::File {
+                path: exp.path.clone(),
+                line: exp.line_of(&key),
+                message: format!("the base config{}: {e}", if prof.is_some() { format!(" with {key}") } else { String::new() }),
+            });
         }
     };
     let mut out = Vec::with_capacity(specs.len());
@@ -248,7 +254,15 @@ pub fn jobs(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver) ->
             continue;
         }
         let gpu = get_path(&spec.config, "device").and_then(|v| v.as_str()).is_some_and(|d| d.starts_with("cuda"));
-        out.push(Job { id, variant: spec.variant.clone(), params: spec.params.clone(), seed: spec.seed, config: r.config.clone(), data: r.data.clone(), gpu });
+        out.push(Job {
+            id,
+            variant: spec.variant.clone(),
+            params: spec.params.clone(),
+            seed: spec.seed,
+            config: r.config.clone(),
+            data: r.data.clone(),
+            gpu,
+        });
     }
     Ok((out, res.code_version, duplicates))
 }
@@ -264,7 +278,8 @@ fn locate(exp: &Experiment, spec: &crate::experiment::JobSpec, resolved_base: &t
             let leaf = key.rsplit('.').next().unwrap_or(key);
             if e.contains(&format!("`{leaf}`")) {
                 let parent = key.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
-                let valid = if parent.is_empty() { Some(resolved_base) } else { get_path(resolved_base, parent).and_then(|v| v.as_table()) };
+                let valid =
+                    if parent.is_empty() { Some(resolved_base) } else { get_path(resolved_base, parent).and_then(|v| v.as_table()) };
                 let valid = valid.map(|t| t.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
                 let w = where_of(key);
                 return SweepError::File {
@@ -284,7 +299,13 @@ fn locate(exp: &Experiment, spec: &crate::experiment::JobSpec, resolved_base: &t
 }
 
 /// The plan: every job with its status and what a run would do.
-pub fn plan(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver, results: &Path, policy: RerunPolicy) -> Result<Plan, SweepError> {
+pub fn plan(
+    exp: &Experiment,
+    profile: Option<&str>,
+    resolver: &dyn Resolver,
+    results: &Path,
+    policy: RerunPolicy,
+) -> Result<Plan, SweepError> {
     let (jobs, code_version, duplicates) = jobs(exp, profile, resolver)?;
     let planned = jobs
         .into_iter()

@@ -70,7 +70,13 @@ impl TerminalReporter {
             Event::JobWaiting { job } => self.line(format!("wait  {} {}: another runner holds it", &job.id[..12], job.desc)),
             Event::JobRetrying { job, attempt, outcome, log } => {
                 self.running = self.running.saturating_sub(1);
-                self.line(format!("retry {} {}: attempt {attempt} {}; log: {}", &job.id[..12], job.desc, outcome.describe(), log.display()));
+                self.line(format!(
+                    "retry {} {}: attempt {attempt} {}; log: {}",
+                    &job.id[..12],
+                    job.desc,
+                    outcome.describe(),
+                    log.display()
+                ));
             }
             Event::JobFinished { job, outcome, seconds, log, .. } => {
                 self.running = self.running.saturating_sub(1);

@@ -27,9 +27,14 @@ pub enum Status {
     Incomplete,
     Done,
     /// Done by another code version.
-    Stale { code_version: String },
+    Stale {
+        code_version: String,
+    },
     /// The last attempt failed.
-    Failed { exit: Option<i32>, signal: Option<i32> },
+    Failed {
+        exit: Option<i32>,
+        signal: Option<i32>,
+    },
 }
 
 impl Status {
@@ -147,7 +152,13 @@ impl RunDir {
     pub fn try_lock(&self) -> Result<Option<File>, SweepError> {
         std::fs::create_dir_all(&self.path).map_err(io_err(&self.path, "cannot create the run folder"))?;
         let p = self.path.join(".lock");
-        let f = File::options().read(true).write(true).create(true).truncate(false).open(&p).map_err(io_err(&p, "cannot open the lock file"))?;
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)
+            .map_err(io_err(&p, "cannot open the lock file"))?;
         match f.try_lock() {
             Ok(()) => Ok(Some(f)),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),

@@ -183,7 +183,10 @@ pub fn parse_max_array_size(text: &str) -> Option<usize> {
 
 /// Is a Slurm state final?
 pub fn is_terminal(state: &str) -> bool {
-    !matches!(state, "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "RESIZING" | "SIGNALING" | "STAGE_OUT")
+    !matches!(
+        state,
+        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "RESIZING" | "SIGNALING" | "STAGE_OUT"
+    )
 }
 
 /// The thin layer over Slurm's commands.
@@ -192,7 +195,10 @@ pub struct SlurmCli;
 
 impl SlurmCli {
     fn run(&self, program: &str, args: &[&str]) -> Result<std::process::Output, SweepError> {
-        Command::new(program).args(args).output().map_err(|e| SweepError::Slurm(format!("cannot run `{program}`: {e} (is Slurm installed and on PATH?)")))
+        Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| SweepError::Slurm(format!("cannot run `{program}`: {e} (is Slurm installed and on PATH?)")))
     }
 
     /// `MaxArraySize` of the cluster.
@@ -302,7 +308,10 @@ pub fn run_slurm(
         let rd = RunDir::new(results, &planned[i].job.id);
         let status = rd.status(code_version);
         if matches!(status, Status::Running) {
-            return Err(SweepError::Usage(format!("job {} is running under another runner; wait for it or plan again", planned[i].job.short_id())));
+            return Err(SweepError::Usage(format!(
+                "job {} is running under another runner; wait for it or plan again",
+                planned[i].job.short_id()
+            )));
         }
         if matches!(status, Status::Done | Status::Stale { .. } | Status::Failed { .. }) {
             std::fs::create_dir_all(&rd.path).map_err(io_err(&rd.path, "cannot create"))?;
@@ -351,7 +360,12 @@ pub fn run_slurm(
             let state = states.get(&t.array).and_then(|m| m.get(&t.index)).cloned();
             if !t.started && (state.as_deref() == Some("RUNNING") || rd.exit_record().is_some()) {
                 t.started = true;
-                on_event(&Event::JobStarted { job: job_ref(job), attempt: t.attempt, slot: format!("slurm {}_{}", t.array, t.index), log: rd.log() });
+                on_event(&Event::JobStarted {
+                    job: job_ref(job),
+                    attempt: t.attempt,
+                    slot: format!("slurm {}_{}", t.array, t.index),
+                    log: rd.log(),
+                });
             }
             let outcome = if let Some(rec) = rd.exit_record() {
                 Some(match rec.exit_code {

@@ -244,7 +244,8 @@ fn slurm_arrays_run_a_matrix_and_report_a_failing_task() {
     let plan = s.plan(&[]);
     assert_eq!(plan.iter().filter(|j| j["status"] == "failed").count(), 1);
     let sub = std::fs::read_dir(s.path("results/slurm")).unwrap().next().unwrap().unwrap().path();
-    let arrays = std::fs::read_dir(&sub).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("array-")).count();
+    let arrays =
+        std::fs::read_dir(&sub).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("array-")).count();
     assert_eq!(arrays, 7usize.div_ceil(max), "7 tasks with MaxArraySize {max}");
     // Rerun: nothing left to submit but the failed job, which is skipped.
     let o = s.run(&["run", "--backend", "slurm"]);

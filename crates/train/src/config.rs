@@ -180,7 +180,7 @@ pub fn resolve_batch(texts: &[String]) -> Vec<Result<Resolved, String>> {
             let key = serde_json::to_string(&(&cfg.dataset, &cfg.split)).expect("serialises");
             let data = fingerprints
                 .entry(key)
-                .or_insert_with(|| cfg.dataset.source_fingerprint(&cfg.split).map_err(|e| e.to_string()))
+                .or_insert_with(|| cfg.dataset.source_fingerprint(&cfg.split).map_err(|e| format!("{:#}", anyhow::Error::new(e))))
                 .clone()?;
             Ok(Resolved { config: cfg.canonical(), data })
         })

@@ -14,7 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use dae_sweep::local::inherited_gpus;
 use dae_sweep::plan::plan;
 use dae_sweep::reporter::{JsonReporter, TerminalReporter};
-use dae_sweep::{run_local, run_slurm, Event, Experiment, Launcher, LocalOptions, RerunPolicy, SlurmCli, SlurmOptions, SweepError, TrainerResolver};
+use dae_sweep::{
+    run_local, run_slurm, Event, Experiment, Launcher, LocalOptions, RerunPolicy, SlurmCli, SlurmOptions, SweepError, TrainerResolver,
+};
 
 #[derive(Parser)]
 #[command(name = "dae-sweep", version, about = "Plan and run experiment matrices of dae-train jobs")]
@@ -204,7 +206,13 @@ fn main() -> ExitCode {
                         eprintln!("--dry-run is for the Slurm backend; for the local backend, `plan` is the dry run");
                         return ExitCode::from(2);
                     }
-                    run_local(&p.jobs, &common.results, &p.code_version, &Launcher::new(&trainer), &opts, &stop, &mut on_event)
+                    let mut launcher = Launcher::new(&trainer);
+                    // Share the cores between the slots instead of oversubscribing them.
+                    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+                        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+                        launcher.env.push(("RAYON_NUM_THREADS".into(), (cores / jobs.max(1)).max(1).to_string()));
+                    }
+                    run_local(&p.jobs, &common.results, &p.code_version, &launcher, &opts, &stop, &mut on_event)
                 }
                 Backend::Slurm => {
                     let prof = exp.select_profile(common.profile.as_deref()).ok().flatten();
@@ -270,7 +278,12 @@ fn status(files: Vec<PathBuf>, common: &Common) -> ExitCode {
                     if counts.is_empty() { "none".into() } else { counts }
                 );
                 for j in p.jobs.iter().filter(|j| matches!(j.status, dae_sweep::Status::Failed { .. })) {
-                    println!("    failed {} {}: log {}", j.job.short_id(), j.job.describe(), dae_sweep::RunDir::new(&common.results, &j.job.id).log().display());
+                    println!(
+                        "    failed {} {}: log {}",
+                        j.job.short_id(),
+                        j.job.describe(),
+                        dae_sweep::RunDir::new(&common.results, &j.job.id).log().display()
+                    );
                 }
             }
             Err(e) => {
@@ -293,7 +306,11 @@ fn status(files: Vec<PathBuf>, common: &Common) -> ExitCode {
     println!(
         "{}: {total} run folders{}",
         runs.display(),
-        if total == 0 { String::new() } else { format!(" ({})", by.iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", ")) }
+        if total == 0 {
+            String::new()
+        } else {
+            format!(" ({})", by.iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", "))
+        }
     );
     code
 }
