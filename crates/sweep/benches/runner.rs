@@ -88,6 +88,28 @@ fn run_jobs(n: usize, slots: usize, script: &str) -> f64 {
     secs
 }
 
+/// The same jobs without the runner: `n` bare `sh` processes, `par` at a time (the machine's ceiling).
+fn bare(n: usize, par: usize, script: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let mut left = n;
+    while left > 0 {
+        let k = par.min(left);
+        let kids: Vec<_> = (0..k)
+            .map(|i| {
+                let d = dir.path().join(format!("{left}-{i}"));
+                std::fs::create_dir_all(&d).unwrap();
+                std::process::Command::new("/bin/sh").args(["-c", script, "job", "--config", "x", "--out"]).arg(&d).spawn().unwrap()
+            })
+            .collect();
+        for mut c in kids {
+            c.wait().unwrap();
+        }
+        left -= k;
+    }
+    t.elapsed().as_secs_f64()
+}
+
 fn main() {
     bench_plan();
 
@@ -96,14 +118,17 @@ fn main() {
     let secs = (0..3).map(|_| run_jobs(n, 1, noop)).fold(f64::INFINITY, f64::min);
     println!("runner overhead per no-op job (1 slot, {n} jobs, best of 3): {:.1} ms (target < 50 ms)", secs / n as f64 * 1e3);
 
-    // About 0.5 s of one core each.
-    let busy = "i=0; while [ $i -lt 250000 ]; do i=$((i+1)); done; touch \"$4/done\"";
+    // About 1.4 s of one core each.
+    let busy = "i=0; while [ $i -lt 600000 ]; do i=$((i+1)); done; touch \"$4/done\"";
     for round in 0..2 {
-        let one = run_jobs(8, 1, busy);
-        let two = run_jobs(8, 2, busy);
+        let one = run_jobs(12, 1, busy);
+        let two = run_jobs(12, 2, busy);
+        let (b1, b2) = (bare(12, 1, busy), bare(12, 2, busy));
         println!(
-            "8 CPU-bound jobs: 1 slot {one:.2} s, 2 slots {two:.2} s: throughput ratio {:.2}x (target >= 1.8x) [round {}]",
+            "12 CPU-bound jobs: 1 slot {one:.2} s, 2 slots {two:.2} s: throughput ratio {:.2}x (target >= 1.8x); \
+             the same jobs without the runner, 2 at a time vs 1: {:.2}x [round {}]",
             one / two,
+            b1 / b2,
             round + 1
         );
     }
