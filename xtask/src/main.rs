@@ -9,6 +9,9 @@
 //! cargo xtask plan experiments/table2-ablation.toml --profile quick   # the dry run
 //! cargo xtask run experiments/table2-ablation.toml --profile quick --jobs 2
 //! cargo xtask status                       # done / failed / pending per experiment
+//! cargo xtask tables experiments/table2-ablation.toml    # Markdown / LaTeX / CSV tables
+//! cargo xtask figures experiments/sweep-tau-p.toml       # PNG / SVG figures
+//! cargo xtask reproduce --profile quick    # all tables and the sweep: run, then tables and figures
 //! ```
 //!
 //! `plan`, `run` and `status` build the trainer (`dae-train`) and the runner
@@ -57,6 +60,141 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Tables (Markdown, LaTeX, CSV) of experiments into results/tables.
+    #[command(disable_help_flag = true)]
+    Tables {
+        /// e.g. `experiments/table2-ablation.toml --profile quick` (`cargo xtask tables --help` for all).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Figures (PNG, SVG) of experiments into results/figures.
+    #[command(disable_help_flag = true)]
+    Figures {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Runs Tables 1-3 and the tau x p sweep, then renders every table and figure.
+    Reproduce(Reproduce),
+}
+
+/// The experiment files `reproduce` runs and reports, in report order.
+const REPRODUCE: [&str; 4] = [
+    "experiments/table2-ablation.toml",
+    "experiments/table1-methods.toml",
+    "experiments/table3-attributes.toml",
+    "experiments/sweep-tau-p.toml",
+];
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  cargo xtask reproduce --profile quick           # about 15 minutes on a 2-core CPU\n  cargo xtask reproduce --profile smoke           # seconds per job: checks the pipeline\n  cargo xtask reproduce --profile paper --gpus 0,1 --trainer /path/to/cuda/dae-train\n  cargo xtask reproduce --profile paper --backend slurm"
+)]
+struct Reproduce {
+    /// smoke (CI), quick (a laptop CPU) or paper (a GPU).
+    #[arg(long, default_value = "quick")]
+    profile: String,
+    /// local or slurm.
+    #[arg(long, default_value = "local")]
+    backend: String,
+    /// Concurrent CPU jobs (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// GPU ids for the paper profile (default: $CUDA_VISIBLE_DEVICES).
+    #[arg(long)]
+    gpus: Option<String>,
+    /// The results folder.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// A prebuilt trainer (e.g. the cuda build); default: build `dae-train` (CPU).
+    #[arg(long)]
+    trainer: Option<PathBuf>,
+    /// Use dev-profile builds (what `cargo test` already built; CI's smoke run) instead of release.
+    #[arg(long)]
+    dev: bool,
+    /// More options for `run` (e.g. --retries 1 --rerun-failed).
+    #[arg(last = true)]
+    run_args: Vec<String>,
+}
+
+fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
+    let t0 = std::time::Instant::now();
+    let profile_dir = if r.dev { "debug" } else { "release" };
+    eprintln!("building dae-train and dae-sweep ({profile_dir}) and dae-report (dev)...");
+    let mut build = cargo();
+    build.args(["build", "--quiet", "-p", "dae-train", "-p", "dae-sweep"]);
+    if !r.dev {
+        build.arg("--release");
+    }
+    let built = build.status()?;
+    if !built.success() {
+        return Ok(built);
+    }
+    let built = build_report()?;
+    if !built.success() {
+        return Ok(built);
+    }
+    let bin = |name: &str| target_dir().join(if name == "dae-report" { "debug" } else { profile_dir }).join(name);
+    let results = project_root().join(&r.results);
+    let mut common: Vec<String> = vec!["--profile".into(), r.profile.clone(), "--results".into(), results.display().to_string()];
+    let trainer = match &r.trainer {
+        Some(t) => project_root().join(t),
+        None => target_dir().join(profile_dir).join("dae-train"),
+    };
+    common.extend(["--trainer".into(), trainer.display().to_string()]);
+    let jobs = r.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let mut run = Command::new(bin("dae-sweep"));
+    run.current_dir(project_root()).arg("run").args(REPRODUCE).args(&common).args(["--backend", &r.backend, "--jobs", &jobs.to_string()]);
+    if let Some(g) = &r.gpus {
+        run.args(["--gpus", g]);
+    }
+    run.args(&r.run_args);
+    eprintln!("running {} (profile {}, {jobs} CPU slots)...", REPRODUCE.join(", "), r.profile);
+    let ran = run.status()?;
+    if ran.code() == Some(130) || ran.code().is_some_and(|c| c >= 2) {
+        eprintln!("the run stopped (exit {}); tables not rendered", ran.code().unwrap_or(-1));
+        return Ok(ran);
+    }
+    let reported = Command::new(bin("dae-report")).current_dir(project_root()).arg("all").args(REPRODUCE).args(&common).status()?;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "reproduce --profile {} finished in {:.0} s ({:.1} min): tables in {}, figures in {}",
+        r.profile,
+        secs,
+        secs / 60.0,
+        results.join("tables").display(),
+        results.join("figures").display()
+    );
+    if !ran.success() {
+        eprintln!("some jobs failed: tables mark them; see `cargo xtask status` and each failure's log");
+        return Ok(ran);
+    }
+    Ok(reported)
+}
+
+/// Builds the reporter in the dev profile: its dependencies (polars) are
+/// optimised there too (`[profile.dev.package."*"]`), and the dev build is
+/// the one `cargo test` already made, which spares a ~20-minute release
+/// build of polars.
+fn build_report() -> std::io::Result<std::process::ExitStatus> {
+    cargo().args(["build", "--quiet", "-p", "dae-report"]).status()
+}
+
+/// Builds the trainer (release; it names the job ids) and the reporter, then starts the reporter.
+fn report(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
+    let built = cargo().args(["build", "--release", "--quiet", "-p", "dae-train"]).status()?;
+    if !built.success() {
+        return Ok(built);
+    }
+    let built = build_report()?;
+    if !built.success() {
+        return Ok(built);
+    }
+    let mut c = Command::new(target_dir().join("debug").join("dae-report"));
+    c.current_dir(project_root()).arg(cmd).args(args);
+    if !args.iter().any(|a| a == "--trainer" || a == "--help" || a == "-h") {
+        c.arg("--trainer").arg(target_dir().join("release").join("dae-train"));
+    }
+    c.status()
 }
 
 /// The target folder cargo builds into.
@@ -106,6 +244,9 @@ fn main() -> ExitCode {
         Cmd::Plan { args } => sweep("plan", &args),
         Cmd::Run { args } => sweep("run", &args),
         Cmd::Status { args } => sweep("status", &args),
+        Cmd::Tables { args } => report("tables", &args),
+        Cmd::Figures { args } => report("figures", &args),
+        Cmd::Reproduce(r) => reproduce(&r),
     };
     match status {
         Ok(s) if s.success() => ExitCode::SUCCESS,

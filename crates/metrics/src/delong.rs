@@ -117,24 +117,44 @@ pub fn delong_test(a: &[f64], b: &[f64], labels: &[u8]) -> Result<DelongTest, Me
 /// (positives and negatives drawn separately, as pROC does), seeded.
 /// Returns (lo, hi) for the central `level` (e.g. 0.95).
 pub fn bootstrap_auc_ci(scores: &[f64], labels: &[u8], resamples: usize, level: f64, seed: u64) -> Result<(f64, f64), MetricError> {
-    crate::roc_auc(scores, labels)?;
-    let pos: Vec<f64> = scores.iter().zip(labels).filter(|(_, &y)| y == 1).map(|(s, _)| *s).collect();
-    let neg: Vec<f64> = scores.iter().zip(labels).filter(|(_, &y)| y == 0).map(|(s, _)| *s).collect();
+    bootstrap_mean_auc_ci(&[scores], labels, resamples, level, seed)
+}
+
+/// The bootstrap CI of the mean AUC of several score sets on the same
+/// samples (e.g. one model trained with several seeds, scored on one test
+/// set): each resample draws the samples once (stratified) and applies the
+/// same draw to every set, so the interval reflects the test set's sampling
+/// of the seed-mean AUC. With one set it is [`bootstrap_auc_ci`].
+pub fn bootstrap_mean_auc_ci(sets: &[&[f64]], labels: &[u8], resamples: usize, level: f64, seed: u64) -> Result<(f64, f64), MetricError> {
+    if sets.is_empty() {
+        return Err(MetricError::Empty);
+    }
+    for s in sets {
+        crate::roc_auc(s, labels)?;
+    }
+    let pos: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == 1).collect();
+    let neg: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == 0).collect();
     let mut rng = SplitMix(seed);
     let mut aucs = Vec::with_capacity(resamples);
-    let (mut s, mut y) = (Vec::with_capacity(scores.len()), Vec::with_capacity(scores.len()));
+    let mut idx = Vec::with_capacity(labels.len());
+    let (mut s, mut y) = (Vec::with_capacity(labels.len()), Vec::with_capacity(labels.len()));
     for _ in 0..resamples.max(1) {
-        s.clear();
-        y.clear();
+        idx.clear();
         for _ in 0..pos.len() {
-            s.push(pos[rng.below(pos.len())]);
-            y.push(1);
+            idx.push(pos[rng.below(pos.len())]);
         }
         for _ in 0..neg.len() {
-            s.push(neg[rng.below(neg.len())]);
-            y.push(0);
+            idx.push(neg[rng.below(neg.len())]);
         }
-        aucs.push(crate::roc_auc(&s, &y)?);
+        let mut total = 0.0;
+        for set in sets {
+            s.clear();
+            y.clear();
+            s.extend(idx.iter().map(|&i| set[i]));
+            y.extend(idx.iter().map(|&i| labels[i]));
+            total += crate::roc_auc(&s, &y)?;
+        }
+        aucs.push(total / sets.len() as f64);
     }
     aucs.sort_by(f64::total_cmp);
     let q = |p: f64| {
@@ -205,5 +225,22 @@ mod tests {
         // Both are ~±1.96 SE wide; they agree to within a few thousandths here.
         assert!((lo - d.lo).abs() < 0.01 && (hi - d.hi).abs() < 0.01, "{lo} {hi} vs {} {}", d.lo, d.hi);
         assert_eq!(bootstrap_auc_ci(&s, &y, 200, 0.95, 3).unwrap(), bootstrap_auc_ci(&s, &y, 200, 0.95, 3).unwrap());
+    }
+
+    #[test]
+    fn bootstrap_of_the_seed_mean_resamples_samples_once_for_all_sets() {
+        let mut r = SplitMix(9);
+        let y: Vec<u8> = (0..300).map(|i| (i % 3 == 0) as u8).collect();
+        let a: Vec<f64> = y.iter().map(|&l| r.unit() + 0.5 * l as f64).collect();
+        let b: Vec<f64> = y.iter().map(|&l| r.unit() + 0.2 * l as f64).collect();
+        // One set: exactly the single-set bootstrap.
+        assert_eq!(bootstrap_mean_auc_ci(&[&a], &y, 300, 0.95, 4).unwrap(), bootstrap_auc_ci(&a, &y, 300, 0.95, 4).unwrap());
+        // Two identical sets: the same interval as one.
+        assert_eq!(bootstrap_mean_auc_ci(&[&a, &a], &y, 300, 0.95, 4).unwrap(), bootstrap_auc_ci(&a, &y, 300, 0.95, 4).unwrap());
+        // Two sets: the interval brackets the mean of their AUCs.
+        let mean = (crate::roc_auc(&a, &y).unwrap() + crate::roc_auc(&b, &y).unwrap()) / 2.0;
+        let (lo, hi) = bootstrap_mean_auc_ci(&[&a, &b], &y, 1000, 0.95, 4).unwrap();
+        assert!(lo < mean && mean < hi, "{lo} {mean} {hi}");
+        assert_eq!(bootstrap_mean_auc_ci(&[], &y, 10, 0.95, 4), Err(MetricError::Empty));
     }
 }

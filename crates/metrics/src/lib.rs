@@ -26,7 +26,7 @@ mod rng_lite;
 mod roc;
 
 pub use attributes::cluster_accuracy;
-pub use delong::{bootstrap_auc_ci, delong_ci, delong_test, normal_cdf, AucCi, DelongTest};
+pub use delong::{bootstrap_auc_ci, bootstrap_mean_auc_ci, delong_ci, delong_test, normal_cdf, AucCi, DelongTest};
 pub use logistic::{LogisticRegression, Standardizer};
 pub use roc::{roc_auc, roc_curve, RocPoint};
 
@@ -43,4 +43,6 @@ pub enum MetricError {
     BadLabel { index: usize, value: u8 },
     #[error("feature rows differ in width (row {row} has {got}, expected {expected})")]
     Ragged { row: usize, got: usize, expected: usize },
+    #[error("no score sets given")]
+    Empty,
 }

@@ -85,6 +85,10 @@ struct RawMeta {
     /// The variant other rows are compared with (DeLong) in reports.
     #[serde(default)]
     reference: Option<String>,
+    /// How reports lay the results out (`ablation`, `methods`, `attributes`,
+    /// `sweep`, `generic`; read by dae-report).
+    #[serde(default)]
+    report: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +171,7 @@ pub struct Experiment {
     pub seeds: Vec<u64>,
     pub default_profile: Option<String>,
     pub reference: Option<String>,
+    pub report: Option<String>,
     pub base: Table,
     pub axes: Vec<Axis>,
     pub variants: Vec<Variant>,
@@ -215,6 +220,7 @@ impl Experiment {
             seeds: raw.experiment.seeds.unwrap_or_else(|| vec![0]),
             default_profile: raw.experiment.default_profile,
             reference: raw.experiment.reference,
+            report: raw.experiment.report,
             base: raw.base,
             axes: Vec::new(),
             variants: Vec::new(),

@@ -262,3 +262,29 @@ fn slurm_dry_run_prints_the_script_and_submits_nothing() {
     assert!(out.contains("#SBATCH --partition=gpu") && out.contains("#SBATCH --array=0-1") && out.contains("#SBATCH --array=0-0"));
     assert!(!s.path("results/slurm").exists() && !Path::new(&s.path("results/runs")).exists());
 }
+
+#[test]
+fn sigterm_stops_the_jobs_cleanly_and_leaves_them_incomplete() {
+    let s = Study::new(&matrix(2, 30.0));
+    let mut child = s.cmd(&["run", "--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while s.ledger().iter().filter(|(w, _)| w == "start").count() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "jobs did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let t1 = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(t1.elapsed() < Duration::from_secs(10), "the runner took {:?} to stop", t1.elapsed());
+    assert_eq!(status.code(), Some(130));
+    let plan = s.plan(&[]);
+    assert!(plan.iter().all(|j| j["status"] == "incomplete"), "{plan:?}");
+    for j in &plan {
+        let dir = s.path(&format!("results/runs/{}", j["id"].as_str().unwrap()));
+        assert!(dir.join("incomplete").exists() && !dir.join("done").exists());
+    }
+    assert!(plan.iter().all(|j| j["action"] == "run"), "incomplete runs start again next time");
+}

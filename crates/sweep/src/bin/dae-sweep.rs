@@ -68,7 +68,9 @@ enum Backend {
 enum Cmd {
     /// The dry run: every job with its id, parameters, status, and what `run` would do and why.
     Plan {
-        file: PathBuf,
+        /// One or more experiment files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
@@ -79,7 +81,9 @@ enum Cmd {
     },
     /// Runs what is not done.
     Run {
-        file: PathBuf,
+        /// One or more experiment files; jobs they share run once.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
@@ -150,34 +154,54 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Plan { file, common, rerun, json } => {
+        Cmd::Plan { files, common, rerun, json } => {
             let resolver = TrainerResolver { program: trainer_path(&common) };
-            let result = load(&file).and_then(|exp| plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun)));
-            match result {
-                Ok(p) => {
-                    if json {
-                        print!("{}", p.to_json_lines());
-                    } else {
-                        print!("{}", p.render());
+            for file in &files {
+                match load(file).and_then(|exp| plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun))) {
+                    Ok(p) => {
+                        if json {
+                            print!("{}", p.to_json_lines());
+                        } else {
+                            print!("{}", p.render());
+                        }
                     }
-                    ExitCode::SUCCESS
+                    Err(e) => return fail(e),
                 }
-                Err(e) => fail(e),
             }
+            ExitCode::SUCCESS
         }
-        Cmd::Run { file, common, rerun, backend, jobs, gpus, jobs_per_gpu, retries, fail_fast, dry_run, json_events } => {
+        Cmd::Run { files, common, rerun, backend, jobs, gpus, jobs_per_gpu, retries, fail_fast, dry_run, json_events } => {
             let trainer = trainer_path(&common);
             let resolver = TrainerResolver { program: trainer.clone() };
-            let exp = match load(&file) {
-                Ok(e) => e,
-                Err(e) => return fail(e),
-            };
-            let p = match plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun)) {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
-            for v in &p.not_implemented {
-                eprintln!("note: row `{}` ({}) is not implemented yet and is not run", v.name, v.label);
+            let mut exps = Vec::new();
+            let mut plans = Vec::new();
+            for file in &files {
+                let exp = match load(file) {
+                    Ok(e) => e,
+                    Err(e) => return fail(e),
+                };
+                match plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun)) {
+                    Ok(p) => plans.push(p),
+                    Err(e) => return fail(e),
+                }
+                exps.push(exp);
+            }
+            let exp = exps[0].clone();
+            // One pool for every file: a job named by several files runs once.
+            let mut p = plans[0].clone();
+            let mut seen: std::collections::HashSet<String> = p.jobs.iter().map(|j| j.job.id.clone()).collect();
+            for other in &plans[1..] {
+                p.not_implemented.extend(other.not_implemented.iter().cloned());
+                for j in &other.jobs {
+                    if seen.insert(j.job.id.clone()) {
+                        p.jobs.push(j.clone());
+                    }
+                }
+            }
+            for (e, pl) in exps.iter().zip(&plans) {
+                for v in &pl.not_implemented {
+                    eprintln!("note: {}: row `{}` ({}) is not implemented yet and is not run", e.name, v.name, v.label);
+                }
             }
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

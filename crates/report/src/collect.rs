@@ -1,0 +1,264 @@
+//! Runs into records and a polars DataFrame: one row per run, a column per
+//! axis and per metric. Runs that failed or never ran are rows too (their
+//! metrics empty), so nothing is dropped silently.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use dae_sweep::experiment::{flatten, Variant};
+use dae_sweep::plan::{show, Plan};
+use dae_sweep::{Experiment, RunDir};
+use polars::prelude::*;
+use rayon::prelude::*;
+use toml::Value;
+
+use crate::ReportError;
+
+/// One run as the report sees it.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub id: String,
+    pub experiment: String,
+    pub variant: Option<String>,
+    /// The row's display name (the variant's label, else the axis values).
+    pub label: String,
+    /// Axis values other than `variant` and `seed`.
+    pub axes: Vec<(String, Value)>,
+    pub seed: u64,
+    /// `done`, `failed`, `incomplete`, `pending`, `stale`, `running`.
+    pub status: String,
+    pub exit_code: Option<i32>,
+    /// Numeric entries of `metrics.json`, flattened (`attr_acc_mean`, `probe_auc_h_i`, ...).
+    pub metrics: BTreeMap<String, f64>,
+    /// `device`, `code_version`.
+    pub strings: BTreeMap<String, String>,
+    pub dir: PathBuf,
+}
+
+impl RunRecord {
+    /// The row this run belongs to: variant and axes, not the seed.
+    pub fn group(&self) -> String {
+        let mut parts: Vec<String> = self.variant.iter().map(|v| format!("variant={v}")).collect();
+        parts.extend(self.axes.iter().map(|(k, v)| format!("{k}={}", show(v))));
+        if parts.is_empty() {
+            "all".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+    pub fn is_done(&self) -> bool {
+        self.status == "done" || self.status == "stale"
+    }
+}
+
+/// An experiment's runs.
+#[derive(Clone, Debug)]
+pub struct Collection {
+    pub experiment: Experiment,
+    pub profile: Option<String>,
+    pub runs: Vec<RunRecord>,
+    pub not_implemented: Vec<Variant>,
+    /// Seeds per row the plan asked for.
+    pub planned_seeds: usize,
+}
+
+/// Reads `metrics.json`: numbers flattened with `_` (arrays of two as `_lo`,
+/// `_hi`), `device` and `code_version` as strings.
+pub fn read_metrics(dir: &Path) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
+    let mut nums = BTreeMap::new();
+    let mut strs = BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(dir.join("metrics.json")) else { return (nums, strs) };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return (nums, strs) };
+    fn walk(prefix: &str, v: &serde_json::Value, nums: &mut BTreeMap<String, f64>, strs: &mut BTreeMap<String, String>) {
+        match v {
+            serde_json::Value::Number(n) => {
+                if let Some(x) = n.as_f64() {
+                    nums.insert(prefix.to_string(), x);
+                }
+            }
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}_{k}") };
+                    walk(&key, x, nums, strs);
+                }
+            }
+            serde_json::Value::Array(a) if a.len() == 2 => {
+                walk(&format!("{prefix}_lo"), &a[0], nums, strs);
+                walk(&format!("{prefix}_hi"), &a[1], nums, strs);
+            }
+            serde_json::Value::String(s) if prefix == "device" || prefix == "code_version" => {
+                strs.insert(prefix.to_string(), s.clone());
+            }
+            _ => {}
+        }
+    }
+    walk("", &v, &mut nums, &mut strs);
+    (nums, strs)
+}
+
+/// Collects the runs of an experiment's plan (every planned job, whatever
+/// its status).
+pub fn collect_plan(exp: &Experiment, plan: &Plan, results: &Path) -> Collection {
+    let runs: Vec<RunRecord> = plan
+        .jobs
+        .par_iter()
+        .map(|pj| {
+            let job = &pj.job;
+            let rd = RunDir::new(results, &job.id);
+            let (metrics, strings) = if matches!(pj.status, dae_sweep::Status::Done | dae_sweep::Status::Stale { .. }) {
+                read_metrics(&rd.path)
+            } else {
+                Default::default()
+            };
+            let axes: Vec<(String, Value)> = job.params.iter().filter(|(k, _)| k != "variant" && k != "seed").cloned().collect();
+            let label = match &job.variant {
+                Some(v) => exp.variants.iter().find(|x| &x.name == v).map(|x| x.label.clone()).unwrap_or_else(|| v.clone()),
+                None => axes.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" "),
+            };
+            let exit_code = match &pj.status {
+                dae_sweep::Status::Failed { exit, .. } => *exit,
+                _ => None,
+            };
+            RunRecord {
+                id: job.id.clone(),
+                experiment: exp.name.clone(),
+                variant: job.variant.clone(),
+                label,
+                axes,
+                seed: job.seed,
+                status: pj.status.word().to_string(),
+                exit_code,
+                metrics,
+                strings,
+                dir: rd.path,
+            }
+        })
+        .collect();
+    let seeds: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
+    Collection {
+        experiment: exp.clone(),
+        profile: plan.profile.clone(),
+        runs,
+        not_implemented: plan.not_implemented.clone(),
+        planned_seeds: seeds.len(),
+    }
+}
+
+/// Collects every run folder under `<results>/runs`, whichever experiment
+/// made it: axes are the job-config keys whose values differ between runs.
+pub fn collect_folder(results: &Path) -> Result<Vec<RunRecord>, ReportError> {
+    let runs_dir = results.join("runs");
+    let entries: Vec<PathBuf> = match std::fs::read_dir(&runs_dir) {
+        Ok(d) => d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(source) => return Err(ReportError::Io { path: runs_dir, source }),
+    };
+    let mut rows: Vec<(RunRecord, Vec<(String, Value)>)> = entries
+        .par_iter()
+        .map(|dir| {
+            let rd = RunDir { path: dir.clone() };
+            let status = rd.status_unlocked("");
+            let (metrics, strings) = if status == dae_sweep::Status::Done { read_metrics(dir) } else { Default::default() };
+            let config: Vec<(String, Value)> = std::fs::read_to_string(rd.job_toml())
+                .ok()
+                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+                .map(|t| flatten(&t, ""))
+                .unwrap_or_default();
+            let seed = config.iter().find(|(k, _)| k == "seed").and_then(|(_, v)| v.as_integer()).unwrap_or(0) as u64;
+            let exit_code = match status {
+                dae_sweep::Status::Failed { exit, .. } => exit,
+                _ => None,
+            };
+            let rec = RunRecord {
+                id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                experiment: String::new(),
+                variant: None,
+                label: String::new(),
+                axes: Vec::new(),
+                seed,
+                status: status.word().to_string(),
+                exit_code,
+                metrics,
+                strings,
+                dir: dir.clone(),
+            };
+            (rec, config)
+        })
+        .collect();
+    // Keys whose values differ between runs are the axes.
+    let mut values: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (_, cfg) in &rows {
+        for (k, v) in cfg {
+            values.entry(k.as_str()).or_default().insert(v.to_string());
+        }
+    }
+    let varying: BTreeSet<String> = values.iter().filter(|(k, v)| v.len() > 1 && **k != "seed").map(|(k, _)| k.to_string()).collect();
+    for (rec, cfg) in &mut rows {
+        rec.axes = cfg.iter().filter(|(k, _)| varying.contains(k)).cloned().collect();
+        rec.label = rec.group();
+    }
+    let mut out: Vec<RunRecord> = rows.into_iter().map(|(r, _)| r).collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// The runs as a DataFrame: `id`, `experiment`, `variant`, `label`, one
+/// column per axis (numbers as f64, others as strings), `seed`, `status`,
+/// `exit_code`, one f64 column per metric, `device`, `code_version`.
+pub fn to_dataframe(runs: &[RunRecord]) -> PolarsResult<DataFrame> {
+    let mut axis_keys: Vec<String> = Vec::new();
+    for r in runs {
+        for (k, _) in &r.axes {
+            if !axis_keys.contains(k) {
+                axis_keys.push(k.clone());
+            }
+        }
+    }
+    let metric_keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.metrics.keys()).collect();
+    let s = |name: &str, f: &dyn Fn(&RunRecord) -> Option<String>| {
+        Column::new(name.into(), runs.iter().map(f).collect::<Vec<Option<String>>>())
+    };
+    let mut cols = vec![
+        s("id", &|r| Some(r.id.clone())),
+        s("experiment", &|r| Some(r.experiment.clone())),
+        s("variant", &|r| r.variant.clone()),
+        s("label", &|r| Some(r.label.clone())),
+    ];
+    for k in &axis_keys {
+        let vals: Vec<Option<&Value>> = runs.iter().map(|r| r.axes.iter().find(|(a, _)| a == k).map(|(_, v)| v)).collect();
+        let numeric = vals.iter().flatten().all(|v| v.is_integer() || v.is_float());
+        if numeric {
+            let xs: Vec<Option<f64>> = vals.iter().map(|v| v.and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))).collect();
+            cols.push(Column::new(k.as_str().into(), xs));
+        } else {
+            let xs: Vec<Option<String>> = vals.iter().map(|v| v.map(show)).collect();
+            cols.push(Column::new(k.as_str().into(), xs));
+        }
+    }
+    cols.push(Column::new("seed".into(), runs.iter().map(|r| r.seed as i64).collect::<Vec<i64>>()));
+    cols.push(s("status", &|r| Some(r.status.clone())));
+    cols.push(Column::new("exit_code".into(), runs.iter().map(|r| r.exit_code.map(|c| c as i64)).collect::<Vec<Option<i64>>>()));
+    for k in metric_keys {
+        cols.push(Column::new(k.as_str().into(), runs.iter().map(|r| r.metrics.get(k).copied()).collect::<Vec<Option<f64>>>()));
+    }
+    cols.push(s("device", &|r| r.strings.get("device").cloned()));
+    cols.push(s("code_version", &|r| r.strings.get("code_version").cloned()));
+    DataFrame::new_infer_height(cols)
+}
+
+/// Writes `<dir>/<stem>.parquet` and `<dir>/<stem>.csv`, each through a
+/// temporary name.
+pub fn write_frames(df: &mut DataFrame, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
+    let mut out = Vec::new();
+    for ext in ["parquet", "csv"] {
+        let path = dir.join(format!("{stem}.{ext}"));
+        let tmp = dir.join(format!(".{stem}.{ext}.tmp.{}", std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(|source| ReportError::Io { path: tmp.clone(), source })?;
+        let written = if ext == "parquet" { ParquetWriter::new(file).finish(df).map(|_| ()) } else { CsvWriter::new(file).finish(df) };
+        written.map_err(|e| ReportError::Polars { what: format!("writing {}", path.display()), source: e })?;
+        std::fs::rename(&tmp, &path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
+        out.push(path);
+    }
+    Ok(out)
+}

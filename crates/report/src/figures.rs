@@ -1,0 +1,795 @@
+//! Figures with plotters, each written as PNG and SVG (through temporary
+//! names): the tau x p heatmaps and their marginals, ROC curves, training
+//! curves, the Figure 3 grid and the disentanglement probe. Text uses the
+//! bundled DejaVu Sans (`assets/`), so no system font is needed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use dae_metrics::roc_curve;
+use dae_sweep::plan::show;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::aggregate::{read_scores, RowStats};
+use crate::collect::{Collection, RunRecord};
+use crate::ReportError;
+
+const FONT: &str = "sans-serif";
+
+fn init_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        if plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_err() {
+            tracing::warn!("the bundled font could not be registered; figure text may be missing");
+        }
+    });
+}
+
+/// Tableau 10: distinguishable line colours.
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn color(i: usize) -> RGBColor {
+    COLORS[i % COLORS.len()]
+}
+
+/// Viridis, interpolated between 6 stops; t in [0, 1].
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(f64, f64, f64); 6] =
+        [(68.0, 1.0, 84.0), (65.0, 68.0, 135.0), (42.0, 120.0, 142.0), (34.0, 168.0, 132.0), (122.0, 209.0, 81.0), (253.0, 231.0, 37.0)];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let x = t * (STOPS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(STOPS.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let m = |u: f64, v: f64| (u + (v - u) * f).round() as u8;
+    RGBColor(m(a.0, b.0), m(a.1, b.1), m(a.2, b.2))
+}
+
+type DrawResult = Result<(), String>;
+
+fn e<E: std::fmt::Display>(x: E) -> String {
+    x.to_string()
+}
+
+/// A figure drawable on any plotters backend.
+pub trait Figure {
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult;
+}
+
+/// Draws a figure to `<dir>/<name>.png` and `.svg`; returns the paths.
+pub fn save<F: Figure>(fig: &F, dir: &Path, name: &str) -> Result<Vec<PathBuf>, ReportError> {
+    init_font();
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
+    let err = |problem: String| ReportError::Figure { name: name.to_string(), problem };
+    let size = fig.size();
+    let png = dir.join(format!("{name}.png"));
+    let svg = dir.join(format!("{name}.svg"));
+    let tmp_png = dir.join(format!(".tmp-{}-{name}.png", std::process::id()));
+    let tmp_svg = dir.join(format!(".tmp-{}-{name}.svg", std::process::id()));
+    {
+        let root = BitMapBackend::new(&tmp_png, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| err(e(x)))?;
+        fig.draw(&root).map_err(err)?;
+        root.present().map_err(|x| err(e(x)))?;
+    }
+    {
+        let root = SVGBackend::new(&tmp_svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| err(e(x)))?;
+        fig.draw(&root).map_err(err)?;
+        root.present().map_err(|x| err(e(x)))?;
+    }
+    for (t, p) in [(&tmp_png, &png), (&tmp_svg, &svg)] {
+        std::fs::rename(t, p).map_err(|source| ReportError::Io { path: p.clone(), source })?;
+    }
+    Ok(vec![png, svg])
+}
+
+fn style(size: u32) -> TextStyle<'static> {
+    (FONT, size).into_font().color(&BLACK)
+}
+
+// ---------- the tau x p sweep ----------
+
+/// A heatmap of one metric over two axes.
+pub struct Heatmap {
+    pub title: String,
+    pub x_name: String,
+    pub y_name: String,
+    pub xs: Vec<String>,
+    pub ys: Vec<String>,
+    /// values[y][x]: (mean, n).
+    pub values: Vec<Vec<Option<(f64, usize)>>>,
+    pub metric: String,
+}
+
+impl Figure for Heatmap {
+    fn size(&self) -> (u32, u32) {
+        (900, 760)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let (main, bar) = root.split_horizontally(780);
+        let vals: Vec<f64> = self.values.iter().flatten().flatten().map(|v| v.0).filter(|v| v.is_finite()).collect();
+        let (lo, hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo < hi { (lo, hi) } else { (lo - 0.005, hi + 0.005) };
+        let (nx, ny) = (self.xs.len(), self.ys.len());
+        let mut chart = ChartBuilder::on(&main)
+            .caption(&self.title, style(24))
+            .margin(16)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..nx as f64, 0f64..ny as f64)
+            .map_err(e)?;
+        let xs = self.xs.clone();
+        let ys = self.ys.clone();
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(nx)
+            .y_labels(ny)
+            .x_label_formatter(&|v| xs.get(v.floor() as usize).cloned().unwrap_or_default())
+            .y_label_formatter(&|v| ys.get(v.floor() as usize).cloned().unwrap_or_default())
+            .x_desc(&self.x_name)
+            .y_desc(&self.y_name)
+            .label_style(style(18))
+            .axis_desc_style(style(20))
+            .draw()
+            .map_err(e)?;
+        for (j, row) in self.values.iter().enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                let (x0, y0) = (i as f64, j as f64);
+                let (fill, text) = match v {
+                    Some((m, n)) => {
+                        (viridis((m - lo) / (hi - lo)), format!("{m:.3}{}", if *n > 1 { format!("\n(n={n})") } else { String::new() }))
+                    }
+                    None => (RGBColor(230, 230, 230), "–".into()),
+                };
+                chart.draw_series(std::iter::once(Rectangle::new([(x0, y0), (x0 + 1.0, y0 + 1.0)], fill.filled()))).map_err(e)?;
+                let t = (v.map(|x| (x.0 - lo) / (hi - lo)).unwrap_or(1.0)) > 0.6;
+                let tc = if t { BLACK } else { WHITE };
+                let first = text.lines().next().unwrap_or("").to_string();
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        first,
+                        (x0 + 0.5, y0 + 0.5),
+                        style(17).color(&tc).pos(plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Center,
+                        )),
+                    )))
+                    .map_err(e)?;
+            }
+        }
+        // Colour bar.
+        let mut cb = ChartBuilder::on(&bar)
+            .margin_top(60)
+            .margin_bottom(76)
+            .margin_right(50)
+            .y_label_area_size(0)
+            .right_y_label_area_size(50)
+            .build_cartesian_2d(0f64..1.0, lo..hi)
+            .map_err(e)?;
+        cb.configure_mesh()
+            .disable_mesh()
+            .disable_x_axis()
+            .y_labels(5)
+            .y_label_formatter(&|v| format!("{v:.2}"))
+            .label_style(style(14))
+            .draw()
+            .map_err(e)?;
+        let steps = 50;
+        cb.draw_series((0..steps).map(|k| {
+            let a = lo + (hi - lo) * k as f64 / steps as f64;
+            let b = lo + (hi - lo) * (k + 1) as f64 / steps as f64;
+            Rectangle::new([(0.0, a), (1.0, b)], viridis(k as f64 / (steps - 1) as f64).filled())
+        }))
+        .map_err(e)?;
+        bar.draw(&Text::new(self.metric.clone(), (0, 30), style(16))).map_err(e)?;
+        Ok(())
+    }
+}
+
+/// Marginal line plots with error bars: a metric against each axis.
+pub struct Marginals {
+    pub title: String,
+    pub metric: String,
+    /// (axis name, [(x, mean, std, n)]).
+    pub panels: Vec<(String, Vec<(f64, f64, f64, usize)>)>,
+}
+
+impl Figure for Marginals {
+    fn size(&self) -> (u32, u32) {
+        (1100, 500)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let root = root.titled(&self.title, style(24)).map_err(e)?;
+        let areas = root.split_evenly((1, self.panels.len().max(1)));
+        for (area, (name, pts)) in areas.iter().zip(&self.panels) {
+            let xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+            let (x0, x1) = (xs.iter().cloned().fold(f64::INFINITY, f64::min), xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+            let ylo = pts.iter().map(|p| p.1 - if p.2.is_finite() { p.2 } else { 0.0 }).fold(f64::INFINITY, f64::min);
+            let yhi = pts.iter().map(|p| p.1 + if p.2.is_finite() { p.2 } else { 0.0 }).fold(f64::NEG_INFINITY, f64::max);
+            let pad = ((yhi - ylo) * 0.15).max(0.01);
+            let mut chart = ChartBuilder::on(area)
+                .margin(16)
+                .x_label_area_size(50)
+                .y_label_area_size(70)
+                .build_cartesian_2d((x0 - 0.05)..(x1 + 0.05), (ylo - pad)..(yhi + pad))
+                .map_err(e)?;
+            chart
+                .configure_mesh()
+                .x_desc(name.as_str())
+                .y_desc(self.metric.as_str())
+                .y_label_formatter(&|v| format!("{v:.3}"))
+                .label_style(style(16))
+                .axis_desc_style(style(18))
+                .draw()
+                .map_err(e)?;
+            chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color(0).stroke_width(2))).map_err(e)?;
+            chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 4, color(0).filled()))).map_err(e)?;
+            chart
+                .draw_series(
+                    pts.iter()
+                        .filter(|p| p.2.is_finite())
+                        .map(|p| ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, color(0).stroke_width(2), 10)),
+                )
+                .map_err(e)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------- ROC curves ----------
+
+/// ROC curves, one per row (seed-averaged scores).
+pub struct Roc {
+    pub title: String,
+    /// (label, AUC, points (fpr, tpr)).
+    pub curves: Vec<(String, f64, Vec<(f64, f64)>)>,
+}
+
+impl Figure for Roc {
+    fn size(&self) -> (u32, u32) {
+        (820, 760)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, style(24))
+            .margin(20)
+            .x_label_area_size(55)
+            .y_label_area_size(65)
+            .build_cartesian_2d(0f64..1.0, 0f64..1.0)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc("false positive rate")
+            .y_desc("true positive rate")
+            .label_style(style(16))
+            .axis_desc_style(style(18))
+            .draw()
+            .map_err(e)?;
+        chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3).stroke_width(1))).map_err(e)?;
+        for (i, (label, auc, pts)) in self.curves.iter().enumerate() {
+            let c = color(i);
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))
+                .map_err(e)?
+                .label(format!("{label} (AUC {auc:.3})"))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.4))
+            .label_font(style(15))
+            .draw()
+            .map_err(e)?;
+        Ok(())
+    }
+}
+
+// ---------- training curves ----------
+
+/// Per-epoch curves of several rows in panels (one panel per quantity):
+/// mean over seeds as a line, min..max over seeds as a band.
+pub struct Curves {
+    pub title: String,
+    /// (panel title, [(row label, [(epoch, mean, min, max)])]).
+    pub panels: Vec<(String, Vec<(String, Vec<(f64, f64, f64, f64)>)>)>,
+}
+
+impl Figure for Curves {
+    fn size(&self) -> (u32, u32) {
+        (1400, 980)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let root = root.titled(&self.title, style(26)).map_err(e)?;
+        let (body, legend) = root.split_vertically(830);
+        let cols = 2;
+        let rows = self.panels.len().div_ceil(cols).max(1);
+        let areas = body.split_evenly((rows, cols));
+        for (area, (name, series)) in areas.iter().zip(&self.panels) {
+            let all: Vec<&(f64, f64, f64, f64)> = series.iter().flat_map(|(_, p)| p.iter()).collect();
+            if all.is_empty() {
+                area.draw(&Text::new(format!("{name}: no data"), (20, 20), style(16))).map_err(e)?;
+                continue;
+            }
+            let x1 = all.iter().map(|p| p.0).fold(1.0, f64::max);
+            let ylo = all.iter().map(|p| p.2).fold(f64::INFINITY, f64::min);
+            let yhi = all.iter().map(|p| p.3).fold(f64::NEG_INFINITY, f64::max);
+            let pad = ((yhi - ylo) * 0.08).max(1e-3);
+            let mut chart = ChartBuilder::on(area)
+                .caption(name.as_str(), style(20))
+                .margin(12)
+                .x_label_area_size(45)
+                .y_label_area_size(70)
+                .build_cartesian_2d(1f64..x1.max(2.0), (ylo - pad)..(yhi + pad))
+                .map_err(e)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_label_formatter(&|v| format!("{v:.3}"))
+                .label_style(style(14))
+                .axis_desc_style(style(16))
+                .draw()
+                .map_err(e)?;
+            for (i, (_, pts)) in series.iter().enumerate() {
+                if pts.is_empty() {
+                    continue;
+                }
+                let c = color(i);
+                let mut band: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.3)).collect();
+                band.extend(pts.iter().rev().map(|p| (p.0, p.2)));
+                chart.draw_series(std::iter::once(Polygon::new(band, c.mix(0.15).filled()))).map_err(e)?;
+                chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), c.stroke_width(2))).map_err(e)?;
+            }
+        }
+        // One legend for all panels.
+        let labels: Vec<&String> = self.panels.first().map(|(_, s)| s.iter().map(|(l, _)| l).collect()).unwrap_or_default();
+        for (i, l) in labels.iter().enumerate() {
+            let (x, y) = (30 + (i % 4) as i32 * 340, 20 + (i / 4) as i32 * 30);
+            legend.draw(&Rectangle::new([(x, y + 4), (x + 24, y + 12)], color(i).filled())).map_err(e)?;
+            legend.draw(&Text::new((*l).clone(), (x + 32, y), style(16))).map_err(e)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------- Figure 3 ----------
+
+/// The Figure 3 grid: per sample, the input and its reconstructions from
+/// h, [h_ma, h_mi], h_i, h_ma and h_mi, with true and predicted attributes.
+pub struct Figure3 {
+    pub title: String,
+    pub panels: Vec<String>,
+    /// (caption lines, panel images as grey rows).
+    pub samples: Vec<(Vec<String>, Vec<GreyImage>)>,
+}
+
+/// A small grey image.
+#[derive(Clone, Debug)]
+pub struct GreyImage {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+const CELL: i32 = 120;
+
+impl Figure for Figure3 {
+    fn size(&self) -> (u32, u32) {
+        let w = 40 + self.panels.len() as i32 * (CELL + 10) + 420;
+        let h = 90 + self.samples.len() as i32 * (CELL + 20) + 20;
+        (w as u32, h as u32)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.draw(&Text::new(self.title.clone(), (20, 12), style(22))).map_err(e)?;
+        for (k, p) in self.panels.iter().enumerate() {
+            let x = 30 + k as i32 * (CELL + 10);
+            root.draw(&Text::new(p.clone(), (x + 4, 58), style(16))).map_err(e)?;
+        }
+        for (row, (caption, imgs)) in self.samples.iter().enumerate() {
+            let y0 = 85 + row as i32 * (CELL + 20);
+            for (k, img) in imgs.iter().enumerate() {
+                let x0 = 30 + k as i32 * (CELL + 10);
+                // Each pixel a rectangle; images are at most 64 x 64 here, so SVGs stay small.
+                let step = (img.width.max(img.height) as f64 / 64.0).ceil().max(1.0) as usize;
+                let (w, h) = (img.width.div_ceil(step), img.height.div_ceil(step));
+                let px = CELL as f64 / w.max(h) as f64;
+                for yy in 0..h {
+                    for xx in 0..w {
+                        let v = img.pixels[(yy * step).min(img.height - 1) * img.width + (xx * step).min(img.width - 1)];
+                        let (a, b) = ((x0 as f64 + xx as f64 * px) as i32, (y0 as f64 + yy as f64 * px) as i32);
+                        let (c, d) = ((x0 as f64 + (xx + 1) as f64 * px).ceil() as i32, (y0 as f64 + (yy + 1) as f64 * px).ceil() as i32);
+                        root.draw(&Rectangle::new([(a, b), (c, d)], RGBColor(v, v, v).filled())).map_err(e)?;
+                    }
+                }
+            }
+            let tx = 30 + self.panels.len() as i32 * (CELL + 10) + 10;
+            for (i, line) in caption.iter().enumerate() {
+                root.draw(&Text::new(line.clone(), (tx, y0 + 8 + i as i32 * 24), style(16))).map_err(e)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------- disentanglement probe ----------
+
+/// Probe AUCs per row: [h_ma, h_mi] (or h) against h_i, bars with error bars.
+pub struct Probe {
+    pub title: String,
+    /// (row label, [(series name, mean, std)]).
+    pub rows: Vec<(String, Vec<(String, f64, f64)>)>,
+}
+
+impl Figure for Probe {
+    fn size(&self) -> (u32, u32) {
+        (1100, 640)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let series: Vec<String> = {
+            let mut s: Vec<String> = Vec::new();
+            for (_, bars) in &self.rows {
+                for (n, _, _) in bars {
+                    if !s.contains(n) {
+                        s.push(n.clone());
+                    }
+                }
+            }
+            s
+        };
+        let n = self.rows.len().max(1);
+        let ymin =
+            self.rows.iter().flat_map(|r| r.1.iter().map(|b| b.1 - if b.2.is_finite() { b.2 } else { 0.0 })).fold(0.4, f64::min).max(0.0);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, style(22))
+            .margin(20)
+            .x_label_area_size(80)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..n as f64, ymin..1.0)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .x_label_formatter(&|_| String::new())
+            .y_desc("probe AUC (logistic regression on frozen features)")
+            .label_style(style(15))
+            .axis_desc_style(style(17))
+            .draw()
+            .map_err(e)?;
+        // Row names under their bars, wrapped to the bar group's width.
+        for (i, (label, _)) in self.rows.iter().enumerate() {
+            let (px, py) = chart.backend_coord(&(i as f64 + 0.5, ymin));
+            for (k, line) in wrap(label, 16).iter().enumerate() {
+                let pos = plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Top,
+                );
+                root.draw(&Text::new(line.clone(), (px, py + 10 + 18 * k as i32), style(14).pos(pos))).map_err(e)?;
+            }
+        }
+        let width = 0.8 / series.len().max(1) as f64;
+        for (si, name) in series.iter().enumerate() {
+            let c = color(si);
+            let bars: Vec<(f64, f64, f64)> = self
+                .rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, b))| b.iter().find(|x| &x.0 == name).map(|x| (i as f64 + 0.1 + si as f64 * width, x.1, x.2)))
+                .collect();
+            chart
+                .draw_series(bars.iter().map(|&(x, m, _)| Rectangle::new([(x, ymin), (x + width * 0.9, m)], c.filled())))
+                .map_err(e)?
+                .label(name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], c.filled()));
+            chart
+                .draw_series(
+                    bars.iter()
+                        .filter(|b| b.2.is_finite())
+                        .map(|&(x, m, s)| ErrorBar::new_vertical(x + width * 0.45, m - s, m, m + s, BLACK.stroke_width(1), 8)),
+                )
+                .map_err(e)?;
+        }
+        chart.draw_series(LineSeries::new([(0.0, 0.5), (n as f64, 0.5)], BLACK.mix(0.4))).map_err(e)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.4))
+            .label_font(style(15))
+            .draw()
+            .map_err(e)?;
+        Ok(())
+    }
+}
+
+// ---------- building the figures of an experiment ----------
+
+fn history(dir: &Path) -> Vec<BTreeMap<String, f64>> {
+    let Ok(mut rdr) = csv::Reader::from_path(dir.join("history.csv")) else { return Vec::new() };
+    let Ok(headers) = rdr.headers().cloned() else { return Vec::new() };
+    rdr.records()
+        .flatten()
+        .map(|r| headers.iter().zip(r.iter()).filter_map(|(h, v)| v.trim().parse::<f64>().ok().map(|x| (h.to_string(), x))).collect())
+        .collect()
+}
+
+/// Splits a label into lines of at most `width` characters, at spaces.
+fn wrap(label: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in label.split_whitespace() {
+        match lines.last_mut() {
+            Some(l) if l.chars().count() + 1 + word.chars().count() <= width => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
+fn short(label: &str) -> String {
+    if label.chars().count() > 28 {
+        format!("{}…", label.chars().take(27).collect::<String>())
+    } else {
+        label.to_string()
+    }
+}
+
+fn members<'a>(c: &'a Collection, r: &RowStats) -> Vec<&'a RunRecord> {
+    c.runs.iter().filter(|x| x.group() == r.group && x.is_done()).collect()
+}
+
+/// Writes every figure that applies to the experiment; returns the paths.
+pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let name = &c.experiment.name;
+    let mut out = Vec::new();
+    let profile = c.profile.as_deref().unwrap_or("-");
+    let axes: Vec<String> = rows.first().map(|r| r.axes.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    if axes.len() == 2 && rows.iter().all(|r| r.variant.is_none()) {
+        // The sweep: heatmaps and marginals.
+        let val = |r: &RowStats, k: usize| show(&r.axes[k].1);
+        let uniq = |k: usize| {
+            let mut v: Vec<String> = Vec::new();
+            for r in rows {
+                if !v.contains(&val(r, k)) {
+                    v.push(val(r, k));
+                }
+            }
+            v.sort_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)));
+            v
+        };
+        let (xs, ys) = (uniq(0), uniq(1));
+        let short_name = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
+        for (metric, pretty) in [("test_auc", "test AUC"), ("attr_acc_mean", "attribute accuracy")] {
+            let values: Vec<Vec<Option<(f64, usize)>>> = ys
+                .iter()
+                .map(|y| {
+                    xs.iter()
+                        .map(|x| {
+                            rows.iter().find(|r| &val(r, 0) == x && &val(r, 1) == y).and_then(|r| r.stat(metric)).map(|s| (s.mean, s.n))
+                        })
+                        .collect()
+                })
+                .collect();
+            if values.iter().flatten().all(|v| v.is_none()) {
+                continue;
+            }
+            let fig = Heatmap {
+                title: format!("{name}: {pretty} over {} x {} (profile {profile})", short_name(&axes[0]), short_name(&axes[1])),
+                x_name: axes[0].clone(),
+                y_name: axes[1].clone(),
+                xs: xs.clone(),
+                ys: ys.clone(),
+                values,
+                metric: pretty.to_string(),
+            };
+            out.extend(save(&fig, dir, &format!("{name}-heatmap-{metric}"))?);
+            // Marginals: per seed, the mean over the other axis; then mean and std over seeds.
+            let mut panels = Vec::new();
+            for k in 0..2 {
+                let mut pts = Vec::new();
+                for v in &uniq(k) {
+                    let mut per_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+                    for run in c.runs.iter().filter(|r| r.is_done() && r.axes.len() == 2 && show(&r.axes[k].1) == *v) {
+                        if let Some(m) = run.metrics.get(metric) {
+                            per_seed.entry(run.seed).or_default().push(*m);
+                        }
+                    }
+                    let means: Vec<f64> = per_seed.values().map(|xs| xs.iter().sum::<f64>() / xs.len() as f64).collect();
+                    if means.is_empty() {
+                        continue;
+                    }
+                    let mean = means.iter().sum::<f64>() / means.len() as f64;
+                    let std = if means.len() > 1 {
+                        (means.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (means.len() - 1) as f64).sqrt()
+                    } else {
+                        f64::NAN
+                    };
+                    pts.push((v.parse::<f64>().unwrap_or(0.0), mean, std, means.len()));
+                }
+                panels.push((axes[k].clone(), pts));
+            }
+            let fig = Marginals {
+                title: format!("{name}: {pretty}, averaged over the other axis; error bars: std over seeds"),
+                metric: pretty.to_string(),
+                panels,
+            };
+            out.extend(save(&fig, dir, &format!("{name}-marginals-{metric}"))?);
+        }
+    }
+    if rows.iter().any(|r| r.variant.is_some()) || axes.len() != 2 {
+        // ROC curves of the rows (seed-averaged scores).
+        let mut curves = Vec::new();
+        for r in rows {
+            let mut sets = Vec::new();
+            for run in members(c, r) {
+                sets.push(read_scores(&run.dir)?);
+            }
+            let Some(first) = sets.first() else { continue };
+            let aligned = sets.iter().all(|s| s.keys().eq(first.keys()));
+            let (labels, scores): (Vec<u8>, Vec<f64>) = if aligned {
+                first.iter().map(|(id, (y, _))| (*y, sets.iter().map(|s| s[id].1).sum::<f64>() / sets.len() as f64)).unzip()
+            } else {
+                sets.iter().flat_map(|s| s.values().copied()).unzip()
+            };
+            if let Ok(pts) = roc_curve(&scores, &labels) {
+                let auc = dae_metrics::roc_auc(&scores, &labels).unwrap_or(f64::NAN);
+                curves.push((short(&r.label), auc, pts.iter().map(|p| (p.fpr, p.tpr)).collect()));
+            }
+        }
+        if !curves.is_empty() {
+            out.extend(save(
+                &Roc { title: format!("{name}: ROC curves (seed-averaged scores, profile {profile})"), curves },
+                dir,
+                &format!("{name}-roc"),
+            )?);
+        }
+        // Training curves.
+        let quantities = [
+            ("loss_cls", "L_cls (training)"),
+            ("loss_attr", "L_attr (training)"),
+            ("loss_rec", "L_rec (training)"),
+            ("val_auc", "validation AUC"),
+        ];
+        let mut panels = Vec::new();
+        for (key, title) in quantities {
+            let mut series = Vec::new();
+            for r in rows {
+                let hs: Vec<Vec<BTreeMap<String, f64>>> = members(c, r).iter().map(|run| history(&run.dir)).collect();
+                let epochs = hs.iter().map(|h| h.len()).max().unwrap_or(0);
+                let mut pts = Vec::new();
+                for ep in 0..epochs {
+                    let vals: Vec<f64> = hs.iter().filter_map(|h| h.get(ep).and_then(|m| m.get(key))).copied().collect();
+                    if vals.is_empty() {
+                        continue;
+                    }
+                    let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+                    let (lo, hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+                    pts.push(((ep + 1) as f64, mean, lo, hi));
+                }
+                // A term a row does not train is all zeros: leave it out of that panel.
+                if pts.iter().all(|p| p.1 == 0.0) && key != "val_auc" {
+                    pts.clear();
+                }
+                series.push((short(&r.label), pts));
+            }
+            panels.push((title.to_string(), series));
+        }
+        out.extend(save(
+            &Curves { title: format!("{name}: training curves, mean over seeds (band: min to max), profile {profile}"), panels },
+            dir,
+            &format!("{name}-training"),
+        )?);
+        // The disentanglement probe.
+        let mut probe_rows = Vec::new();
+        for r in rows {
+            let mut bars = Vec::new();
+            for (key, label) in [("probe_auc_ma_mi", "[h_ma, h_mi]"), ("probe_auc_h", "h (one block)"), ("probe_auc_h_i", "h_i")] {
+                if let Some(s) = r.stat(key) {
+                    bars.push((label.to_string(), s.mean, s.std));
+                }
+            }
+            if !bars.is_empty() {
+                probe_rows.push((format!("{} {}", r.variant.as_deref().unwrap_or(""), r.label).trim().to_string(), bars));
+            }
+        }
+        if !probe_rows.is_empty() {
+            out.extend(save(
+                &Probe { title: format!("{name}: label information by latent block (test split, profile {profile})"), rows: probe_rows },
+                dir,
+                &format!("{name}-probe"),
+            )?);
+        }
+        // Figure 3 from the reference row (or the first row with reconstructions).
+        let order: Vec<&RowStats> = rows.iter().filter(|r| r.variant == c.experiment.reference).chain(rows.iter()).collect();
+        for r in order {
+            let Some(run) = members(c, r).into_iter().min_by_key(|x| x.seed).filter(|x| x.dir.join("figure3.json").exists()) else {
+                continue;
+            };
+            if let Some(fig) = figure3(run, &r.label)? {
+                out.extend(save(&fig, dir, &format!("{name}-figure3"))?);
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn figure3(run: &RunRecord, label: &str) -> Result<Option<Figure3>, ReportError> {
+    let path = run.dir.join("figure3.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
+    let items: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|x| ReportError::Figure { name: "figure3".into(), problem: format!("{}: {x}", path.display()) })?;
+    let mut samples = Vec::new();
+    let mut panels: Vec<String> = Vec::new();
+    for it in &items {
+        let Some(file) = it.get("file").and_then(|f| f.as_str()) else { continue };
+        panels = it
+            .get("panels")
+            .and_then(|p| p.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let img = image::open(run.dir.join(file))
+            .map_err(|x| ReportError::Figure { name: "figure3".into(), problem: format!("{file}: {x}") })?
+            .to_luma8();
+        let n = panels.len().max(1);
+        let (w, h) = (img.width() as usize / n, img.height() as usize);
+        if w == 0 {
+            continue;
+        }
+        let tiles: Vec<GreyImage> = (0..n)
+            .map(|k| GreyImage {
+                width: w,
+                height: h,
+                pixels: (0..h)
+                    .flat_map(|y| (0..w).map(move |x| (k * w + x, y)))
+                    .map(|(x, y)| img.get_pixel(x as u32, y as u32).0[0])
+                    .collect(),
+            })
+            .collect();
+        let list = |k: &str| {
+            it.get(k)
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        };
+        let label_s = if it.get("label").and_then(|v| v.as_u64()) == Some(1) { "malignant" } else { "benign" };
+        let score = it.get("score").and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        let caption = vec![
+            it.get("sample_id").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+            format!("truth: {label_s}; P(malignant) = {score:.2}"),
+            format!("true attributes: {}", list("true_attributes")),
+            format!("predicted: {}", list("predicted_attributes")),
+        ];
+        samples.push((caption, tiles));
+    }
+    if samples.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Figure3 {
+        title: format!("Figure 3: reconstructions from latent blocks ({label}, seed {}; other blocks zeroed)", run.seed),
+        panels: panels.iter().map(|p| if p == "input" { "input".to_string() } else { format!("from {p}") }).collect(),
+        samples,
+    }))
+}

@@ -1,0 +1,233 @@
+//! The report on hand-made run folders: aggregation (mean, std, n,
+//! bootstrap, DeLong) against values computed here, and snapshots of the
+//! rendered tables (`UPDATE_SNAPSHOTS=1 cargo test -p dae-report` rewrites
+//! them; read the diff before committing).
+
+use std::path::{Path, PathBuf};
+
+use dae_report::aggregate::{aggregate, BOOTSTRAP_RESAMPLES};
+use dae_report::collect::{collect_folder, collect_plan, to_dataframe};
+use dae_report::{figures, tables};
+use dae_sweep::plan::{plan, RerunPolicy, Resolution, ResolvedConfig, Resolver};
+use dae_sweep::Experiment;
+
+/// Accepts configs as they are (no trainer needed).
+struct Identity;
+impl Resolver for Identity {
+    fn resolve(&self, configs: &[String]) -> Result<Resolution, dae_sweep::SweepError> {
+        Ok(Resolution {
+            code_version: "test".into(),
+            results: configs.iter().map(|c| Ok(ResolvedConfig { config: c.clone(), data: "d".into() })).collect(),
+        })
+    }
+}
+
+const EXPERIMENT: &str = r#"
+[experiment]
+name = "table2-ablation"
+description = "hand-made runs"
+seeds = [0, 1]
+reference = "row7"
+report = "ablation"
+
+[[variant]]
+name = "row1"
+label = "Vanilla"
+set.model = { disentangle = false, attributes = "none", rec = false, h_i = false }
+paper = { auc = 0.847 }
+
+[[variant]]
+name = "row2"
+label = "Multi-task"
+set.model = { disentangle = false, attributes = "multitask", rec = false, h_i = false }
+paper = { auc = 0.863 }
+
+[[variant]]
+name = "row7"
+label = "DAE-GCN"
+set.model = { disentangle = true, attributes = "gcn", rec = true, h_i = true }
+paper = { auc = 0.919 }
+"#;
+
+/// How far each row's scores separate the classes.
+const R1: f64 = 0.1;
+const R2: f64 = 0.2;
+const R7: f64 = 0.3;
+
+/// 12 test samples, labels alternating; scores that rank them partly.
+fn scores(shift: f64, seed: u64) -> Vec<(String, u8, f64)> {
+    (0..12)
+        .map(|i| {
+            let y = (i % 2) as u8;
+            let noise = ((i * 7 + seed as usize * 3) % 5) as f64 / 10.0;
+            (format!("s{i:02}"), y, noise + shift * y as f64)
+        })
+        .collect()
+}
+
+/// A finished run whose `test_auc` is the AUC of its scores, as the trainer writes it.
+fn write_run(dir: &Path, attr: Option<f64>, sc: &[(String, u8, f64)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let test_auc = auc(sc);
+    let attr_json = attr.map(|a| format!(r#"{{"mean": {a}, "shape": {a}, "margin": {a}}}"#)).unwrap_or_else(|| "{}".into());
+    std::fs::write(
+        dir.join("metrics.json"),
+        format!(r#"{{"test_auc": {test_auc}, "val_auc": 0.7, "attr_acc": {attr_json}, "probe_auc": {{"h": 0.6}}, "code_version": "test", "device": "cpu"}}"#),
+    )
+    .unwrap();
+    let mut s = String::from("sample_id,patient,label,score,pred_shape,pred_margin\n");
+    for (id, y, x) in sc {
+        s.push_str(&format!("{id},p{id},{y},{x},,\n"));
+    }
+    std::fs::write(dir.join("scores.csv"), s).unwrap();
+    std::fs::write(dir.join("history.csv"), "epoch,loss,loss_cls,loss_attr,loss_rec,val_auc,val_attr_acc,lr,seconds\n1,1.0,0.7,0.3,0.0,0.6,,0.001,1.0\n2,0.8,0.6,0.2,0.0,0.65,,0.001,1.0\n").unwrap();
+    std::fs::write(dir.join("job.toml"), "seed = 0\n").unwrap();
+    std::fs::write(dir.join("done"), "").unwrap();
+}
+
+fn auc(sc: &[(String, u8, f64)]) -> f64 {
+    let (y, x): (Vec<u8>, Vec<f64>) = sc.iter().map(|t| (t.1, t.2)).unzip();
+    dae_metrics::roc_auc(&x, &y).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    results: PathBuf,
+    exp: Experiment,
+}
+
+/// row1: two seeds done; row2: one done, one failed; row7: two done.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let exp = Experiment::parse(Path::new("table2-ablation.toml"), EXPERIMENT).unwrap();
+    let p = plan(&exp, None, &Identity, &results, RerunPolicy::default()).unwrap();
+    for j in &p.jobs {
+        let run = results.join("runs").join(&j.job.id);
+        let (v, s) = (j.job.variant.as_deref().unwrap(), j.job.seed);
+        match (v, s) {
+            ("row1", 0) => write_run(&run, None, &scores(R1, 0)),
+            ("row1", 1) => write_run(&run, None, &scores(R1, 1)),
+            ("row2", 0) => write_run(&run, Some(0.5), &scores(R2, 0)),
+            ("row2", 1) => {
+                std::fs::create_dir_all(&run).unwrap();
+                std::fs::write(run.join("job.toml"), "").unwrap();
+                std::fs::write(
+                    run.join("exit.json"),
+                    r#"{"exit_code": 3, "signal": null, "attempt": 1, "backend": "local", "seconds": 1.0}"#,
+                )
+                .unwrap();
+            }
+            ("row7", 0) => write_run(&run, Some(0.6), &scores(R7, 0)),
+            ("row7", 1) => write_run(&run, Some(0.7), &scores(R7, 1)),
+            _ => unreachable!(),
+        }
+    }
+    Fixture { _dir: dir, results, exp }
+}
+
+fn collection(f: &Fixture) -> dae_report::Collection {
+    let p = plan(&f.exp, None, &Identity, &f.results, RerunPolicy::default()).unwrap();
+    collect_plan(&f.exp, &p, &f.results)
+}
+
+#[test]
+fn aggregation_gives_mean_std_n_bootstrap_and_delong_as_computed_by_hand() {
+    let f = fixture();
+    let c = collection(&f);
+    assert_eq!(c.runs.len(), 6, "failed runs are rows too");
+    let rows = aggregate(&c).unwrap();
+    assert_eq!(rows.iter().map(|r| r.variant.clone().unwrap()).collect::<Vec<_>>(), ["row1", "row2", "row7"]);
+    let (r1, r2, r7) = (&rows[0], &rows[1], &rows[2]);
+    // Two seeds: mean (a + b) / 2, std (n - 1) = |a - b| / sqrt(2).
+    let (a, b) = (auc(&scores(R1, 0)), auc(&scores(R1, 1)));
+    assert!((a - b).abs() > 0.01, "the fixture's seeds must differ");
+    let s = r1.stat("test_auc").unwrap();
+    assert!((s.mean - (a + b) / 2.0).abs() < 1e-12 && (s.std - (a - b).abs() / 2f64.sqrt()).abs() < 1e-12 && s.n == 2, "{s:?}");
+    // One run: n = 1, std undefined; the failed run counted.
+    let s = r2.stat("test_auc").unwrap();
+    assert_eq!((s.n, r2.done, r2.failed, r2.planned), (1, 1, 1, 2));
+    assert!(s.std.is_nan());
+    let a = r7.stat("attr_acc_mean").unwrap();
+    assert!((a.mean - 0.65).abs() < 1e-12 && (a.std - 0.0707106781).abs() < 1e-9);
+    // The CI is the seed-mean bootstrap of the two runs' scores.
+    let labels: Vec<u8> = scores(R7, 0).iter().map(|x| x.1).collect();
+    let (s0, s1): (Vec<f64>, Vec<f64>) = (scores(R7, 0).iter().map(|x| x.2).collect(), scores(R7, 1).iter().map(|x| x.2).collect());
+    let want = dae_metrics::bootstrap_mean_auc_ci(&[&s0, &s1], &labels, BOOTSTRAP_RESAMPLES, 0.95, 20261126).unwrap();
+    assert_eq!(r7.auc_ci, Some(want));
+    assert_eq!(r7.ci_kind, Some("seed-mean"));
+    // DeLong of row1's seed-averaged scores against row7's.
+    let avg = |a: &[(String, u8, f64)], b: &[(String, u8, f64)]| a.iter().zip(b).map(|(x, y)| (x.2 + y.2) / 2.0).collect::<Vec<f64>>();
+    let t = dae_metrics::delong_test(&avg(&scores(R1, 0), &scores(R1, 1)), &avg(&scores(R7, 0), &scores(R7, 1)), &labels).unwrap();
+    let d = r1.delong.unwrap();
+    assert!((d.diff - (t.auc_a - t.auc_b)).abs() < 1e-12 && (d.p_value - t.p_value).abs() < 1e-12);
+    assert!(r7.delong.is_none(), "the reference is not compared with itself");
+}
+
+#[test]
+fn the_run_table_has_a_row_per_run_and_a_column_per_axis_and_metric() {
+    let f = fixture();
+    let c = collection(&f);
+    let df = to_dataframe(&c.runs).unwrap();
+    assert_eq!(df.height(), 6);
+    for col in ["id", "variant", "seed", "status", "test_auc", "attr_acc_mean", "probe_auc_h", "code_version"] {
+        assert!(df.column(col).is_ok(), "missing column {col}");
+    }
+    let status = df.column("status").unwrap().str().unwrap().clone();
+    assert_eq!(status.iter().filter(|s| *s == Some("failed")).count(), 1);
+    // The whole results folder: the same runs, found without the experiment file.
+    let all = collect_folder(&f.results).unwrap();
+    assert_eq!(all.len(), 6);
+    assert_eq!(all.iter().filter(|r| r.status == "done").count(), 5);
+}
+
+fn snapshot(name: &str, got: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("snapshots").join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing: run with UPDATE_SNAPSHOTS=1", path.display()));
+    assert_eq!(got, want, "snapshot {name} differs (UPDATE_SNAPSHOTS=1 rewrites it)");
+}
+
+#[test]
+fn rendered_tables_match_their_snapshots() {
+    let f = fixture();
+    let c = collection(&f);
+    let rows = aggregate(&c).unwrap();
+    let t = tables::build(&c, &rows);
+    snapshot("table2-ablation.md", &t.to_markdown());
+    snapshot("table2-ablation.tex", &t.to_latex());
+    snapshot("table2-ablation.csv", &t.to_csv());
+    // Table 1 layout with a row not implemented.
+    let text = EXPERIMENT
+        .replace("report = \"ablation\"", "report = \"methods\"")
+        .replace("name = \"table2-ablation\"", "name = \"table1-methods\"")
+        + "\n[[variant]]\nname = \"icadx\"\nlabel = \"ICADx\"\nimplemented = false\nnote = \"issue 6\"\npaper = { auc = 0.879 }\n";
+    let exp = Experiment::parse(Path::new("table1-methods.toml"), &text).unwrap();
+    let p = plan(&exp, None, &Identity, &f.results, RerunPolicy::default()).unwrap();
+    let c1 = collect_plan(&exp, &p, &f.results);
+    let t1 = tables::build(&c1, &aggregate(&c1).unwrap());
+    snapshot("table1-methods.md", &t1.to_markdown());
+    snapshot("table1-methods.tex", &t1.to_latex());
+    assert!(t1.to_markdown().contains("| ICADx | not implemented (issue 6) |"));
+}
+
+#[test]
+fn figures_are_written_as_png_and_svg() {
+    let f = fixture();
+    let c = collection(&f);
+    let rows = aggregate(&c).unwrap();
+    let out = f.results.join("figures");
+    let paths = figures::render_all(&c, &rows, &out).unwrap();
+    for stem in ["table2-ablation-roc", "table2-ablation-training", "table2-ablation-probe"] {
+        for ext in ["png", "svg"] {
+            let p = out.join(format!("{stem}.{ext}"));
+            assert!(paths.contains(&p) && std::fs::metadata(&p).unwrap().len() > 1000, "{}", p.display());
+        }
+    }
+    let svg = std::fs::read_to_string(out.join("table2-ablation-roc.svg")).unwrap();
+    assert!(svg.contains("false positive rate") && svg.contains("DAE-GCN"), "labels are drawn");
+}
