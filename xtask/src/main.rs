@@ -119,17 +119,8 @@ struct Reproduce {
 fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     let t0 = std::time::Instant::now();
     let profile_dir = if r.dev { "debug" } else { "release" };
-    eprintln!("building dae-train and dae-sweep ({profile_dir}) and dae-report (dev)...");
-    let mut build = cargo();
-    build.args(["build", "--quiet", "-p", "dae-train", "-p", "dae-sweep"]);
-    if !r.dev {
-        build.arg("--release");
-    }
-    let built = build.status()?;
-    if !built.success() {
-        return Ok(built);
-    }
-    let built = build_report()?;
+    eprintln!("building dae-train and dae-sweep ({profile_dir}) and dae-report (dev; the first build takes a while)...");
+    let built = if r.dev { build_dev_like_tests()? } else { build_release()? };
     if !built.success() {
         return Ok(built);
     }
@@ -171,21 +162,29 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     Ok(reported)
 }
 
-/// Builds the reporter in the dev profile: its dependencies (polars) are
-/// optimised there too (`[profile.dev.package."*"]`), and the dev build is
-/// the one `cargo test` already made, which spares a ~20-minute release
-/// build of polars.
-fn build_report() -> std::io::Result<std::process::ExitStatus> {
-    cargo().args(["build", "--quiet", "-p", "dae-report"]).status()
-}
-
-/// Builds the trainer (release; it names the job ids) and the reporter, then starts the reporter.
-fn report(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
-    let built = cargo().args(["build", "--release", "--quiet", "-p", "dae-train"]).status()?;
+/// Builds the trainer and the runner in release, and the reporter in the
+/// dev profile exactly as `cargo test --workspace` builds it: its
+/// dependencies are optimised there too, it only handles small tables, and
+/// sharing the test build spares a ~20-minute release build of polars (a
+/// plain `cargo build -p dae-report` unifies features differently and would
+/// rebuild polars yet again).
+fn build_release() -> std::io::Result<std::process::ExitStatus> {
+    let built = cargo().args(["build", "--release", "--quiet", "-p", "dae-train", "-p", "dae-sweep"]).status()?;
     if !built.success() {
         return Ok(built);
     }
-    let built = build_report()?;
+    build_dev_like_tests()
+}
+
+/// The dev binaries exactly as `cargo test --workspace` builds them (a no-op
+/// right after the tests; CI's smoke run).
+fn build_dev_like_tests() -> std::io::Result<std::process::ExitStatus> {
+    cargo().args(["test", "--workspace", "--no-run", "--quiet"]).status()
+}
+
+/// Builds the tools (release) and starts the reporter.
+fn report(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
+    let built = build_release()?;
     if !built.success() {
         return Ok(built);
     }
@@ -226,6 +225,26 @@ fn project_root() -> PathBuf {
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(project_root());
+    // `cargo run` gave this process the xtask package's variables; build
+    // scripts that track them (ring tracks CARGO_MANIFEST_DIR) would see a
+    // change and rebuild half the dependency tree on every switch between
+    // `cargo xtask` and plain `cargo build`.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&k.as_ref())
+        {
+            c.env_remove(k.as_ref());
+        }
+    }
     c
 }
 

@@ -224,15 +224,19 @@ pub fn to_dataframe(runs: &[RunRecord]) -> PolarsResult<DataFrame> {
         s("variant", &|r| r.variant.clone()),
         s("label", &|r| Some(r.label.clone())),
     ];
+    const FIXED: [&str; 8] = ["id", "experiment", "variant", "label", "seed", "status", "exit_code", "device"];
     for k in &axis_keys {
+        // An axis named like a fixed column (e.g. `device`) keeps its config path.
+        let name =
+            if FIXED.contains(&k.as_str()) || k == "code_version" || metric_keys.contains(&k) { format!("config.{k}") } else { k.clone() };
         let vals: Vec<Option<&Value>> = runs.iter().map(|r| r.axes.iter().find(|(a, _)| a == k).map(|(_, v)| v)).collect();
         let numeric = vals.iter().flatten().all(|v| v.is_integer() || v.is_float());
         if numeric {
             let xs: Vec<Option<f64>> = vals.iter().map(|v| v.and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))).collect();
-            cols.push(Column::new(k.as_str().into(), xs));
+            cols.push(Column::new(name.as_str().into(), xs));
         } else {
             let xs: Vec<Option<String>> = vals.iter().map(|v| v.map(show)).collect();
-            cols.push(Column::new(k.as_str().into(), xs));
+            cols.push(Column::new(name.as_str().into(), xs));
         }
     }
     cols.push(Column::new("seed".into(), runs.iter().map(|r| r.seed as i64).collect::<Vec<i64>>()));

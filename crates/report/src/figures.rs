@@ -565,15 +565,19 @@ pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<P
     let name = &c.experiment.name;
     let mut out = Vec::new();
     let profile = c.profile.as_deref().unwrap_or("-");
-    let axes: Vec<String> = rows.first().map(|r| r.axes.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
-    if axes.len() == 2 && rows.iter().all(|r| r.variant.is_none()) {
-        // The sweep: heatmaps and marginals.
-        let val = |r: &RowStats, k: usize| show(&r.axes[k].1);
+    // A sweep: exactly two [matrix] axes and no named rows.
+    let axes: Vec<String> = c.experiment.axes.iter().filter(|a| a.origin == "matrix").flat_map(|a| a.keys.clone()).collect();
+    let is_sweep = axes.len() == 2 && c.experiment.variants.is_empty();
+    if is_sweep {
+        // The heatmaps and marginals; rows lacking an axis (from [[include]]) are left out.
+        let val = |r: &RowStats, k: usize| r.axes.iter().find(|(a, _)| *a == axes[k]).map(|(_, v)| show(v));
         let uniq = |k: usize| {
             let mut v: Vec<String> = Vec::new();
             for r in rows {
-                if !v.contains(&val(r, k)) {
-                    v.push(val(r, k));
+                if let Some(x) = val(r, k) {
+                    if !v.contains(&x) {
+                        v.push(x);
+                    }
                 }
             }
             v.sort_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)));
@@ -587,7 +591,10 @@ pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<P
                 .map(|y| {
                     xs.iter()
                         .map(|x| {
-                            rows.iter().find(|r| &val(r, 0) == x && &val(r, 1) == y).and_then(|r| r.stat(metric)).map(|s| (s.mean, s.n))
+                            rows.iter()
+                                .find(|r| val(r, 0).as_ref() == Some(x) && val(r, 1).as_ref() == Some(y))
+                                .and_then(|r| r.stat(metric))
+                                .map(|s| (s.mean, s.n))
                         })
                         .collect()
                 })
@@ -611,7 +618,7 @@ pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<P
                 let mut pts = Vec::new();
                 for v in &uniq(k) {
                     let mut per_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-                    for run in c.runs.iter().filter(|r| r.is_done() && r.axes.len() == 2 && show(&r.axes[k].1) == *v) {
+                    for run in c.runs.iter().filter(|r| r.is_done() && r.axes.iter().any(|(a, x)| *a == axes[k] && show(x) == *v)) {
                         if let Some(m) = run.metrics.get(metric) {
                             per_seed.entry(run.seed).or_default().push(*m);
                         }
@@ -638,7 +645,7 @@ pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<P
             out.extend(save(&fig, dir, &format!("{name}-marginals-{metric}"))?);
         }
     }
-    if rows.iter().any(|r| r.variant.is_some()) || axes.len() != 2 {
+    if !is_sweep {
         // ROC curves of the rows (seed-averaged scores).
         let mut curves = Vec::new();
         for r in rows {

@@ -50,8 +50,8 @@ pub fn mean_std(s: Option<Stat>) -> String {
     }
 }
 
-fn n_cell(r: &RowStats, planned: usize) -> String {
-    let planned = planned.max(r.planned);
+fn n_cell(r: &RowStats) -> String {
+    let planned = r.planned;
     let mut s = format!("{}", r.done);
     if r.done < planned {
         s = format!("{}/{planned}†", r.done);
@@ -187,7 +187,7 @@ pub fn ablation(c: &Collection, rows: &[RowStats]) -> Table {
             check(v.and_then(|v| set_value(v, "model.h_i"))),
             mean_std(auc),
             ci_cell(r),
-            n_cell(r, c.planned_seeds),
+            n_cell(r),
             delong_cell(r, is_ref),
             paper(v, "auc").map(num).unwrap_or_else(|| "–".into()),
         ]);
@@ -292,7 +292,7 @@ fn push_method_row(c: &Collection, t: &mut Table, r: &RowStats, v: Option<&Varia
         name,
         mean_std(auc),
         ci_cell(r),
-        n_cell(r, c.planned_seeds),
+        n_cell(r),
         delong_cell(r, is_ref),
         paper(v, "auc").map(num).unwrap_or_else(|| "–".into()),
     ]);
@@ -343,7 +343,7 @@ pub fn attributes(c: &Collection, rows: &[RowStats]) -> Table {
                 mean_std(m),
                 mean_std(sh),
                 mean_std(ma),
-                n_cell(r, c.planned_seeds),
+                n_cell(r),
                 paper(Some(v), "attr_acc").map(num).unwrap_or_else(|| "–".into()),
             ]);
             t.csv_rows.push(vec![
@@ -366,7 +366,16 @@ pub fn attributes(c: &Collection, rows: &[RowStats]) -> Table {
 
 /// A sweep: one row per axis combination.
 pub fn sweep(c: &Collection, rows: &[RowStats]) -> Table {
-    let keys: Vec<String> = rows.first().map(|r| r.axes.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    // Every axis key any row has (jobs added by [[include]] may have fewer), in first-seen order.
+    let mut keys: Vec<String> = Vec::new();
+    for r in rows {
+        for (k, _) in &r.axes {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    let cell = |r: &RowStats, k: &str| r.axes.iter().find(|(a, _)| a == k).map(|(_, v)| show(v)).unwrap_or_else(|| "–".into());
     let mut columns = keys.clone();
     columns.extend(["AUC", "95% CI", "Attribute accuracy", "n"].map(String::from));
     let mut csv_columns = keys.clone();
@@ -386,11 +395,12 @@ pub fn sweep(c: &Collection, rows: &[RowStats]) -> Table {
         csv_rows: Vec::new(),
     };
     for r in rows {
-        let mut row: Vec<String> = r.axes.iter().map(|(_, v)| show(v)).collect();
+        let mut row: Vec<String> = keys.iter().map(|k| cell(r, k)).collect();
         let (auc, attr) = (r.stat("test_auc"), r.stat("attr_acc_mean"));
-        row.extend([mean_std(auc), ci_cell(r), mean_std(attr), n_cell(r, c.planned_seeds)]);
+        row.extend([mean_std(auc), ci_cell(r), mean_std(attr), n_cell(r)]);
         t.rows.push(row);
-        let mut csv: Vec<String> = r.axes.iter().map(|(_, v)| show(v)).collect();
+        let mut csv: Vec<String> =
+            keys.iter().map(|k| r.axes.iter().find(|(a, _)| a == k).map(|(_, v)| show(v)).unwrap_or_default()).collect();
         csv.extend([
             opt(auc.map(|s| s.mean)),
             opt(auc.map(|s| s.std)),

@@ -309,12 +309,20 @@ impl Experiment {
                 }
                 for (k, v) in &flat {
                     if k == "variant" {
-                        let ok = v.as_str().is_some_and(|n| exp.variants.iter().any(|x| x.name == n));
-                        if !ok {
+                        let Some(var) = v.as_str().and_then(|n| exp.variants.iter().find(|x| x.name == n)) else {
                             return Err(
                                 exp.err(&format!("{kind}[{i}].variant"), format!("{v} is not a variant; variants: {}", variant_names()))
                             );
+                        };
+                        if kind == "include" && !var.implemented {
+                            return Err(exp.err(
+                                &format!("{kind}[{i}].variant"),
+                                format!("`{}` is marked implemented = false and cannot run", var.name),
+                            ));
                         }
+                    }
+                    if k == "seed" && !v.as_integer().is_some_and(|x| x >= 0) {
+                        return Err(exp.err(&format!("{kind}[{i}].seed"), format!("{v}: expected a seed (an integer >= 0)")));
                     }
                 }
                 if dst == 0 {
@@ -404,6 +412,13 @@ impl Experiment {
     /// combinations, plus included ones. Variants marked not implemented are
     /// skipped (the plan lists them).
     pub fn expand(&self, profile: Option<&Profile>) -> Vec<JobSpec> {
+        self.expand_with_defaults(profile, None)
+    }
+
+    /// [`Experiment::expand`], with exclude rules also matching the values a
+    /// job takes from `defaults` (the trainer's resolved base config) for
+    /// keys the experiment does not set.
+    pub fn expand_with_defaults(&self, profile: Option<&Profile>, defaults: Option<&Table>) -> Vec<JobSpec> {
         let base = self.profiled_base(profile);
         let seeds = profile.and_then(|p| p.seeds.clone()).unwrap_or_else(|| self.seeds.clone());
         let profile_keys: Vec<String> = profile.map(|p| p.set.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
@@ -442,7 +457,7 @@ impl Experiment {
                 set_keys.push(k.clone());
             }
             cfg.insert("seed".into(), Value::Integer(seed as i64));
-            if excluded_check && self.exclude.iter().any(|rule| matches(rule, variant.map(|v| v.name.as_str()), &cfg)) {
+            if excluded_check && self.exclude.iter().any(|rule| matches(rule, variant.map(|v| v.name.as_str()), &cfg, defaults)) {
                 return;
             }
             let mut params = Vec::new();
@@ -500,12 +515,12 @@ impl Experiment {
 }
 
 /// Does a rule (dotted key -> value, plus `variant`) match a job?
-fn matches(rule: &[(String, Value)], variant: Option<&str>, cfg: &Table) -> bool {
+fn matches(rule: &[(String, Value)], variant: Option<&str>, cfg: &Table, defaults: Option<&Table>) -> bool {
     rule.iter().all(|(k, want)| {
         if k == "variant" {
             return want.as_str() == variant;
         }
-        get_path(cfg, k).is_some_and(|have| values_equal(have, want))
+        get_path(cfg, k).or_else(|| defaults.and_then(|d| get_path(d, k))).is_some_and(|have| values_equal(have, want))
     })
 }
 

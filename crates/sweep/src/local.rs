@@ -128,6 +128,14 @@ pub fn run_local(
     if opts.cpu_slots == 0 && planned.iter().any(|p| p.action == Action::Run && !p.job.gpu) {
         return Err(SweepError::Usage("--jobs 0 leaves no slot for the CPU jobs of this plan".into()));
     }
+    if let Some(p) = planned.iter().find(|p| p.action == Action::Run && p.job.gpu && p.job.device != "cuda" && p.job.device != "cuda:0") {
+        return Err(SweepError::Usage(format!(
+            "job {} ({}) has device = \"{}\": under the runner use device = \"cuda\"; each job sees only its own GPU through CUDA_VISIBLE_DEVICES",
+            p.job.short_id(),
+            p.job.describe(),
+            p.job.device
+        )));
+    }
     if opts.gpus.is_empty() {
         if let Some(p) = planned.iter().find(|p| p.action == Action::Run && p.job.gpu) {
             return Err(SweepError::Usage(format!(
@@ -222,6 +230,13 @@ pub fn run_local(
                         continue;
                     }
                 };
+                if attempt > 1 && matches!(rd.status_unlocked(code_version), Status::Done | Status::Stale { .. }) {
+                    // Between attempts the folder was unlocked: another runner finished the job.
+                    release(&mut cpu_free, &mut gpus);
+                    summary.done_elsewhere += 1;
+                    on_event(&Event::JobSkipped { job: job_ref(job), reason: "finished by another runner".into() });
+                    continue;
+                }
                 if attempt == 1 {
                     // Under the lock, look again: another runner may have finished it.
                     let status = rd.status_unlocked(code_version);
@@ -284,20 +299,23 @@ pub fn run_local(
         let job = jobs[ix];
         let rd = RunDir::new(results, &job.id);
         let seconds = r.started.elapsed().as_secs_f64();
+        // A Ctrl-C reaches the jobs (same process group) before this loop may have seen the flag.
+        let stopping_now = stopping || stop.load(Ordering::SeqCst);
+        let passed = matches!(&status, Ok(s) if s.code() == Some(0)) && rd.path.join("done").exists();
         let outcome = match &status {
             Err(e) => Outcome::LaunchError { message: format!("cannot wait for the job: {e}") },
+            Ok(_) if passed => Outcome::Pass,
+            Ok(_) if stopping_now => Outcome::Interrupted,
             Ok(s) => match (s.code(), s.signal()) {
-                (Some(0), _) if rd.path.join("done").exists() => Outcome::Pass,
                 (Some(EXIT_INTERRUPTED), _) => Outcome::Interrupted,
                 (Some(c), _) => Outcome::Fail { exit: c },
-                (None, Some(_)) if stopping => Outcome::Interrupted,
                 (None, Some(sig)) => Outcome::Crashed { signal: sig },
                 (None, None) => Outcome::Crashed { signal: 0 },
             },
         };
-        // A job the runner stopped by signal leaves no exit record: its run stays incomplete.
+        // A job the runner stopped leaves no exit record: its run stays incomplete.
         if let Ok(s) = &status {
-            if !(stopping && s.code().is_none()) {
+            if passed || !stopping_now {
                 let rec = ExitRecord { exit_code: s.code(), signal: s.signal(), attempt: r.attempt, backend: "local".into(), seconds };
                 if let Err(e) = rd.write_exit(&rec) {
                     tracing::warn!("{e}");
@@ -305,7 +323,7 @@ pub fn run_local(
             }
         }
         drop(r._lock);
-        if outcome.is_failure() && r.attempt <= opts.retries && !stopping {
+        if outcome.is_failure() && r.attempt <= opts.retries && !stopping_now {
             summary.retries += 1;
             on_event(&Event::JobRetrying { job: job_ref(job), attempt: r.attempt, outcome, log: r.log });
             queue.push_front((ix, r.attempt + 1));

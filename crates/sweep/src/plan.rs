@@ -114,6 +114,8 @@ pub struct Job {
     pub data: String,
     /// Does the job want a GPU (`device = "cuda..."`)?
     pub gpu: bool,
+    /// The config's `device` (`cpu`, `cuda`, `cuda:N`).
+    pub device: String,
 }
 
 impl Job {
@@ -220,30 +222,48 @@ pub struct Plan {
 /// Expands an experiment into jobs with ids (no status).
 pub fn jobs(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver) -> Result<(Vec<Job>, String, usize), SweepError> {
     let prof = exp.select_profile(profile)?;
-    let specs = exp.expand(prof.map(|(_, p)| p));
     let mut base = exp.profiled_base(prof.map(|(_, p)| p));
     base.insert("seed".into(), Value::Integer(0));
-    let mut texts = Vec::with_capacity(specs.len() + 1);
-    texts.push(toml::to_string(&base).map_err(|e| SweepError::Usage(format!("cannot write the base config: {e}")))?);
+    let base_text = toml::to_string(&base).map_err(|e| SweepError::Usage(format!("cannot write the base config: {e}")))?;
+    let base_res = resolver.resolve(&[base_text])?;
+    let resolved_base: toml::Table = match &base_res.results[0] {
+        Ok(r) => toml::from_str(&r.config).map_err(|e| SweepError::Usage(format!("the trainer's canonical config does not parse: {e}")))?,
+        Err(e) => {
+            let line = exp.line_of("base").or_else(|| prof.and_then(|(n, _)| exp.line_of(&format!("profile.{n}"))));
+            let with = prof.map(|(n, _)| format!(" (profile {n})")).unwrap_or_default();
+            return Err(SweepError::File { path: exp.path.clone(), line, message: format!("the base config{with}: {e}") });
+        }
+    };
+    // Rule keys must name something a job config can hold.
+    let set_somewhere: std::collections::HashSet<String> =
+        exp.named_keys().into_iter().filter(|(_, w)| !w.starts_with("exclude")).map(|(k, _)| k).collect();
+    for (i, rule) in exp.exclude.iter().enumerate() {
+        for (k, _) in rule {
+            if k != "variant" && k != "seed" && get_path(&resolved_base, k).is_none() && !set_somewhere.contains(k) {
+                let parent = k.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
+                let valid =
+                    if parent.is_empty() { Some(&resolved_base) } else { get_path(&resolved_base, parent).and_then(|v| v.as_table()) };
+                let valid = valid.map(|t| t.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                return Err(exp.err(
+                    &format!("exclude[{i}].{k}"),
+                    format!("names no job config key (it would exclude nothing); valid keys under `{parent}`: {valid}"),
+                ));
+            }
+        }
+    }
+    let specs = exp.expand_with_defaults(prof.map(|(_, p)| p), Some(&resolved_base));
+    let mut texts = Vec::with_capacity(specs.len());
     for s in &specs {
         texts.push(toml::to_string(&s.config).map_err(|e| SweepError::Usage(format!("cannot write a job config: {e}")))?);
     }
     let res = resolver.resolve(&texts)?;
-    let resolved_base: toml::Table = match &res.results[0] {
-        Ok(r) => toml::from_str(&r.config).map_err(|e| SweepError::Usage(format!("the trainer's canonical config does not parse: {e}")))?,
-        Err(e) => {
-            let key = prof.map(|(n, _)| format!("profile.{n}.set")).unwrap_or_else(|| "base".into());
-            return Err(SweepError::File {
-                path: exp.path.clone(),
-                line: exp.line_of(&key),
-                message: format!("the base config{}: {e}", if prof.is_some() { format!(" with {key}") } else { String::new() }),
-            });
-        }
-    };
+    if res.results.len() != specs.len() {
+        return Err(SweepError::Usage(format!("the resolver answered {} configs for {}", res.results.len(), specs.len())));
+    }
     let mut out = Vec::with_capacity(specs.len());
     let mut seen = std::collections::HashSet::new();
     let mut duplicates = 0;
-    for (spec, r) in specs.iter().zip(&res.results[1..]) {
+    for (spec, r) in specs.iter().zip(&res.results) {
         let r = match r {
             Ok(r) => r,
             Err(e) => return Err(locate(exp, spec, &resolved_base, e)),
@@ -253,7 +273,8 @@ pub fn jobs(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver) ->
             duplicates += 1;
             continue;
         }
-        let gpu = get_path(&spec.config, "device").and_then(|v| v.as_str()).is_some_and(|d| d.starts_with("cuda"));
+        let device = get_path(&spec.config, "device").and_then(|v| v.as_str()).unwrap_or("cpu").to_string();
+        let gpu = device.starts_with("cuda");
         out.push(Job {
             id,
             variant: spec.variant.clone(),
@@ -262,6 +283,7 @@ pub fn jobs(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver) ->
             config: r.config.clone(),
             data: r.data.clone(),
             gpu,
+            device,
         });
     }
     Ok((out, res.code_version, duplicates))

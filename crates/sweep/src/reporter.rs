@@ -10,6 +10,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Outcome};
 
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// The terminal reporter.
 pub struct TerminalReporter {
     bar: ProgressBar,
@@ -54,7 +58,7 @@ impl TerminalReporter {
             }
             Event::JobSkipped { job, reason } => {
                 if self.verbose && reason.contains("another runner") {
-                    self.line(format!("skip  {} {} ({reason})", &job.id[..12], job.desc));
+                    self.line(format!("skip  {} {} ({reason})", short(&job.id), job.desc));
                 }
                 if reason.contains("another runner") {
                     self.bar.inc(1);
@@ -64,15 +68,15 @@ impl TerminalReporter {
                 self.running += 1;
                 if self.verbose {
                     let again = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
-                    self.line(format!("start {} {} on {slot}{again}", &job.id[..12], job.desc));
+                    self.line(format!("start {} {} on {slot}{again}", short(&job.id), job.desc));
                 }
             }
-            Event::JobWaiting { job } => self.line(format!("wait  {} {}: another runner holds it", &job.id[..12], job.desc)),
+            Event::JobWaiting { job } => self.line(format!("wait  {} {}: another runner holds it", short(&job.id), job.desc)),
             Event::JobRetrying { job, attempt, outcome, log } => {
                 self.running = self.running.saturating_sub(1);
                 self.line(format!(
                     "retry {} {}: attempt {attempt} {}; log: {}",
-                    &job.id[..12],
+                    short(&job.id),
                     job.desc,
                     outcome.describe(),
                     log.display()
@@ -85,13 +89,13 @@ impl TerminalReporter {
                     Outcome::Pass => {
                         self.passed += 1;
                         if self.verbose {
-                            self.line(format!("pass  {} {} in {seconds:.1} s", &job.id[..12], job.desc));
+                            self.line(format!("pass  {} {} in {seconds:.1} s", short(&job.id), job.desc));
                         }
                     }
-                    Outcome::Interrupted => self.line(format!("stop  {} {}: {}", &job.id[..12], job.desc, outcome.describe())),
+                    Outcome::Interrupted => self.line(format!("stop  {} {}: {}", short(&job.id), job.desc, outcome.describe())),
                     _ => {
                         self.failed += 1;
-                        self.line(format!("FAIL  {} {}: {}; log: {}", &job.id[..12], job.desc, outcome.describe(), log.display()));
+                        self.line(format!("FAIL  {} {}: {}; log: {}", short(&job.id), job.desc, outcome.describe(), log.display()));
                     }
                 }
             }

@@ -42,6 +42,10 @@ pub struct SlurmConfig {
     pub extra: Vec<String>,
     /// Seconds between status polls (default 2).
     pub poll_seconds: Option<f64>,
+    /// Seconds a task may be gone from squeue (or final) without an
+    /// `exit.json` before it counts as lost (default 60: files written on a
+    /// compute node can take that long to appear on a shared file system).
+    pub lost_after_seconds: Option<f64>,
 }
 
 /// What one array script needs besides the config.
@@ -105,16 +109,23 @@ if [ -z "$ID" ]; then echo "dae-sweep: no job for task $SLURM_ARRAY_TASK_ID in $
 RUN={results}/runs/"$ID"
 cd {workdir} || exit 1
 # A TERM from Slurm (scancel, time limit) reaches the trainer, which stops
-# cleanly; the script outlives it to record how it ended.
-trap 'echo "dae-sweep: task got SIGTERM" >&2' TERM
+# cleanly (exit 5: the run stays incomplete); the script outlives it.
+STOPPED=0
+trap 'STOPPED=1; echo "dae-sweep: task got SIGTERM" >&2' TERM
 START=$(date +%s)
 echo "==== slurm task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} of job $ID on $(hostname) at $START" >> "$RUN/log.txt"
-# The run folder's lock: exit 75 means another runner works on this job.
-flock -n -E 75 "$RUN/.lock" {trainer} --config "$RUN/job.toml" --out "$RUN" >> "$RUN/log.txt" 2>&1
-RC=$?
-if [ "$RC" -eq 75 ]; then echo "dae-sweep: $ID is locked by another runner; skipped" >> "$RUN/log.txt"; exit 0; fi
+# The run folder's lock, held on fd 9 by this shell and inherited by the trainer.
+exec 9>>"$RUN/.lock"
+if ! flock -n 9; then echo "dae-sweep: $ID is locked by another runner; skipped" >> "$RUN/log.txt"; exit 0; fi
+{trainer} --config "$RUN/job.toml" --out "$RUN" >> "$RUN/log.txt" 2>&1 &
+TRAINER=$!
+wait "$TRAINER"; RC=$?
+# A signal interrupts `wait`: wait again for the trainer to finish stopping.
+while kill -0 "$TRAINER" 2>/dev/null; do wait "$TRAINER"; RC=$?; done
+if [ "$STOPPED" -eq 1 ] && [ "$RC" -ne 0 ]; then exit "$RC"; fi  # stopped by Slurm: no exit record, the run stays incomplete
+if [ "$RC" -gt 128 ]; then CODE=null; SIG=$((RC - 128)); else CODE=$RC; SIG=null; fi
 TMP="$RUN/.exit.json.${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
-printf '{{"exit_code": %d, "signal": null, "attempt": %d, "backend": "slurm", "seconds": %d}}\n' "$RC" "$ATTEMPT" "$(( $(date +%s) - START ))" > "$TMP" && mv -f "$TMP" "$RUN/exit.json"
+printf '{{"exit_code": %s, "signal": %s, "attempt": %d, "backend": "slurm", "seconds": %d}}\n' "$CODE" "$SIG" "$ATTEMPT" "$(( $(date +%s) - START ))" > "$TMP" && mv -f "$TMP" "$RUN/exit.json"
 exit "$RC"
 "#,
         manifest = sh_quote(&ctx.manifest),
@@ -140,8 +151,9 @@ pub struct TaskState {
     pub state: String,
 }
 
-/// Parses `squeue -h -t all -j JOB -o "%i %T"`: lines `123_4 RUNNING` and
-/// pending ranges `123_[2-5%2] PENDING`, `123_[1,4,7-9] PENDING`.
+/// Parses `squeue -h [-r] -t all -j JOB -o "%i %T"`: lines `123_4 RUNNING` and
+/// pending ranges `123_[2-5%2] PENDING`, `123_[1,4,7-9] PENDING` (with `-r`
+/// every task has its own line; without it long ranges may be cut short).
 pub fn parse_squeue(text: &str, job: &str) -> BTreeMap<usize, String> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
@@ -223,7 +235,7 @@ impl SlurmCli {
 
     /// Task states of an array job; empty once Slurm has forgotten the job.
     pub fn squeue(&self, job: &str) -> Result<BTreeMap<usize, String>, SweepError> {
-        let out = self.run("squeue", &["-h", "-t", "all", "-j", job, "-o", "%i %T"])?;
+        let out = self.run("squeue", &["-h", "-r", "-t", "all", "-j", job, "-o", "%i %T"])?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             if stderr.contains("Invalid job id") {
@@ -263,8 +275,8 @@ struct Task {
     index: usize,
     attempt: u32,
     started: bool,
-    /// Polls since Slurm last listed the task as not final while no exit file exists.
-    gone_polls: u32,
+    /// Since when Slurm has listed the task as final (or not at all) while no exit file exists.
+    gone_since: Option<Instant>,
     last_state: String,
     submitted: Instant,
 }
@@ -322,6 +334,8 @@ pub fn run_slurm(
     }
     let (mut tasks, _) = submit(planned, &to_run, 1, results, &sub_dir, max, opts, cli, false)?;
     let poll = Duration::from_secs_f64(opts.config.poll_seconds.unwrap_or(2.0).max(0.05));
+    let lost_after = Duration::from_secs_f64(opts.config.lost_after_seconds.unwrap_or(60.0).max(0.0));
+    let mut squeue_failures = 0;
     let mut halted = false;
     let mut resubmits = 0;
     while !tasks.is_empty() {
@@ -346,10 +360,26 @@ pub fn run_slurm(
             }
             break;
         }
-        let mut states: HashMap<String, BTreeMap<usize, String>> = HashMap::new();
+        // Task states; an array whose squeue call failed this time is unknown (no task of it is judged).
+        let mut states: HashMap<String, Option<BTreeMap<usize, String>>> = HashMap::new();
         for t in &tasks {
             if !states.contains_key(&t.array) {
-                states.insert(t.array.clone(), cli.squeue(&t.array)?);
+                let st = match cli.squeue(&t.array) {
+                    Ok(m) => {
+                        squeue_failures = 0;
+                        Some(m)
+                    }
+                    Err(e) => {
+                        squeue_failures += 1;
+                        tracing::warn!("{e} (attempt {squeue_failures}; retrying)");
+                        if squeue_failures >= 30 {
+                            cancel_all(cli, &tasks);
+                            return Err(SweepError::Slurm(format!("{e}; gave up after 30 tries and cancelled the submitted arrays")));
+                        }
+                        None
+                    }
+                };
+                states.insert(t.array.clone(), st);
             }
         }
         let mut retry: Vec<(usize, u32)> = Vec::new();
@@ -357,7 +387,8 @@ pub fn run_slurm(
         for mut t in tasks.drain(..) {
             let job = &planned[t.job].job;
             let rd = RunDir::new(results, &job.id);
-            let state = states.get(&t.array).and_then(|m| m.get(&t.index)).cloned();
+            let unknown = matches!(states.get(&t.array), Some(None));
+            let state = states.get(&t.array).and_then(|m| m.as_ref()).and_then(|m| m.get(&t.index)).cloned();
             if !t.started && (state.as_deref() == Some("RUNNING") || rd.exit_record().is_some()) {
                 t.started = true;
                 on_event(&Event::JobStarted {
@@ -375,26 +406,27 @@ pub fn run_slurm(
                     None => Outcome::Crashed { signal: rec.signal.unwrap_or(0) },
                 })
             } else {
-                match &state {
-                    Some(s) if !is_terminal(s) => {
-                        t.gone_polls = 0;
+                match (&state, unknown) {
+                    (_, true) => None,
+                    (Some(s), _) if !is_terminal(s) => {
+                        t.gone_since = None;
                         t.last_state = s.clone();
                         None
                     }
-                    other => {
+                    (other, _) => {
                         if let Some(s) = other {
                             t.last_state = s.clone();
                         }
-                        // The exit file may land just after Slurm reports the end: wait one more poll.
-                        t.gone_polls += 1;
-                        if t.gone_polls < 2 {
+                        // The exit file may land a while after Slurm reports the end (shared file systems).
+                        let since = *t.gone_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() < lost_after {
                             None
                         } else if rd.path.join("done").exists() {
                             summary.done_elsewhere += 1;
                             on_event(&Event::JobSkipped { job: job_ref(job), reason: "finished by another runner".into() });
                             continue;
                         } else if rd.is_locked() {
-                            t.gone_polls = 0;
+                            t.gone_since = None;
                             on_event(&Event::JobWaiting { job: job_ref(job) });
                             None
                         } else {
@@ -425,14 +457,16 @@ pub fn run_slurm(
             if failed && opts.fail_fast && !halted {
                 halted = true;
                 on_event(&Event::Stopping { reason: "--fail-fast: a job failed; cancelling the tasks not yet running".into() });
-                for s in still.iter().filter(|s| !s.started) {
-                    let _ = cli.scancel(&format!("{}_{}", s.array, s.index));
-                }
             }
         }
         tasks = still;
         if halted {
             let (started, not): (Vec<Task>, Vec<Task>) = tasks.into_iter().partition(|t| t.started);
+            for t in &not {
+                if let Err(e) = cli.scancel(&format!("{}_{}", t.array, t.index)) {
+                    tracing::warn!("{e}");
+                }
+            }
             summary.not_started += not.len();
             tasks = started;
         }
@@ -447,7 +481,13 @@ pub fn run_slurm(
                 RunDir::new(results, &planned[j].job.id).prepare(&planned[j].job.config)?;
             }
             let dir = sub_dir.join(format!("retry-{resubmits}"));
-            tasks.extend(submit(planned, &js, attempt, results, &dir, max, opts, cli, false)?.0);
+            match submit(planned, &js, attempt, results, &dir, max, opts, cli, false) {
+                Ok((t, _)) => tasks.extend(t),
+                Err(e) => {
+                    cancel_all(cli, &tasks);
+                    return Err(e);
+                }
+            }
         }
         if !tasks.is_empty() {
             std::thread::sleep(poll);
@@ -456,6 +496,16 @@ pub fn run_slurm(
     summary.seconds = t0.elapsed().as_secs_f64();
     on_event(&Event::RunFinished { summary: summary.clone() });
     Ok((summary, Vec::new()))
+}
+
+/// Cancels every array of these tasks (best effort).
+fn cancel_all(cli: &SlurmCli, tasks: &[Task]) {
+    let arrays: std::collections::BTreeSet<&String> = tasks.iter().map(|t| &t.array).collect();
+    for a in arrays {
+        if let Err(e) = cli.scancel(a) {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 /// Writes the manifest and scripts of `jobs` and submits them (unless `dry`).
@@ -499,7 +549,13 @@ fn submit(
         }
         let path = dir.join(format!("array-{k}.sh"));
         write_atomic(&path, script.as_bytes())?;
-        let array = cli.sbatch(&path)?;
+        let array = match cli.sbatch(&path) {
+            Ok(a) => a,
+            Err(e) => {
+                cancel_all(cli, &tasks);
+                return Err(e);
+            }
+        };
         tracing::info!("submitted array {array}: {count} tasks ({})", path.display());
         for i in 0..count {
             tasks.push(Task {
@@ -508,7 +564,7 @@ fn submit(
                 index: i,
                 attempt,
                 started: false,
-                gone_polls: 0,
+                gone_since: None,
                 last_state: String::new(),
                 submitted: Instant::now(),
             });
@@ -591,16 +647,23 @@ if [ -z "$ID" ]; then echo "dae-sweep: no job for task $SLURM_ARRAY_TASK_ID in $
 RUN='/r'/runs/"$ID"
 cd '/w' || exit 1
 # A TERM from Slurm (scancel, time limit) reaches the trainer, which stops
-# cleanly; the script outlives it to record how it ended.
-trap 'echo "dae-sweep: task got SIGTERM" >&2' TERM
+# cleanly (exit 5: the run stays incomplete); the script outlives it.
+STOPPED=0
+trap 'STOPPED=1; echo "dae-sweep: task got SIGTERM" >&2' TERM
 START=$(date +%s)
 echo "==== slurm task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} of job $ID on $(hostname) at $START" >> "$RUN/log.txt"
-# The run folder's lock: exit 75 means another runner works on this job.
-flock -n -E 75 "$RUN/.lock" '/w/target/release/dae-train' --config "$RUN/job.toml" --out "$RUN" >> "$RUN/log.txt" 2>&1
-RC=$?
-if [ "$RC" -eq 75 ]; then echo "dae-sweep: $ID is locked by another runner; skipped" >> "$RUN/log.txt"; exit 0; fi
+# The run folder's lock, held on fd 9 by this shell and inherited by the trainer.
+exec 9>>"$RUN/.lock"
+if ! flock -n 9; then echo "dae-sweep: $ID is locked by another runner; skipped" >> "$RUN/log.txt"; exit 0; fi
+'/w/target/release/dae-train' --config "$RUN/job.toml" --out "$RUN" >> "$RUN/log.txt" 2>&1 &
+TRAINER=$!
+wait "$TRAINER"; RC=$?
+# A signal interrupts `wait`: wait again for the trainer to finish stopping.
+while kill -0 "$TRAINER" 2>/dev/null; do wait "$TRAINER"; RC=$?; done
+if [ "$STOPPED" -eq 1 ] && [ "$RC" -ne 0 ]; then exit "$RC"; fi  # stopped by Slurm: no exit record, the run stays incomplete
+if [ "$RC" -gt 128 ]; then CODE=null; SIG=$((RC - 128)); else CODE=$RC; SIG=null; fi
 TMP="$RUN/.exit.json.${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
-printf '{"exit_code": %d, "signal": null, "attempt": %d, "backend": "slurm", "seconds": %d}\n' "$RC" "$ATTEMPT" "$(( $(date +%s) - START ))" > "$TMP" && mv -f "$TMP" "$RUN/exit.json"
+printf '{"exit_code": %s, "signal": %s, "attempt": %d, "backend": "slurm", "seconds": %d}\n' "$CODE" "$SIG" "$ATTEMPT" "$(( $(date +%s) - START ))" > "$TMP" && mv -f "$TMP" "$RUN/exit.json"
 exit "$RC"
 "#;
         assert_eq!(array_script(&cfg, &ctx), expected);
