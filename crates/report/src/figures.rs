@@ -135,21 +135,29 @@ impl Figure for Heatmap {
             .y_label_area_size(80)
             .build_cartesian_2d(0f64..nx as f64, 0f64..ny as f64)
             .map_err(e)?;
-        let xs = self.xs.clone();
-        let ys = self.ys.clone();
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(nx)
-            .y_labels(ny)
-            .x_label_formatter(&|v| xs.get(v.floor() as usize).cloned().unwrap_or_default())
-            .y_label_formatter(&|v| ys.get(v.floor() as usize).cloned().unwrap_or_default())
+            .x_labels(0)
+            .y_labels(0)
+            .x_label_formatter(&|_| String::new())
+            .y_label_formatter(&|_| String::new())
             .x_desc(&self.x_name)
             .y_desc(&self.y_name)
             .label_style(style(18))
             .axis_desc_style(style(20))
             .draw()
             .map_err(e)?;
+        // Tick labels at the cell centres.
+        use plotters::style::text_anchor::{HPos, Pos, VPos};
+        for (i, x) in self.xs.iter().enumerate() {
+            let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+            main.draw(&Text::new(x.clone(), (px, py + 8), style(18).pos(Pos::new(HPos::Center, VPos::Top)))).map_err(e)?;
+        }
+        for (j, y) in self.ys.iter().enumerate() {
+            let (px, py) = chart.backend_coord(&(0.0, j as f64 + 0.5));
+            main.draw(&Text::new(y.clone(), (px - 8, py), style(18).pos(Pos::new(HPos::Right, VPos::Center)))).map_err(e)?;
+        }
         for (j, row) in self.values.iter().enumerate() {
             for (i, v) in row.iter().enumerate() {
                 let (x0, y0) = (i as f64, j as f64);
