@@ -192,31 +192,34 @@ pub fn ablation(c: &Collection, rows: &[RowStats]) -> Table {
             paper(v, "auc").map(num).unwrap_or_else(|| "–".into()),
         ]);
         let b = |k: &str| v.and_then(|v| set_value(v, k)).map(show).unwrap_or_default();
-        t.csv_rows.push(vec![
-            r.variant.clone().unwrap_or_default(),
-            r.label.clone(),
-            b("model.disentangle"),
-            attr,
-            b("model.rec"),
-            b("model.h_i"),
-            opt(auc.map(|s| s.mean)),
-            opt(auc.map(|s| s.std)),
-            opt(r.auc_ci.map(|c| c.0)),
-            opt(r.auc_ci.map(|c| c.1)),
-            r.done.to_string(),
-            r.planned.to_string(),
-            r.failed.to_string(),
-            opt(r.delong.map(|d| d.diff)),
-            opt(r.delong.map(|d| d.p_value)),
-            opt(paper(v, "auc")),
-        ]);
+        let mut csv =
+            vec![r.variant.clone().unwrap_or_default(), r.label.clone(), b("model.disentangle"), attr, b("model.rec"), b("model.h_i")];
+        csv.extend(auc_csv(r, paper(v, "auc")));
+        t.csv_rows.push(csv);
     }
     t.notes.push("Switches as method.md defines them; Attribute: none, multi-task heads or GCN-generated heads.".into());
     t
 }
 
-fn not_implemented_rows(c: &Collection, t: &mut Table, key: &str, width: usize) {
-    for v in &c.not_implemented {
+/// The numeric AUC columns of a row's CSV: mean, std, CI, n, planned, failed, DeLong, paper.
+fn auc_csv(r: &RowStats, paper_auc: Option<f64>) -> Vec<String> {
+    let auc = r.stat("test_auc");
+    vec![
+        opt(auc.map(|s| s.mean)),
+        opt(auc.map(|s| s.std)),
+        opt(r.auc_ci.map(|c| c.0)),
+        opt(r.auc_ci.map(|c| c.1)),
+        r.done.to_string(),
+        r.planned.to_string(),
+        r.failed.to_string(),
+        opt(r.delong.map(|d| d.diff)),
+        opt(r.delong.map(|d| d.p_value)),
+        opt(paper_auc),
+    ]
+}
+
+fn not_implemented_rows(variants: &[Variant], t: &mut Table, key: &str, width: usize) {
+    for v in variants {
         let mut row = vec![v.label.clone(), format!("not implemented{}", v.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default())];
         while row.len() < width - 1 {
             row.push("–".into());
@@ -263,8 +266,7 @@ pub fn methods(c: &Collection, rows: &[RowStats]) -> Table {
     // Implemented and not-implemented rows in the file's order.
     for v in &c.experiment.variants {
         if !v.implemented {
-            let one = Collection { not_implemented: vec![v.clone()], ..c.clone() };
-            not_implemented_rows(&one, &mut t, "auc", 6);
+            not_implemented_rows(std::slice::from_ref(v), &mut t, "auc", 6);
             continue;
         }
         for r in rows.iter().filter(|r| r.variant.as_deref() == Some(v.name.as_str())) {
@@ -296,21 +298,9 @@ fn push_method_row(c: &Collection, t: &mut Table, r: &RowStats, v: Option<&Varia
         delong_cell(r, is_ref),
         paper(v, "auc").map(num).unwrap_or_else(|| "–".into()),
     ]);
-    t.csv_rows.push(vec![
-        r.variant.clone().unwrap_or_default(),
-        r.label.clone(),
-        "implemented".into(),
-        opt(auc.map(|s| s.mean)),
-        opt(auc.map(|s| s.std)),
-        opt(r.auc_ci.map(|c| c.0)),
-        opt(r.auc_ci.map(|c| c.1)),
-        r.done.to_string(),
-        r.planned.to_string(),
-        r.failed.to_string(),
-        opt(r.delong.map(|d| d.diff)),
-        opt(r.delong.map(|d| d.p_value)),
-        opt(paper(v, "auc")),
-    ]);
+    let mut csv = vec![r.variant.clone().unwrap_or_default(), r.label.clone(), "implemented".into()];
+    csv.extend(auc_csv(r, paper(v, "auc")));
+    t.csv_rows.push(csv);
 }
 
 /// Paper Table 3: attribute accuracy (mean over clusters, and per cluster).
@@ -332,8 +322,7 @@ pub fn attributes(c: &Collection, rows: &[RowStats]) -> Table {
     };
     for v in &c.experiment.variants {
         if !v.implemented {
-            let one = Collection { not_implemented: vec![v.clone()], ..c.clone() };
-            not_implemented_rows(&one, &mut t, "attr_acc", 6);
+            not_implemented_rows(std::slice::from_ref(v), &mut t, "attr_acc", 6);
             continue;
         }
         for r in rows.iter().filter(|r| r.variant.as_deref() == Some(v.name.as_str())) {

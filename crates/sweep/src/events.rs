@@ -69,6 +69,12 @@ pub struct JobRef {
     pub desc: String,
 }
 
+impl JobRef {
+    pub fn of(job: &crate::plan::Job) -> JobRef {
+        JobRef { id: job.id.clone(), desc: job.describe() }
+    }
+}
+
 /// Counts at the end of a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Summary {

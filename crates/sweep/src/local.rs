@@ -107,10 +107,6 @@ struct Running {
     _lock: File,
 }
 
-fn job_ref(j: &Job) -> JobRef {
-    JobRef { id: j.id.clone(), desc: j.describe() }
-}
-
 /// Runs the planned jobs marked [`Action::Run`]; the others are reported as
 /// skipped. Returns when every job has finished, or after a stop request
 /// (`stop` set, e.g. by SIGINT/SIGTERM) once the running jobs have exited.
@@ -156,7 +152,7 @@ pub fn run_local(
     }
     on_event(&Event::RunStarted { total: planned.len(), to_run: queue.len(), skipped: summary.skipped });
     for p in planned.iter().filter(|p| p.action == Action::Skip) {
-        on_event(&Event::JobSkipped { job: job_ref(&p.job), reason: p.reason.clone() });
+        on_event(&Event::JobSkipped { job: JobRef::of(&p.job), reason: p.reason.clone() });
     }
 
     let (tx, rx) = mpsc::channel::<(usize, std::io::Result<ExitStatus>)>();
@@ -219,7 +215,7 @@ pub fn run_local(
                     Ok(None) => {
                         release(&mut cpu_free, &mut gpus);
                         if waiting_announced.insert(ix) {
-                            on_event(&Event::JobWaiting { job: job_ref(job) });
+                            on_event(&Event::JobWaiting { job: JobRef::of(job) });
                         }
                         waiting.push((ix, attempt));
                         continue;
@@ -234,7 +230,7 @@ pub fn run_local(
                     // Between attempts the folder was unlocked: another runner finished the job.
                     release(&mut cpu_free, &mut gpus);
                     summary.done_elsewhere += 1;
-                    on_event(&Event::JobSkipped { job: job_ref(job), reason: "finished by another runner".into() });
+                    on_event(&Event::JobSkipped { job: JobRef::of(job), reason: "finished by another runner".into() });
                     continue;
                 }
                 if attempt == 1 {
@@ -244,14 +240,17 @@ pub fn run_local(
                     if again {
                         release(&mut cpu_free, &mut gpus);
                         summary.done_elsewhere += 1;
-                        on_event(&Event::JobSkipped { job: job_ref(job), reason: "finished by another runner".into() });
+                        on_event(&Event::JobSkipped { job: JobRef::of(job), reason: "finished by another runner".into() });
                         continue;
                     }
                     let (action, _) = opts.policy.decide(&status, code_version);
                     if action == Action::Skip {
                         release(&mut cpu_free, &mut gpus);
                         summary.skipped += 1;
-                        on_event(&Event::JobSkipped { job: job_ref(job), reason: format!("{} (changed since the plan)", status.word()) });
+                        on_event(&Event::JobSkipped {
+                            job: JobRef::of(job),
+                            reason: format!("{} (changed since the plan)", status.word()),
+                        });
                         continue;
                     }
                     if matches!(status, Status::Done | Status::Stale { .. } | Status::Failed { .. }) {
@@ -274,7 +273,7 @@ pub fn run_local(
                             Some(g) => format!("gpu {}", opts.gpus[g]),
                             None => "cpu".into(),
                         };
-                        on_event(&Event::JobStarted { job: job_ref(job), attempt, slot, log: rd.log() });
+                        on_event(&Event::JobStarted { job: JobRef::of(job), attempt, slot, log: rd.log() });
                         running.insert(ix, Running { attempt, started: Instant::now(), gpu, pid, log: rd.log(), _lock: lock });
                     }
                     Err(e) => {
@@ -325,7 +324,7 @@ pub fn run_local(
         drop(r._lock);
         if outcome.is_failure() && r.attempt <= opts.retries && !stopping_now {
             summary.retries += 1;
-            on_event(&Event::JobRetrying { job: job_ref(job), attempt: r.attempt, outcome, log: r.log });
+            on_event(&Event::JobRetrying { job: JobRef::of(job), attempt: r.attempt, outcome, log: r.log });
             queue.push_front((ix, r.attempt + 1));
             continue;
         }
@@ -335,7 +334,7 @@ pub fn run_local(
             _ => summary.failed += 1,
         }
         let failed = outcome.is_failure();
-        on_event(&Event::JobFinished { job: job_ref(job), attempt: r.attempt, outcome, seconds, log: r.log });
+        on_event(&Event::JobFinished { job: JobRef::of(job), attempt: r.attempt, outcome, seconds, log: r.log });
         if failed && opts.fail_fast && !halted {
             halted = true;
             on_event(&Event::Stopping { reason: "--fail-fast: a job failed; letting the running jobs finish, starting no more".into() });
@@ -349,7 +348,7 @@ pub fn run_local(
 
 fn finish_failed_launch(job: &Job, attempt: u32, rd: &RunDir, message: String, summary: &mut Summary, on_event: &mut dyn FnMut(&Event)) {
     summary.failed += 1;
-    on_event(&Event::JobFinished { job: job_ref(job), attempt, outcome: Outcome::LaunchError { message }, seconds: 0.0, log: rd.log() });
+    on_event(&Event::JobFinished { job: JobRef::of(job), attempt, outcome: Outcome::LaunchError { message }, seconds: 0.0, log: rd.log() });
 }
 
 fn launch(

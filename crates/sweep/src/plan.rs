@@ -44,6 +44,18 @@ pub trait Resolver {
     fn resolve(&self, configs: &[String]) -> Result<Resolution, SweepError>;
 }
 
+/// The trainer to use: the one given, else `$DAE_TRAINER`, else `dae-train`
+/// beside the running program (where cargo builds both).
+pub fn trainer_path(given: Option<&Path>) -> PathBuf {
+    if let Some(t) = given {
+        return t.to_path_buf();
+    }
+    if let Ok(t) = std::env::var("DAE_TRAINER") {
+        return t.into();
+    }
+    std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("dae-train"))).unwrap_or_else(|| "dae-train".into())
+}
+
 /// Resolution by `PROGRAM --resolve` (the `dae-train` binary).
 #[derive(Clone, Debug)]
 pub struct TrainerResolver {

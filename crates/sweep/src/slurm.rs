@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, SweepError};
 use crate::events::{Event, JobRef, Outcome, Summary};
-use crate::plan::{Action, Job, PlannedJob, RerunPolicy};
+use crate::plan::{Action, PlannedJob, RerunPolicy};
 use crate::runs::{write_atomic, RunDir, Status, EXIT_INTERRUPTED};
 
 /// `[slurm]` of an experiment (or of a profile, which replaces it).
@@ -281,10 +281,6 @@ struct Task {
     submitted: Instant,
 }
 
-fn job_ref(j: &Job) -> JobRef {
-    JobRef { id: j.id.clone(), desc: j.describe() }
-}
-
 /// Submits the planned jobs marked [`Action::Run`] as job arrays and waits
 /// for them. With `dry_run`, returns the scripts it would submit (nothing
 /// is written or submitted).
@@ -313,7 +309,7 @@ pub fn run_slurm(
     }
     on_event(&Event::RunStarted { total: planned.len(), to_run: to_run.len(), skipped: summary.skipped });
     for p in planned.iter().filter(|p| p.action == Action::Skip) {
-        on_event(&Event::JobSkipped { job: job_ref(&p.job), reason: p.reason.clone() });
+        on_event(&Event::JobSkipped { job: JobRef::of(&p.job), reason: p.reason.clone() });
     }
     // Archive finished runs that are redone, and write each job's config.
     for &i in &to_run {
@@ -351,7 +347,7 @@ pub fn run_slurm(
                 summary.interrupted += 1;
                 let job = &planned[t.job].job;
                 on_event(&Event::JobFinished {
-                    job: job_ref(job),
+                    job: JobRef::of(job),
                     attempt: t.attempt,
                     outcome: Outcome::Interrupted,
                     seconds: t.submitted.elapsed().as_secs_f64(),
@@ -392,7 +388,7 @@ pub fn run_slurm(
             if !t.started && (state.as_deref() == Some("RUNNING") || rd.exit_record().is_some()) {
                 t.started = true;
                 on_event(&Event::JobStarted {
-                    job: job_ref(job),
+                    job: JobRef::of(job),
                     attempt: t.attempt,
                     slot: format!("slurm {}_{}", t.array, t.index),
                     log: rd.log(),
@@ -423,11 +419,11 @@ pub fn run_slurm(
                             None
                         } else if rd.path.join("done").exists() {
                             summary.done_elsewhere += 1;
-                            on_event(&Event::JobSkipped { job: job_ref(job), reason: "finished by another runner".into() });
+                            on_event(&Event::JobSkipped { job: JobRef::of(job), reason: "finished by another runner".into() });
                             continue;
                         } else if rd.is_locked() {
                             t.gone_since = None;
-                            on_event(&Event::JobWaiting { job: job_ref(job) });
+                            on_event(&Event::JobWaiting { job: JobRef::of(job) });
                             None
                         } else {
                             let st = if t.last_state.is_empty() { "gone from squeue".to_string() } else { t.last_state.clone() };
@@ -443,7 +439,7 @@ pub fn run_slurm(
             let seconds = t.submitted.elapsed().as_secs_f64();
             if outcome.is_failure() && t.attempt <= opts.retries && !halted {
                 summary.retries += 1;
-                on_event(&Event::JobRetrying { job: job_ref(job), attempt: t.attempt, outcome, log: rd.log() });
+                on_event(&Event::JobRetrying { job: JobRef::of(job), attempt: t.attempt, outcome, log: rd.log() });
                 retry.push((t.job, t.attempt + 1));
                 continue;
             }
@@ -453,7 +449,7 @@ pub fn run_slurm(
                 _ => summary.failed += 1,
             }
             let failed = outcome.is_failure();
-            on_event(&Event::JobFinished { job: job_ref(job), attempt: t.attempt, outcome, seconds, log: rd.log() });
+            on_event(&Event::JobFinished { job: JobRef::of(job), attempt: t.attempt, outcome, seconds, log: rd.log() });
             if failed && opts.fail_fast && !halted {
                 halted = true;
                 on_event(&Event::Stopping { reason: "--fail-fast: a job failed; cancelling the tasks not yet running".into() });

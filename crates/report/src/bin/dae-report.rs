@@ -55,13 +55,7 @@ enum Cmd {
 }
 
 fn trainer_path(c: &Common) -> PathBuf {
-    if let Some(t) = &c.trainer {
-        return t.clone();
-    }
-    if let Ok(t) = std::env::var("DAE_TRAINER") {
-        return t.into();
-    }
-    std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("dae-train"))).unwrap_or_else(|| "dae-train".into())
+    dae_sweep::plan::trainer_path(c.trainer.as_deref())
 }
 
 fn sweep_fail(e: SweepError) -> ExitCode {
