@@ -82,14 +82,41 @@ impl Default for ModelConfig {
 }
 
 /// A configuration problem, naming the key.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("model.{key}: {problem}")]
+/// `key` is a `[model]` key, or `table.key` for a method's own table.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
     pub key: &'static str,
     pub problem: String,
 }
 
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let table = if self.key.contains('.') { "" } else { "model." };
+        write!(f, "{table}{}: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl ModelConfig {
+    /// Every key of the `[model]` table.
+    pub const KEYS: [&'static str; 14] = [
+        "encoder",
+        "width",
+        "disentangle",
+        "attributes",
+        "rec",
+        "h_i",
+        "h_dim",
+        "h_ma_dim",
+        "h_mi_dim",
+        "h_i_dim",
+        "gcn_hidden",
+        "node_features",
+        "tau",
+        "p",
+    ];
+
     /// Checks sizes, ranges and switch combinations for an input of `image_size` pixels.
     pub fn validate(&self, image_size: usize) -> Result<(), ConfigError> {
         let err = |key, problem: String| Err(ConfigError { key, problem });
@@ -126,4 +153,226 @@ impl ModelConfig {
         }
         Ok(())
     }
+}
+
+/// Which method a job trains (`method = ...` at the top of a job config).
+///
+/// DAE-GCN and its ablations are one method whose switches live in
+/// `[model]`; the three baselines of the paper's Tables 1 and 3 that are not
+/// ablation rows have their own option tables (`[guided_vae]`, `[icadx]`,
+/// `[li_diagnet]`) and share the encoder (`model.encoder`, `model.width`),
+/// the decoder and the data pipeline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    #[default]
+    DaeGcn,
+    /// Guided-VAE (Ding et al., CVPR 2020), supervised: excitation of z_t, inhibition of z_rst.
+    GuidedVae,
+    /// ICADx (Kim et al., 2018): a diagnosis network trained adversarially with a lesion generator.
+    Icadx,
+    /// Li et al. (MICCAI 2019): adversarial augmentation and a signed-Laplacian regulariser.
+    LiDiagnet,
+}
+
+impl Method {
+    pub const ALL: [Method; 4] = [Method::DaeGcn, Method::GuidedVae, Method::Icadx, Method::LiDiagnet];
+
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::DaeGcn => "dae-gcn",
+            Method::GuidedVae => "guided-vae",
+            Method::Icadx => "icadx",
+            Method::LiDiagnet => "li-diagnet",
+        }
+    }
+
+    /// The job config table holding this method's own options (`[model]` for DAE-GCN).
+    pub fn table(self) -> &'static str {
+        match self {
+            Method::DaeGcn => "model",
+            Method::GuidedVae => "guided_vae",
+            Method::Icadx => "icadx",
+            Method::LiDiagnet => "li_diagnet",
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == Method::DaeGcn
+    }
+
+    /// Whether the method predicts the shape and margin attributes (and so needs them in the data).
+    pub fn needs_attributes(self, model: &ModelConfig) -> bool {
+        match self {
+            Method::DaeGcn => model.attributes != AttributeMode::None,
+            Method::Icadx => true,
+            Method::GuidedVae | Method::LiDiagnet => false,
+        }
+    }
+
+    /// The `[model]` keys this method reads. DAE-GCN reads them all; the
+    /// others read the shared encoder and the latent sizes
+    /// (see [`GuidedVaeConfig`], [`IcadxConfig`], [`LiDiagnetConfig`]).
+    pub fn model_keys(self) -> &'static [&'static str] {
+        match self {
+            Method::DaeGcn => &ModelConfig::KEYS,
+            Method::GuidedVae => &["encoder", "width", "h_ma_dim", "h_mi_dim", "h_i_dim"],
+            Method::Icadx | Method::LiDiagnet => &["encoder", "width", "h_dim"],
+        }
+    }
+
+    /// The `[loss]` weights this method reads.
+    pub fn loss_keys(self) -> &'static [&'static str] {
+        match self {
+            Method::DaeGcn => &["rec", "attr", "cls"],
+            Method::GuidedVae => &["rec"],
+            Method::Icadx => &["attr", "cls"],
+            Method::LiDiagnet => &["cls"],
+        }
+    }
+}
+
+/// Guided-VAE's options (`[guided_vae]`). The latent is z = [z_t, z_rst]
+/// with z_t the size of DAE-GCN's [h_ma, h_mi] (`model.h_ma_dim +
+/// model.h_mi_dim`) and z_rst the size of h_i (`model.h_i_dim`), so the two
+/// methods compare like with like.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuidedVaeConfig {
+    /// Weight of the excitation BCE (malignancy from z_t) against the
+    /// per-sample sums of L1 reconstruction and KL (200 in the official code).
+    pub excitation: f64,
+    /// Weight of the KL term (1 = the plain VAE).
+    pub kl: f64,
+    /// Inhibition on (adversary on z_rst, encoder pushed to make it answer 0.5).
+    pub inhibition: bool,
+    /// Hidden width of the adversary MLP on z_rst.
+    pub adversary_hidden: usize,
+}
+
+impl Default for GuidedVaeConfig {
+    fn default() -> Self {
+        Self { excitation: 200.0, kl: 1.0, inhibition: true, adversary_hidden: 64 }
+    }
+}
+
+/// ICADx's options (`[icadx]`). The diagnosis network's feature h has
+/// `model.h_dim` columns (as the Vanilla row).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IcadxConfig {
+    /// Size of the generator's noise input (besides the label and the attributes).
+    pub noise_dim: usize,
+    /// Weight of the real/fake terms in both players' losses.
+    pub adversarial: f64,
+}
+
+impl Default for IcadxConfig {
+    fn default() -> Self {
+        Self { noise_dim: 32, adversarial: 1.0 }
+    }
+}
+
+/// Li et al.'s options (`[li_diagnet]`). The feature h has `model.h_dim` columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiDiagnetConfig {
+    /// Size of one sign-gradient step in input space, in units of the
+    /// normalised intensity (the training split's standard deviation).
+    pub epsilon: f64,
+    /// Gradient steps per adversarial neighbour (1 = FGSM).
+    pub steps: usize,
+    /// Weight of the signed-Laplacian regulariser.
+    pub laplacian: f64,
+}
+
+impl Default for LiDiagnetConfig {
+    fn default() -> Self {
+        Self { epsilon: 0.05, steps: 1, laplacian: 1.0 }
+    }
+}
+
+/// A method with its options, as the model and the trainer use it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MethodSpec {
+    DaeGcn,
+    GuidedVae(GuidedVaeConfig),
+    Icadx(IcadxConfig),
+    LiDiagnet(LiDiagnetConfig),
+}
+
+impl MethodSpec {
+    pub fn method(&self) -> Method {
+        match self {
+            MethodSpec::DaeGcn => Method::DaeGcn,
+            MethodSpec::GuidedVae(_) => Method::GuidedVae,
+            MethodSpec::Icadx(_) => Method::Icadx,
+            MethodSpec::LiDiagnet(_) => Method::LiDiagnet,
+        }
+    }
+
+    /// Checks the method's options and the `[model]` sizes it reads.
+    pub fn validate(&self, model: &ModelConfig, image_size: usize) -> Result<(), ConfigError> {
+        let err = |key, problem: String| Err(ConfigError { key, problem });
+        if self.method() == Method::DaeGcn {
+            return model.validate(image_size);
+        }
+        if !(32..=512).contains(&image_size) || image_size % 16 != 0 {
+            return err("encoder", format!("input size {image_size}: expected a multiple of 16 in 32..=512 (e.g. 32, 64, 128, 224)"));
+        }
+        if model.encoder == EncoderKind::SmallCnn && model.width == 0 {
+            return err("width", "0; the small CNN needs at least 1 channel".into());
+        }
+        let bad = |key: &'static str, problem: String| Err(ConfigError { key, problem });
+        match self {
+            MethodSpec::DaeGcn => unreachable!(),
+            MethodSpec::GuidedVae(g) => {
+                if model.h_ma_dim + model.h_mi_dim == 0 {
+                    return err("h_ma_dim", "h_ma_dim + h_mi_dim is 0, but Guided-VAE's z_t has that size".into());
+                }
+                if model.h_i_dim == 0 {
+                    return err("h_i_dim", "0, but Guided-VAE's z_rst has that size".into());
+                }
+                for (k, v) in [("guided_vae.excitation", g.excitation), ("guided_vae.kl", g.kl)] {
+                    if !(v >= 0.0 && v.is_finite()) {
+                        return bad_outside(k, v);
+                    }
+                }
+                if g.adversary_hidden == 0 {
+                    return bad("guided_vae.adversary_hidden", "0; the adversary needs a hidden layer".into());
+                }
+            }
+            MethodSpec::Icadx(c) => {
+                if model.h_dim == 0 {
+                    return err("h_dim", "0, but ICADx's diagnosis network needs a feature h".into());
+                }
+                if c.noise_dim == 0 {
+                    return bad("icadx.noise_dim", "0; the generator needs noise (e.g. 32)".into());
+                }
+                if !(c.adversarial >= 0.0 && c.adversarial.is_finite()) {
+                    return bad_outside("icadx.adversarial", c.adversarial);
+                }
+            }
+            MethodSpec::LiDiagnet(c) => {
+                if model.h_dim == 0 {
+                    return err("h_dim", "0, but Li et al.'s network needs a feature h".into());
+                }
+                if !(c.epsilon > 0.0 && c.epsilon.is_finite()) {
+                    return bad("li_diagnet.epsilon", format!("{} must be positive (e.g. 0.05)", c.epsilon));
+                }
+                if c.steps == 0 {
+                    return bad("li_diagnet.steps", "0; at least one gradient step makes a neighbour".into());
+                }
+                if !(c.laplacian >= 0.0 && c.laplacian.is_finite()) {
+                    return bad_outside("li_diagnet.laplacian", c.laplacian);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bad_outside(key: &'static str, v: f64) -> Result<(), ConfigError> {
+    Err(ConfigError { key, problem: format!("{v} must be a finite weight >= 0") })
 }

@@ -21,6 +21,7 @@
 //! This crate knows candle and `dae-data`'s vocabulary and statistics; it
 //! knows nothing of losses, training loops, files or sweeps.
 
+pub mod baselines;
 pub mod config;
 pub mod decoder;
 pub mod encoder;
@@ -32,7 +33,10 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder, VarMap};
 use dae_data::{AttrStats, Vocabulary};
 
-pub use config::{AttributeMode, ConfigError, EncoderKind, ModelConfig, NodeFeatures};
+pub use baselines::{DiagnosisHeads, GuidedVae, Icadx, LiDiagnet};
+pub use config::{
+    AttributeMode, ConfigError, EncoderKind, GuidedVaeConfig, IcadxConfig, LiDiagnetConfig, Method, MethodSpec, ModelConfig, NodeFeatures,
+};
 
 /// Errors building a model.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,8 @@ pub enum ModelError {
     Config(#[from] ConfigError),
     #[error("model.attributes = \"{mode}\" needs attribute labels, but the data set has none in the study's vocabulary")]
     NoAttributes { mode: &'static str },
+    #[error("method = \"{method}\" predicts the shape and margin attributes, but the data set has none in the study's vocabulary (methods that need none: guided-vae, li-diagnet, or dae-gcn with model.attributes = \"none\")")]
+    MethodNeedsAttributes { method: &'static str },
     #[error("model.node_features: {0}")]
     Features(String),
     #[error("building the model")]
@@ -195,11 +201,153 @@ impl DaeGcn {
     /// `None` when the model has no decoder.
     pub fn decode_from(&self, latent: &Tensor, keep: &[&str]) -> Result<Option<Tensor>> {
         let Some(d) = &self.decoder else { return Ok(None) };
-        let (b, l) = latent.dims2()?;
-        let mask: Vec<f32> =
-            (0..l).map(|i| self.blocks.iter().any(|bl| bl.range.contains(&i) && keep.contains(&bl.name)) as u8 as f32).collect();
-        let mask = Tensor::from_vec(mask, (1, l), latent.device())?.broadcast_as((b, l))?;
-        Ok(Some(d.forward_t(&(latent * mask)?, false)?))
+        Ok(Some(d.forward_t(&keep_blocks(&self.blocks, latent, keep)?, false)?))
+    }
+}
+
+/// `latent` with the columns of blocks not named in `keep` zeroed.
+fn keep_blocks(blocks: &[Block], latent: &Tensor, keep: &[&str]) -> Result<Tensor> {
+    let (b, l) = latent.dims2()?;
+    let mask: Vec<f32> = (0..l).map(|i| blocks.iter().any(|bl| bl.range.contains(&i) && keep.contains(&bl.name)) as u8 as f32).collect();
+    let mask = Tensor::from_vec(mask, (1, l), latent.device())?.broadcast_as((b, l))?;
+    latent * mask
+}
+
+/// Any method's network, seen the same way at evaluation: a latent with
+/// named blocks (for the probes), malignancy logits, attribute scores where
+/// the method predicts attributes, and reconstructions where it has a
+/// decoder. The trainer evaluates, probes and draws Figure 3 through this.
+#[derive(Debug)]
+pub enum Network {
+    DaeGcn(DaeGcn),
+    GuidedVae(GuidedVae),
+    Icadx(Icadx),
+    LiDiagnet(LiDiagnet),
+}
+
+impl Network {
+    /// Builds the network of `spec`. `stats` are the training split's attribute counts.
+    pub fn new(
+        spec: &MethodSpec,
+        cfg: &ModelConfig,
+        image_size: usize,
+        vocab: &Vocabulary,
+        stats: &AttrStats,
+        vb: VarBuilder,
+    ) -> std::result::Result<Self, ModelError> {
+        spec.validate(cfg, image_size)?;
+        Ok(match spec {
+            MethodSpec::DaeGcn => Network::DaeGcn(DaeGcn::new(cfg, image_size, vocab, stats, vb)?),
+            MethodSpec::GuidedVae(g) => Network::GuidedVae(GuidedVae::new(cfg, g, image_size, vb)?),
+            MethodSpec::Icadx(c) => {
+                if stats.t.iter().all(|&t| t == 0) {
+                    return Err(ModelError::MethodNeedsAttributes { method: Method::Icadx.name() });
+                }
+                Network::Icadx(Icadx::new(cfg, c, image_size, vocab.len(), vb)?)
+            }
+            MethodSpec::LiDiagnet(_) => Network::LiDiagnet(LiDiagnet::new(cfg, vb)?),
+        })
+    }
+
+    pub fn method(&self) -> Method {
+        match self {
+            Network::DaeGcn(_) => Method::DaeGcn,
+            Network::GuidedVae(_) => Method::GuidedVae,
+            Network::Icadx(_) => Method::Icadx,
+            Network::LiDiagnet(_) => Method::LiDiagnet,
+        }
+    }
+
+    /// The latent blocks, in order.
+    pub fn blocks(&self) -> &[Block] {
+        match self {
+            Network::DaeGcn(m) => m.blocks(),
+            Network::GuidedVae(m) => m.blocks(),
+            Network::Icadx(m) => m.blocks(),
+            Network::LiDiagnet(m) => m.blocks(),
+        }
+    }
+
+    /// The latent of a batch (Guided-VAE: the posterior mean).
+    pub fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Network::DaeGcn(m) => m.encode(x, train),
+            Network::GuidedVae(m) => Ok(m.encode(x, train)?.0),
+            Network::Icadx(m) => Ok(m.diagnose(x, train)?.feature),
+            Network::LiDiagnet(m) => m.features(x, train),
+        }
+    }
+
+    /// Evaluation-mode outputs (no reconstruction).
+    pub fn evaluate(&self, x: &Tensor) -> Result<Outputs> {
+        match self {
+            Network::DaeGcn(m) => {
+                let o = m.forward_t(x, false)?;
+                Ok(Outputs { recon: None, ..o })
+            }
+            Network::GuidedVae(m) => {
+                let (mu, _) = m.encode(x, false)?;
+                let logits = m.classify(&m.split(&mu)?.0)?;
+                Ok(Outputs { latent: mu, logits, attr_scores: None, recon: None })
+            }
+            Network::Icadx(m) => {
+                let d = m.diagnose(x, false)?;
+                Ok(Outputs { latent: d.feature, logits: d.malignancy, attr_scores: Some(d.attributes), recon: None })
+            }
+            Network::LiDiagnet(m) => {
+                let h = m.features(x, false)?;
+                Ok(Outputs { logits: m.classify(&h)?, latent: h, attr_scores: None, recon: None })
+            }
+        }
+    }
+
+    /// The linear probes to run: `(metrics key, blocks)`. DAE-GCN:
+    /// `ma_mi` and `h_i` (or `h`); Guided-VAE: `z_t` and `z_rst`; the others `h`.
+    pub fn probe_groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        match self {
+            Network::DaeGcn(m) if m.config().disentangle => {
+                let mut g = vec![("ma_mi", vec!["h_ma", "h_mi"])];
+                if m.config().h_i {
+                    g.push(("h_i", vec!["h_i"]));
+                }
+                g
+            }
+            Network::GuidedVae(_) => vec![("z_t", vec!["z_t"]), ("z_rst", vec!["z_rst"])],
+            _ => vec![("h", vec!["h"])],
+        }
+    }
+
+    /// Whether Figure 3 can be drawn (the method has a decoder of the latent).
+    pub fn has_decoder(&self) -> bool {
+        match self {
+            Network::DaeGcn(m) => m.config().rec,
+            Network::GuidedVae(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Figure 3's panels after the input: `(title, blocks kept)`.
+    pub fn figure3_panels(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let all: Vec<&'static str> = self.blocks().iter().map(|b| b.name).collect();
+        let candidates: Vec<(&'static str, Vec<&'static str>)> = match self {
+            Network::GuidedVae(_) => vec![("z", all), ("z_t", vec!["z_t"]), ("z_rst", vec!["z_rst"])],
+            _ => {
+                vec![("h", all), ("h_ma+h_mi", vec!["h_ma", "h_mi"]), ("h_i", vec!["h_i"]), ("h_ma", vec!["h_ma"]), ("h_mi", vec!["h_mi"])]
+            }
+        };
+        candidates
+            .into_iter()
+            .filter(|(_, keep)| !keep.is_empty() && keep.iter().all(|b| self.blocks().iter().any(|bl| bl.name == *b)))
+            .collect()
+    }
+
+    /// Decodes from the named blocks only, the others zeroed; `None` without a decoder.
+    pub fn decode_from(&self, latent: &Tensor, keep: &[&str]) -> Result<Option<Tensor>> {
+        match self {
+            Network::DaeGcn(m) => m.decode_from(latent, keep),
+            Network::GuidedVae(m) => Ok(Some(m.decode(&keep_blocks(m.blocks(), latent, keep)?, false)?)),
+            _ => Ok(None),
+        }
     }
 }
 

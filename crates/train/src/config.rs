@@ -5,7 +5,7 @@ use std::path::Path;
 
 use dae_data::batch::Augment;
 use dae_data::{DatasetConfig, SplitSpec, Vocabulary};
-use dae_model::ModelConfig;
+use dae_model::{GuidedVaeConfig, IcadxConfig, LiDiagnetConfig, Method, MethodSpec, ModelConfig};
 use serde::{Deserialize, Serialize};
 
 /// Weights of the loss terms: L = rec * L_rec + attr * L_attr + cls * L_cls.
@@ -15,6 +15,10 @@ pub struct LossWeights {
     pub rec: f64,
     pub attr: f64,
     pub cls: f64,
+}
+
+impl LossWeights {
+    pub const KEYS: [&'static str; 3] = ["rec", "attr", "cls"];
 }
 
 impl Default for LossWeights {
@@ -70,6 +74,10 @@ pub struct JobConfig {
     /// `cpu`, `cuda` (device 0 of `CUDA_VISIBLE_DEVICES`) or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// `dae-gcn` (the default; its switches are in `[model]`), `guided-vae`,
+    /// `icadx` or `li-diagnet` (options in the table of that name).
+    #[serde(default, skip_serializing_if = "Method::is_default")]
+    pub method: Method,
     /// The attributes the study uses (CBIS-DDSM names); default: the four
     /// classic shapes and five margins.
     #[serde(default)]
@@ -86,6 +94,15 @@ pub struct JobConfig {
     pub optim: OptimConfig,
     #[serde(default)]
     pub output: OutputConfig,
+    /// Options of `method = "guided-vae"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided_vae: Option<GuidedVaeConfig>,
+    /// Options of `method = "icadx"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icadx: Option<IcadxConfig>,
+    /// Options of `method = "li-diagnet"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub li_diagnet: Option<LiDiagnetConfig>,
 }
 
 fn default_device() -> String {
@@ -106,9 +123,79 @@ impl JobConfig {
     pub fn load(path: &Path) -> Result<JobConfig, ConfigFileError> {
         let err = |message: String| ConfigFileError { path: path.display().to_string(), message };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let cfg: JobConfig = toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
-        cfg.validate().map_err(err)?;
+        JobConfig::parse(&text).map_err(err)
+    }
+
+    /// Parses and checks a job config's text: TOML and type errors with
+    /// their line, options of another method, then [`JobConfig::validate`].
+    /// The chosen method's option table is filled with its defaults.
+    pub fn parse(text: &str) -> Result<JobConfig, String> {
+        let raw: toml::Table = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let mut cfg: JobConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        cfg.check_method_keys(&raw)?;
+        match cfg.method {
+            Method::DaeGcn => {}
+            Method::GuidedVae => cfg.guided_vae = Some(cfg.guided_vae.take().unwrap_or_default()),
+            Method::Icadx => cfg.icadx = Some(cfg.icadx.take().unwrap_or_default()),
+            Method::LiDiagnet => cfg.li_diagnet = Some(cfg.li_diagnet.take().unwrap_or_default()),
+        }
+        cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Rejects options that belong to a method other than the job's: another
+    /// method's table, or a `[model]` / `[loss]` key the method does not read.
+    fn check_method_keys(&self, raw: &toml::Table) -> Result<(), String> {
+        let m = self.method;
+        let names = Method::ALL.map(|x| format!("\"{}\"", x.name())).join(", ");
+        for other in Method::ALL {
+            if other == m || other == Method::DaeGcn {
+                continue;
+            }
+            if let Some(t) = raw.get(other.table()) {
+                let key = t.as_table().and_then(|t| t.keys().next()).map(|k| format!("{}.{k}", other.table()));
+                return Err(format!(
+                    "{}: an option of method = \"{}\", but this job's method is \"{}\"; set method = \"{}\" or remove [{}] (methods: {names})",
+                    key.unwrap_or_else(|| other.table().to_string()),
+                    other.name(),
+                    m.name(),
+                    other.name(),
+                    other.table()
+                ));
+            }
+        }
+        for (table, allowed) in [("model", m.model_keys()), ("loss", m.loss_keys())] {
+            let Some(t) = raw.get(table).and_then(|t| t.as_table()) else { continue };
+            for key in t.keys() {
+                if !allowed.contains(&key.as_str()) {
+                    let owners: Vec<&str> = Method::ALL
+                        .iter()
+                        .filter(|x| if table == "model" { x.model_keys() } else { x.loss_keys() }.contains(&key.as_str()))
+                        .map(|x| x.name())
+                        .collect();
+                    let reads = allowed.iter().map(|k| format!("{table}.{k}")).collect::<Vec<_>>().join(", ");
+                    let own = if m == Method::DaeGcn { String::new() } else { format!(" and its own [{}] table", m.table()) };
+                    return Err(format!(
+                        "{table}.{key}: not an option of method = \"{}\" (it is read by {}); method \"{}\" reads {}{own}",
+                        m.name(),
+                        owners.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", "),
+                        m.name(),
+                        if reads.is_empty() { "nothing there".to_string() } else { reads },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The method with its options (defaults where the table is absent).
+    pub fn method_spec(&self) -> MethodSpec {
+        match self.method {
+            Method::DaeGcn => MethodSpec::DaeGcn,
+            Method::GuidedVae => MethodSpec::GuidedVae(self.guided_vae.clone().unwrap_or_default()),
+            Method::Icadx => MethodSpec::Icadx(self.icadx.clone().unwrap_or_default()),
+            Method::LiDiagnet => MethodSpec::LiDiagnet(self.li_diagnet.clone().unwrap_or_default()),
+        }
     }
 
     /// The study's vocabulary.
@@ -122,7 +209,7 @@ impl JobConfig {
     /// Checks values that TOML types cannot: ranges, sizes, combinations.
     pub fn validate(&self) -> Result<(), String> {
         self.vocab()?;
-        self.model.validate(self.dataset.image_size()).map_err(|e| e.to_string())?;
+        self.method_spec().validate(&self.model, self.dataset.image_size()).map_err(|e| e.to_string())?;
         self.split.validate().map_err(|e| e.to_string())?;
         let o = &self.optim;
         if !(o.lr > 0.0 && o.lr.is_finite()) {
@@ -162,8 +249,19 @@ pub struct Resolved {
 impl JobConfig {
     /// The canonical text of a checked config: what the run folder's
     /// `config.toml` holds and what a job id hashes.
+    /// Keys the method does not read are left out, so a DAE-GCN setting
+    /// cannot split one baseline job into several ids.
     pub fn canonical(&self) -> String {
-        toml::to_string(self).expect("a job config serialises to TOML")
+        let mut t = toml::Table::try_from(self).expect("a job config serialises to TOML");
+        for (table, keep) in [("model", self.method.model_keys()), ("loss", self.method.loss_keys())] {
+            if let Some(sub) = t.get_mut(table).and_then(|v| v.as_table_mut()) {
+                sub.retain(|k, _| keep.contains(&k.as_ref()));
+                if sub.is_empty() {
+                    t.remove(table);
+                }
+            }
+        }
+        toml::to_string(&t).expect("a job config serialises to TOML")
     }
 }
 
@@ -175,8 +273,7 @@ pub fn resolve_batch(texts: &[String]) -> Vec<Result<Resolved, String>> {
     texts
         .iter()
         .map(|text| {
-            let cfg: JobConfig = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
-            cfg.validate()?;
+            let cfg = JobConfig::parse(text)?;
             let key = serde_json::to_string(&(&cfg.dataset, &cfg.split)).expect("serialises");
             let data = fingerprints
                 .entry(key)

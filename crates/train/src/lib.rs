@@ -22,6 +22,7 @@
 //! nothing of sweeps, job ids or reports.
 
 pub mod config;
+pub mod methods;
 pub mod run;
 
 pub use config::JobConfig;

@@ -6,15 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use dae_data::batch::{batches, BatchSpec, Normalize};
 use dae_data::rng::derive_seed;
 use dae_data::split::split_samples;
 use dae_data::{csv_field, AttrStats, Dataset, Sample, Vocabulary};
-use dae_model::{init_weights, DaeGcn};
+use dae_model::{init_weights, Network};
 use serde::Serialize;
 
 use crate::config::JobConfig;
+use crate::methods::{Step, Trainer};
 
 /// Why a run stopped without success.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,8 @@ impl RunError {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunOutcome {
     pub test_auc: f64,
+    /// The method trained (`dae-gcn`, `guided-vae`, `icadx`, `li-diagnet`).
+    pub method: String,
     pub val_auc: f64,
     /// DeLong 95% CI of the test AUC.
     pub test_auc_ci95: [f64; 2],
@@ -124,11 +127,11 @@ struct Eval {
     indices: Vec<usize>,
 }
 
-fn evaluate(model: &DaeGcn, samples: &[Sample], idx: &[usize], spec: &BatchSpec, dev: &Device) -> Result<Eval, RunError> {
+fn evaluate(model: &Network, samples: &[Sample], idx: &[usize], spec: &BatchSpec, dev: &Device) -> Result<Eval, RunError> {
     let mut e = Eval { scores: vec![], labels: vec![], attr_scores: vec![], attr_targets: vec![], latents: vec![], indices: vec![] };
     for b in batches(samples, idx, spec, dev)? {
         let b = b?;
-        let out = model.forward_t(&b.images, false)?;
+        let out = model.evaluate(&b.images)?;
         e.scores.extend(out.logits.to_vec1::<f32>()?.into_iter().map(sigmoid));
         e.labels.extend(b.labels.to_vec1::<f32>()?.into_iter().map(|v| v as u8));
         if let Some(s) = out.attr_scores {
@@ -187,8 +190,7 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
     std::fs::create_dir_all(out).map_err(|source| RunError::Io { path: out.into(), action: "cannot create the output folder", source })?;
     let _ = std::fs::remove_file(out.join("failed"));
     write_file(out, "incomplete", b"")?;
-    let resolved = toml::to_string(cfg).map_err(|e| RunError::Config(format!("cannot serialise the resolved config: {e}")))?;
-    write_file(out, "config.toml", resolved.as_bytes())?;
+    write_file(out, "config.toml", cfg.canonical().as_bytes())?;
 
     let vocab = cfg.vocab().map_err(RunError::Config)?;
     let dev = device(&cfg.device)?;
@@ -208,14 +210,13 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
 
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let model = DaeGcn::new(&cfg.model, cfg.dataset.image_size(), &vocab, &stats, vb).map_err(|e| match e {
+    let model = Network::new(&cfg.method_spec(), &cfg.model, cfg.dataset.image_size(), &vocab, &stats, vb).map_err(|e| match e {
         dae_model::ModelError::Candle(c) => RunError::Candle(c),
         other => RunError::Config(other.to_string()),
     })?;
     init_weights(&varmap, cfg.seed)?;
-    let mut opt =
-        AdamW::new(varmap.all_vars(), ParamsAdamW { lr: cfg.optim.lr, weight_decay: cfg.optim.weight_decay, ..Default::default() })?;
     let clusters: Vec<std::ops::Range<usize>> = vocab.clusters().into_iter().map(|(_, r)| r).collect();
+    let mut trainer = Trainer::new(&model, &varmap, cfg, clusters)?;
 
     let eval_spec = BatchSpec {
         batch_size: cfg.optim.batch_size.max(64),
@@ -225,7 +226,13 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
         augment: None,
         keep_last: true,
     };
-    let mut history = String::from("epoch,loss,loss_cls,loss_attr,loss_rec,val_auc,val_attr_acc,lr,seconds\n");
+    let extra = trainer.extra_columns();
+    let mut history = String::from("epoch,loss,loss_cls,loss_attr,loss_rec,val_auc,val_attr_acc,lr,seconds");
+    for c in extra {
+        history.push(',');
+        history.push_str(c);
+    }
+    history.push('\n');
     let (mut best_auc, mut best_epoch, mut best_snap) = (f64::NEG_INFINITY, 0, None);
     let mut epochs_run = 0;
     let (mut train_seen, mut train_secs) = (0usize, 0f64);
@@ -239,38 +246,27 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
             ..eval_spec.clone()
         };
         let mut sums = [0f64; 4];
+        let mut extra_sums = vec![0f64; extra.len()];
         let mut nb = 0usize;
         for (bi, b) in batches(&ds.samples, &split.train, &spec, &dev)?.enumerate() {
             if stop.load(Ordering::Relaxed) {
                 return Err(RunError::Interrupted);
             }
             let b = b?;
-            let o = model.forward_t(&b.images, true)?;
-            let l_cls = dae_losses::bce_with_logits(&o.logits, &b.labels)?;
-            let mut total = (&l_cls * cfg.loss.cls)?;
-            let mut l_attr_v = 0f32;
-            if let Some(s) = &o.attr_scores {
-                let l = dae_losses::cluster_softmax_ce(s, &b.attributes, &clusters)?;
-                l_attr_v = l.to_scalar()?;
-                total = (total + (l * cfg.loss.attr)?)?;
+            let l = match trainer.step(&model, &b)? {
+                Step::Done(l) => l,
+                Step::NonFinite { term, value } => {
+                    write_file(out, "failed", format!("diverged at epoch {epoch}, batch {}: {term} is {value}\n", bi + 1).as_bytes())?;
+                    write_file(out, "history.csv", history.as_bytes())?;
+                    return Err(RunError::Diverged { epoch, batch: bi + 1, value });
+                }
+            };
+            for (s, v) in sums.iter_mut().zip([l.total, l.cls, l.attr, l.rec]) {
+                *s += v;
             }
-            let mut l_rec_v = 0f32;
-            if let Some(r) = &o.recon {
-                let l = dae_losses::l1_reconstruction(&b.images, r)?;
-                l_rec_v = l.to_scalar()?;
-                total = (total + (l * cfg.loss.rec)?)?;
+            for (s, v) in extra_sums.iter_mut().zip(&l.extra) {
+                *s += v;
             }
-            let tv: f32 = total.to_scalar()?;
-            if !tv.is_finite() {
-                write_file(out, "failed", format!("diverged at epoch {epoch}, batch {}: loss {tv}\n", bi + 1).as_bytes())?;
-                write_file(out, "history.csv", history.as_bytes())?;
-                return Err(RunError::Diverged { epoch, batch: bi + 1, value: tv });
-            }
-            opt.backward_step(&total)?;
-            sums[0] += tv as f64;
-            sums[1] += l_cls.to_scalar::<f32>()? as f64;
-            sums[2] += l_attr_v as f64;
-            sums[3] += l_rec_v as f64;
             nb += 1;
             train_seen += b.indices.len();
         }
@@ -280,7 +276,7 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
         let val_acc = attr_accuracy(&ev, &vocab).get("mean").copied();
         let n = nb.max(1) as f64;
         history.push_str(&format!(
-            "{epoch},{:.6},{:.6},{:.6},{:.6},{val_auc:.6},{},{},{:.3}\n",
+            "{epoch},{:.6},{:.6},{:.6},{:.6},{val_auc:.6},{},{},{:.3}",
             sums[0] / n,
             sums[1] / n,
             sums[2] / n,
@@ -289,6 +285,10 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
             cfg.optim.lr,
             te.elapsed().as_secs_f64()
         ));
+        for v in &extra_sums {
+            history.push_str(&format!(",{:.6}", v / n));
+        }
+        history.push('\n');
         write_file(out, "history.csv", history.as_bytes())?;
         tracing::info!(epoch, loss = sums[0] / n, val_auc, "epoch done");
         epochs_run = epoch;
@@ -319,6 +319,7 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
     }
     let outcome = RunOutcome {
         test_auc,
+        method: cfg.method.name().to_string(),
         val_auc: best_auc,
         test_auc_ci95,
         attr_acc,
@@ -344,7 +345,7 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
 
 /// Linear probes on frozen features: fitted on the training split, scored on the test split.
 fn probes(
-    model: &DaeGcn,
+    model: &Network,
     samples: &[Sample],
     train_idx: &[usize],
     test: &Eval,
@@ -356,15 +357,7 @@ fn probes(
     let cols = |name: &[&str]| -> Vec<std::ops::Range<usize>> {
         model.blocks().iter().filter(|b| name.contains(&b.name)).map(|b| b.range.clone()).collect()
     };
-    let mut groups: Vec<(&str, Vec<std::ops::Range<usize>>)> = vec![];
-    if model.config().disentangle {
-        groups.push(("ma_mi", cols(&["h_ma", "h_mi"])));
-        if model.config().h_i {
-            groups.push(("h_i", cols(&["h_i"])));
-        }
-    } else {
-        groups.push(("h", cols(&["h"])));
-    }
+    let groups: Vec<(&str, Vec<std::ops::Range<usize>>)> = model.probe_groups().into_iter().map(|(n, b)| (n, cols(&b))).collect();
     for (name, ranges) in groups {
         let pick = |rows: &[Vec<f32>]| -> Vec<Vec<f64>> {
             rows.iter().map(|r| ranges.iter().flat_map(|rg| r[rg.clone()].iter().map(|&v| v as f64)).collect()).collect()
@@ -405,7 +398,7 @@ fn write_scores(out: &Path, samples: &[Sample], e: &Eval, vocab: &Vocabulary) ->
 #[allow(clippy::too_many_arguments)]
 fn figure3(
     out: &Path,
-    model: &DaeGcn,
+    model: &Network,
     samples: &[Sample],
     test: &Eval,
     vocab: &Vocabulary,
@@ -413,20 +406,14 @@ fn figure3(
     n: usize,
     dev: &Device,
 ) -> Result<(), RunError> {
-    if n == 0 || !model.config().rec || test.indices.is_empty() {
+    if n == 0 || !model.has_decoder() || test.indices.is_empty() {
         return Ok(());
     }
     // Fixed picks: evenly spaced through the test split in sample order.
     let mut order: Vec<usize> = (0..test.indices.len()).collect();
     order.sort_by_key(|&k| test.indices[k]);
     let picks: Vec<usize> = (0..n.min(order.len())).map(|j| order[j * order.len() / n.min(order.len())]).collect();
-    let panels: Vec<(&str, Vec<&str>)> = vec![
-        ("h", model.blocks().iter().map(|b| b.name).collect()),
-        ("h_ma+h_mi", vec!["h_ma", "h_mi"]),
-        ("h_i", vec!["h_i"]),
-        ("h_ma", vec!["h_ma"]),
-        ("h_mi", vec!["h_mi"]),
-    ];
+    let panels = model.figure3_panels();
     let mut meta = Vec::new();
     for &k in &picks {
         let s = &samples[test.indices[k]];
@@ -437,9 +424,6 @@ fn figure3(
         let mut tiles: Vec<Vec<f32>> = vec![img.data.clone()];
         let mut names = vec!["input"];
         for (name, keep) in &panels {
-            if !keep.iter().all(|b| model.blocks().iter().any(|bl| bl.name == *b)) || keep.is_empty() {
-                continue;
-            }
             if let Some(r) = model.decode_from(&latent, keep)? {
                 let v: Vec<f32> = r.flatten_all()?.to_vec1::<f32>()?.into_iter().map(|v| v * norm.std + norm.mean).collect();
                 tiles.push(v);
