@@ -117,6 +117,9 @@ impl ModelConfig {
         "p",
     ];
 
+    /// The encoder and the latent sizes: accepted by every method.
+    pub const SHARED_KEYS: [&'static str; 6] = ["encoder", "width", "h_dim", "h_ma_dim", "h_mi_dim", "h_i_dim"];
+
     /// Checks sizes, ranges and switch combinations for an input of `image_size` pixels.
     pub fn validate(&self, image_size: usize) -> Result<(), ConfigError> {
         let err = |key, problem: String| Err(ConfigError { key, problem });
@@ -212,8 +215,12 @@ impl Method {
     }
 
     /// The `[model]` keys this method reads. DAE-GCN reads them all; the
-    /// others read the shared encoder and the latent sizes
-    /// (see [`GuidedVaeConfig`], [`IcadxConfig`], [`LiDiagnetConfig`]).
+    /// others read the shared encoder and the latent sizes that define their
+    /// latent (see [`GuidedVaeConfig`], [`IcadxConfig`], [`LiDiagnetConfig`]).
+    /// Any method accepts the [`ModelConfig::SHARED_KEYS`] (an experiment
+    /// sets sizes once for all its rows) but only what it reads enters its
+    /// resolved config; DAE-GCN's switches and graph options on another
+    /// method are an error.
     pub fn model_keys(self) -> &'static [&'static str] {
         match self {
             Method::DaeGcn => &ModelConfig::KEYS,

@@ -321,7 +321,12 @@ fn locate(exp: &Experiment, spec: &crate::experiment::JobSpec, resolved_base: &t
                     line: exp.line_of(&w),
                     message: format!(
                         "`{w}`: `{key}` is not a job config key{}",
-                        if valid.is_empty() { String::new() } else { format!("; valid keys under `{parent}`: {valid}") }
+                        if valid.is_empty() {
+                            // A table the base config lacks (another method's options): the trainer's own words.
+                            format!(" ({})", e.lines().last().unwrap_or(e).trim())
+                        } else {
+                            format!("; valid keys under `{parent}`: {valid}")
+                        }
                     ),
                 };
             }

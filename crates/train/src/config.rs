@@ -167,7 +167,8 @@ impl JobConfig {
         for (table, allowed) in [("model", m.model_keys()), ("loss", m.loss_keys())] {
             let Some(t) = raw.get(table).and_then(|t| t.as_table()) else { continue };
             for key in t.keys() {
-                if !allowed.contains(&key.as_str()) {
+                let shared = table == "model" && ModelConfig::SHARED_KEYS.contains(&key.as_str());
+                if !allowed.contains(&key.as_str()) && !shared {
                     let owners: Vec<&str> = Method::ALL
                         .iter()
                         .filter(|x| if table == "model" { x.model_keys() } else { x.loss_keys() }.contains(&key.as_str()))
