@@ -720,7 +720,14 @@ pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<P
         let mut probe_rows = Vec::new();
         for r in rows {
             let mut bars = Vec::new();
-            for (key, label) in [("probe_auc_ma_mi", "[h_ma, h_mi]"), ("probe_auc_h", "h (one block)"), ("probe_auc_h_i", "h_i")] {
+            // Guided-VAE's target block z_t plays [h_ma, h_mi]'s part, its rest z_rst h_i's.
+            for (key, label) in [
+                ("probe_auc_ma_mi", "disease block: [h_ma, h_mi] or z_t"),
+                ("probe_auc_z_t", "disease block: [h_ma, h_mi] or z_t"),
+                ("probe_auc_h", "h (one block)"),
+                ("probe_auc_h_i", "irrelevant block: h_i or z_rst"),
+                ("probe_auc_z_rst", "irrelevant block: h_i or z_rst"),
+            ] {
                 if let Some(s) = r.stat(key) {
                     bars.push((label.to_string(), s.mean, s.std));
                 }
