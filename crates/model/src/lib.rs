@@ -15,6 +15,12 @@
 //!   [`decoder::Decoder`] on all blocks, which can also decode from any
 //!   subset of blocks with the others zeroed (the paper's Figure 3).
 //!
+//! The three other methods of the paper's Tables 1 and 3 (Guided-VAE,
+//! ICADx, Li et al.) are in [`baselines`], on the same encoder and decoder;
+//! [`Network`] wraps any method so the trainer evaluates, probes and draws
+//! Figure 3 the same way for all. [`Method`] says which `[model]` keys each
+//! method reads.
+//!
 //! Weights are initialised from the job's seed by [`init_weights`] (candle
 //! cannot seed its CPU generator), so a seed fixes a run on the CPU.
 //!

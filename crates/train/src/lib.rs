@@ -11,9 +11,16 @@
 //! | `history.csv` | per epoch: each loss term, validation AUC and attribute accuracy, learning rate, seconds |
 //! | `scores.csv` | per test sample: `sample_id`, `patient`, `label`, `score`, then the predicted attribute per cluster |
 //! | `model.safetensors` | the selected (best validation AUC) weights |
-//! | `figure3-*.png`, `figure3.json` | reconstructions of fixed test samples from h, [h_ma, h_mi], h_i, h_ma, h_mi |
+//! | `figure3-*.png`, `figure3.json` | reconstructions of fixed test samples from h, [h_ma, h_mi], h_i, h_ma, h_mi (Guided-VAE: z, z_t, z_rst; methods without a decoder write none) |
 //! | `incomplete` | present while the run is in progress or was interrupted |
 //! | `done` | the completion marker, written last |
+//!
+//! The config's `method` picks DAE-GCN (default) or one of the baselines
+//! Guided-VAE, ICADx, Li et al.; [`methods`] holds each one's training
+//! step, and every method writes the same files and `metrics.json` keys
+//! (attribute accuracy where the method predicts attributes, probe AUCs for
+//! its latent blocks). `history.csv` has the common columns, then the
+//! method's own (e.g. Guided-VAE's `adversary_acc`).
 //!
 //! Exit codes ([`exit`]): 0 success, 2 bad config, 3 data error, 4 diverged,
 //! 5 interrupted, 1 anything else.
