@@ -239,46 +239,40 @@ impl Trainer {
                 let fake = m.generate(&b.labels, &b.attributes, &noise, true)?;
                 let ones = Tensor::ones(bsz, DType::F32, x.device())?;
                 let zeros = Tensor::zeros(bsz, DType::F32, x.device())?;
-                // The diagnosis network judges real and generated patches in
-                // one batch in training mode, so both halves share batch
-                // statistics and only content tells them apart. Its batch-norm
-                // running statistics (used at test time) are put back after
-                // each mixed batch and then updated from the real half alone.
-                let saved: Vec<Tensor> = running_stats.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
-                let restore = || -> candle_core::Result<()> {
+                // Real and generated patches go through the diagnosis network
+                // in training mode, each batch on its own (DCGAN-style: a
+                // batch of one kind, batch statistics for both). The
+                // batch-norm running statistics, which test time uses, are
+                // put back after each generated batch, so they come from real
+                // patches only. (Judging generated patches in evaluation mode
+                // let the real/fake head read the batch-norm mode; one mixed
+                // [real; generated] batch normalised real patches by the
+                // generator's statistics: either way the malignancy head
+                // stopped learning.)
+                let judge_fake = |img: &Tensor| -> candle_core::Result<dae_model::DiagnosisHeads> {
+                    let saved: Vec<Tensor> = running_stats.iter().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
+                    let heads = m.diagnose(img, true)?;
                     for (v, t) in running_stats.iter().zip(&saved) {
                         v.set(t)?;
                     }
-                    Ok(())
-                };
-                let halves = |h: &dae_model::DiagnosisHeads| -> candle_core::Result<[Tensor; 4]> {
-                    Ok([
-                        h.real_fake.narrow(0, 0, bsz)?,
-                        h.real_fake.narrow(0, bsz, bsz)?,
-                        h.malignancy.narrow(0, bsz, bsz)?,
-                        h.attributes.narrow(0, bsz, bsz)?.contiguous()?,
-                    ])
+                    Ok(heads)
                 };
                 // (1) Diagnosis network.
-                let mixed = m.diagnose(&Tensor::cat(&[x, &fake.detach()], 0)?, true)?;
-                restore()?;
-                let [rf_real, rf_fake, _, _] = halves(&mixed)?;
-                let l_rf = (bce_with_logits(&rf_real, &ones)? + bce_with_logits(&rf_fake, &zeros)?)?;
-                let l_cls = bce_with_logits(&mixed.malignancy.narrow(0, 0, bsz)?, &b.labels)?;
-                let l_attr = cluster_softmax_ce(&mixed.attributes.narrow(0, 0, bsz)?.contiguous()?, &b.attributes, &self.clusters)?;
+                let real = m.diagnose(x, true)?;
+                let judged = judge_fake(&fake.detach())?;
+                let l_rf = (bce_with_logits(&real.real_fake, &ones)? + bce_with_logits(&judged.real_fake, &zeros)?)?;
+                let l_cls = bce_with_logits(&real.malignancy, &b.labels)?;
+                let l_attr = cluster_softmax_ce(&real.attributes, &b.attributes, &self.clusters)?;
                 let l_d = (((&l_rf * cfg.adversarial)? + (&l_cls * w.cls)?)? + (&l_attr * w.attr)?)?;
                 let d_v = finite!("loss", l_d);
                 diagnosis.backward_step(&l_d)?;
                 // (2) Generator: fool real/fake and be diagnosed as its conditioning.
-                let judged = m.diagnose(&Tensor::cat(&[x, &fake], 0)?, true)?;
-                restore()?;
-                let [_, seen_rf, seen_mal, seen_attr] = halves(&judged)?;
-                let l_g = (((bce_with_logits(&seen_rf, &ones)? * cfg.adversarial)? + (bce_with_logits(&seen_mal, &b.labels)? * w.cls)?)?
-                    + (cluster_softmax_ce(&seen_attr, &b.attributes, &self.clusters)? * w.attr)?)?;
+                let seen = judge_fake(&fake)?;
+                let l_g = (((bce_with_logits(&seen.real_fake, &ones)? * cfg.adversarial)?
+                    + (bce_with_logits(&seen.malignancy, &b.labels)? * w.cls)?)?
+                    + (cluster_softmax_ce(&seen.attributes, &b.attributes, &self.clusters)? * w.attr)?)?;
                 let g_v = finite!("loss_generator", l_g);
                 generator.backward_step(&l_g)?;
-                // Running statistics from the real patches, with the updated weights.
-                m.diagnose(x, true)?;
                 let mean_sigmoid =
                     |t: &Tensor| -> candle_core::Result<f64> { Ok(candle_nn::ops::sigmoid(t)?.mean_all()?.to_scalar::<f32>()? as f64) };
                 Ok(Step::Done(StepLosses {
@@ -286,7 +280,7 @@ impl Trainer {
                     cls: scalar(&l_cls)? as f64,
                     attr: scalar(&l_attr)? as f64,
                     rec: 0.0,
-                    extra: vec![scalar(&l_rf)? as f64, g_v as f64, mean_sigmoid(&rf_real)?, mean_sigmoid(&seen_rf)?],
+                    extra: vec![scalar(&l_rf)? as f64, g_v as f64, mean_sigmoid(&real.real_fake)?, mean_sigmoid(&seen.real_fake)?],
                 }))
             }
             (Kind::LiDiagnet { cfg, opt }, Network::LiDiagnet(m)) => {
