@@ -127,10 +127,13 @@ fn icadx_generator_updates_make_its_samples_score_as_more_real() {
     // After some ICADx training, hold the diagnosis network fixed and take
     // generator steps on its fooling loss alone: the judge's log-odds of
     // "real" for a generated batch (judged in training mode, as in training) must rise.
-    // (Across training the judge moves too: a final judge rejects the latest
-    // generator in particular, and a fresh linear judge on pooled pixels
-    // still tells both the initial and the trained generator's patches from
-    // real ones at this size, so the test holds the judge fixed.)
+    // Across training the judge moves too, and at this size the generator
+    // does not get measurably more realistic: a final judge rejects the
+    // latest generator in particular, and a fresh logistic-regression judge
+    // on 8 x 8 pooled pixels, fitted on real vs both generators' patches,
+    // gave held-out P(real) 0.117 (initial generator) vs 0.115 (after 8
+    // epochs of 200 patients; real patches 0.90). So the test holds the
+    // judge fixed and checks the direction of the generator's updates.
     let mut cfg = job("icadx", "");
     if let dae_data::DatasetConfig::Synthetic(s) = &mut cfg.dataset {
         s.patients = 120;
