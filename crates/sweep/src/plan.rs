@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use toml::Value;
+use toml::{Table, Value};
 
 use crate::error::SweepError;
 use crate::experiment::{get_path, Experiment, Variant};
@@ -335,6 +335,110 @@ fn locate(exp: &Experiment, spec: &crate::experiment::JobSpec, resolved_base: &t
     let desc = spec.params.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" ");
     let hit = spec.set_keys.iter().rev().find(|k| e.contains(k.as_str())).map(|k| where_of(k));
     SweepError::File { path: exp.path.clone(), line: hit.as_deref().and_then(|w| exp.line_of(w)), message: format!("job {desc}: {e}") }
+}
+
+/// One `--only KEY=VALUE` selection: `variant`, `seed`, or a job-config
+/// key (dotted, matched against the resolved config, e.g. `model.tau=0.2`,
+/// `method=icadx`). Several values of one key select any of them; several
+/// keys select jobs that match all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Only {
+    pub key: String,
+    pub value: Value,
+}
+
+impl std::str::FromStr for Only {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (key, raw) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected KEY=VALUE, e.g. variant=row7, seed=0, model.tau=0.2 or method=icadx"))?;
+        let key = key.trim().to_string();
+        if key.is_empty() {
+            return Err(format!("`{s}`: the key is empty"));
+        }
+        // A TOML value where it parses (0.2, 3, true, "x"), else the bare word as a string.
+        let value = toml::from_str::<Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| Value::String(raw.trim().to_string()));
+        Ok(Only { key, value })
+    }
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0),
+        (Value::Integer(x), Value::Float(y)) | (Value::Float(y), Value::Integer(x)) => (*x as f64 - y).abs() < 1e-12,
+        _ => a == b,
+    }
+}
+
+impl Plan {
+    /// Keeps the jobs the selections match (the `--only` options) and says
+    /// how many it kept. A key no job has, or selections that match no job,
+    /// are errors naming the valid keys or values.
+    pub fn select(&mut self, only: &[Only]) -> Result<usize, SweepError> {
+        if only.is_empty() {
+            return Ok(self.jobs.len());
+        }
+        let configs: Vec<Table> = self
+            .jobs
+            .iter()
+            .map(|j| toml::from_str::<Table>(&j.job.config).map_err(|e| SweepError::Usage(format!("a job's config does not parse: {e}"))))
+            .collect::<Result<_, _>>()?;
+        let value_of = |j: &PlannedJob, cfg: &Table, key: &str| -> Option<Value> {
+            match key {
+                "variant" => j.job.variant.clone().map(Value::String),
+                "seed" => Some(Value::Integer(j.job.seed as i64)),
+                k => get_path(cfg, k).cloned(),
+            }
+        };
+        let mut keys: Vec<&str> = only.iter().map(|o| o.key.as_str()).collect();
+        keys.dedup();
+        for key in &keys {
+            if self.jobs.iter().zip(&configs).all(|(j, c)| value_of(j, c, key).is_none()) {
+                let top: Vec<String> = configs.first().map(|c| c.keys().cloned().collect()).unwrap_or_default();
+                return Err(SweepError::Usage(format!(
+                    "--only {key}=...: no job of {} has `{key}`; use variant, seed or a job-config key such as {}",
+                    self.experiment,
+                    top.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        let keep: Vec<bool> = self
+            .jobs
+            .iter()
+            .zip(&configs)
+            .map(|(j, c)| {
+                keys.iter().all(|key| {
+                    let v = value_of(j, c, key);
+                    only.iter().filter(|o| o.key == *key).any(|o| v.as_ref().is_some_and(|v| same_value(v, &o.value)))
+                })
+            })
+            .collect();
+        if !keep.iter().any(|&k| k) {
+            let mut seen: Vec<String> = Vec::new();
+            for (j, c) in self.jobs.iter().zip(&configs) {
+                if let Some(v) = value_of(j, c, keys[0]) {
+                    let v = show(&v);
+                    if !seen.contains(&v) {
+                        seen.push(v);
+                    }
+                }
+            }
+            return Err(SweepError::Usage(format!(
+                "--only matches none of the {} jobs of {}; `{}` takes {}",
+                self.jobs.len(),
+                self.experiment,
+                keys[0],
+                seen.join(", ")
+            )));
+        }
+        let mut it = keep.into_iter();
+        self.jobs.retain(|_| it.next().unwrap_or(false));
+        Ok(self.jobs.len())
+    }
 }
 
 /// The plan: every job with its status and what a run would do.

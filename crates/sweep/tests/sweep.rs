@@ -108,6 +108,36 @@ fn run_skips_done_jobs_and_stale_runs_are_reused_unless_asked() {
 }
 
 #[test]
+fn only_selects_jobs_by_seed_or_config_key_and_force_reruns_just_those() {
+    let s = Study::new(&matrix(3, 0.0).replace("seeds = [0]", "seeds = [0, 1]"));
+    assert_eq!(s.plan(&["--only", "value=2"]).len(), 2);
+    // Values of one key are alternatives; keys combine.
+    let picked = s.plan(&["--only", "value=2", "--only", "value=3", "--only", "seed=1"]);
+    assert_eq!(picked.len(), 2);
+    assert!(picked.iter().all(|j| j["params"]["seed"] == 1 && j["params"]["value"] != 1));
+    let starts = |s: &Study| s.ledger().iter().filter(|(w, _)| w == "start").count();
+    let o = s.run(&["run", "--only", "seed=0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(starts(&s), 3);
+    let plan = s.plan(&[]);
+    assert_eq!(plan.iter().filter(|j| j["status"] == "done").count(), 3);
+    assert!(plan.iter().filter(|j| j["status"] == "done").all(|j| j["params"]["seed"] == 0));
+    // --force with --only redoes the one selected job and archives its old run.
+    let o = s.run(&["run", "--force", "--only", "value=1", "--only", "seed=0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(starts(&s), 4);
+    assert_eq!(std::fs::read_dir(s.path("results/archive")).unwrap().count(), 1);
+    // A key no job has, a value no job takes, no `=`: errors that say what is valid.
+    let o = s.run(&["plan", "--only", "valeu=1"]);
+    assert!(!o.status.success() && text(&o).contains("valeu") && text(&o).contains("variant, seed"), "{}", text(&o));
+    let o = s.run(&["plan", "--only", "value=7"]);
+    assert!(!o.status.success() && text(&o).contains("matches none") && text(&o).contains("1, 2, 3"), "{}", text(&o));
+    let o = s.run(&["run", "--only", "value"]);
+    assert!(!o.status.success() && text(&o).contains("KEY=VALUE"), "{}", text(&o));
+    assert_eq!(starts(&s), 4);
+}
+
+#[test]
 fn failures_are_reported_with_their_log_retried_and_rerun_only_on_request() {
     let exp = format!("{}\n[[include]]\nvalue = 99\nfail = true\n", matrix(2, 0.0));
     let s = Study::new(&exp);

@@ -43,6 +43,11 @@ struct Common {
     /// A named profile of the experiment (smoke, quick, paper, ...); default: the file's default_profile.
     #[arg(long)]
     profile: Option<String>,
+    /// Only the jobs with KEY=VALUE (repeatable): `variant=row7`, `seed=0`, or a
+    /// job-config key such as `model.tau=0.2` or `method=icadx`. Values of one
+    /// key are alternatives; different keys must all match.
+    #[arg(long, value_name = "KEY=VALUE")]
+    only: Vec<dae_sweep::plan::Only>,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -151,7 +156,10 @@ fn main() -> ExitCode {
         Cmd::Plan { files, common, rerun, json } => {
             let resolver = TrainerResolver { program: trainer_path(&common) };
             for file in &files {
-                match load(file).and_then(|exp| plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun))) {
+                let planned = load(file)
+                    .and_then(|exp| plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun)))
+                    .and_then(|mut p| p.select(&common.only).map(|_| p));
+                match planned {
                     Ok(p) => {
                         if json {
                             print!("{}", p.to_json_lines());
@@ -174,7 +182,9 @@ fn main() -> ExitCode {
                     Ok(e) => e,
                     Err(e) => return fail(e),
                 };
-                match plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun)) {
+                match plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun))
+                    .and_then(|mut p| p.select(&common.only).map(|_| p))
+                {
                     Ok(p) => plans.push(p),
                     Err(e) => return fail(e),
                 }
@@ -285,7 +295,10 @@ fn status(files: Vec<PathBuf>, common: &Common) -> ExitCode {
     let resolver = TrainerResolver { program: trainer_path(common) };
     let mut code = ExitCode::SUCCESS;
     for f in &files {
-        match load(f).and_then(|exp| plan(&exp, common.profile.as_deref(), &resolver, &common.results, RerunPolicy::default())) {
+        match load(f)
+            .and_then(|exp| plan(&exp, common.profile.as_deref(), &resolver, &common.results, RerunPolicy::default()))
+            .and_then(|mut p| p.select(&common.only).map(|_| p))
+        {
             Ok(p) => {
                 let counts = p.counts().iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
                 println!(
