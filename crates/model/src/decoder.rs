@@ -2,10 +2,9 @@
 //! stride-2 transposed convolutions -> a 3x3 convolution to one channel.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{
-    batch_norm, conv2d, conv_transpose2d, linear, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
-    Linear, VarBuilder,
-};
+use candle_nn::{batch_norm, linear, BatchNorm, BatchNormConfig, Conv2dConfig, ConvTranspose2dConfig, Linear, VarBuilder};
+
+use crate::conv::{Conv as Conv2d, ConvTranspose as ConvTranspose2d};
 
 #[derive(Debug)]
 pub struct Decoder {
@@ -17,7 +16,9 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(latent: usize, base: usize, image_size: usize, vb: VarBuilder) -> Result<Self> {
+    /// `gemm`: the CPU gemm convolutions of [`crate::conv`] (the small-CNN
+    /// setting; with the ResNets at 224 x 224 they only cost memory).
+    pub fn new(latent: usize, base: usize, image_size: usize, gemm: bool, vb: VarBuilder) -> Result<Self> {
         let s0 = image_size / 16;
         let c0 = base * 8;
         let fc = linear(latent, c0 * s0 * s0, vb.pp("fc"))?;
@@ -25,11 +26,12 @@ impl Decoder {
         let mut c = c0;
         for i in 0..4 {
             let cout = (c / 2).max(base);
-            let t = conv_transpose2d(
+            let t = ConvTranspose2d::new(
                 c,
                 cout,
                 4,
                 ConvTranspose2dConfig { padding: 1, stride: 2, ..Default::default() },
+                gemm,
                 vb.pp(format!("up{i}.conv")),
             )?;
             let b = batch_norm(
@@ -40,7 +42,7 @@ impl Decoder {
             ups.push((t, b));
             c = cout;
         }
-        let out = conv2d(c, 1, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb.pp("out"))?;
+        let out = Conv2d::new(c, 1, 3, Conv2dConfig { padding: 1, ..Default::default() }, true, gemm, vb.pp("out"))?;
         Ok(Self { fc, ups, out, c0, s0 })
     }
 
