@@ -56,11 +56,13 @@ fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f3
     }
 }
 
-/// `[B, C, H, W]` -> `[B, C*k*k, oh*ow]`: each column one window position.
+/// `[B, C, H, W]` -> `[C*k*k, B*oh*ow]`: row `(c, kh, kw)`, column `(b, i, j)`
+/// holds the pixel under window offset `(kh, kw)` at grid position `(i, j)`
+/// of image `b`, channel `c` (0 in the padding).
 #[derive(Clone, Copy, Debug)]
 struct Im2Col(Geometry);
 
-/// `[B, C*k*k, oh*ow]` -> `[B, C, H, W]`: the adjoint of [`Im2Col`] (overlapping windows add up).
+/// `[C*k*k, B*oh*ow]` -> `[B, C, H, W]`: the adjoint of [`Im2Col`] (overlapping windows add up).
 #[derive(Clone, Copy, Debug)]
 struct Col2Im(Geometry);
 
@@ -74,23 +76,22 @@ impl CustomOp1 for Im2Col {
         let x = contiguous_f32(s, l, "im2col")?;
         let b = l.dims()[0];
         let (kk, len, hw) = (g.k * g.k, g.oh * g.ow, g.h * g.w);
-        let mut out = vec![0f32; b * g.c * kk * len];
-        out.par_chunks_mut(kk * len).enumerate().for_each(|(bc, rows)| {
-            let img = &x[bc * hw..(bc + 1) * hw];
-            for kh in 0..g.k {
-                for kw in 0..g.k {
-                    let row = &mut rows[(kh * g.k + kw) * len..(kh * g.k + kw + 1) * len];
-                    for i in 0..g.oh {
-                        for j in 0..g.ow {
-                            if let Some((y, xx)) = g.pixel(i, j, kh, kw) {
-                                row[i * g.ow + j] = img[y * g.w + xx];
-                            }
+        let mut out = vec![0f32; g.c * kk * b * len];
+        out.par_chunks_mut(b * len).enumerate().for_each(|(r, row)| {
+            let (c, kh, kw) = (r / kk, (r % kk) / g.k, r % g.k);
+            for bi in 0..b {
+                let img = &x[(bi * g.c + c) * hw..(bi * g.c + c + 1) * hw];
+                let dst = &mut row[bi * len..(bi + 1) * len];
+                for i in 0..g.oh {
+                    for j in 0..g.ow {
+                        if let Some((y, xx)) = g.pixel(i, j, kh, kw) {
+                            dst[i * g.ow + j] = img[y * g.w + xx];
                         }
                     }
                 }
             }
         });
-        Ok((CpuStorage::F32(out), Shape::from((b, g.c * kk, len))))
+        Ok((CpuStorage::F32(out), Shape::from((g.c * kk, b * len))))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -106,18 +107,19 @@ impl CustomOp1 for Col2Im {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
         let cols = contiguous_f32(s, l, "col2im")?;
-        let b = l.dims()[0];
         let (kk, len, hw) = (g.k * g.k, g.oh * g.ow, g.h * g.w);
+        let b = l.dims()[1] / len;
         let mut out = vec![0f32; b * g.c * hw];
         out.par_chunks_mut(hw).enumerate().for_each(|(bc, img)| {
-            let rows = &cols[bc * kk * len..(bc + 1) * kk * len];
+            let (bi, c) = (bc / g.c, bc % g.c);
             for kh in 0..g.k {
                 for kw in 0..g.k {
-                    let row = &rows[(kh * g.k + kw) * len..(kh * g.k + kw + 1) * len];
+                    let r = c * kk + kh * g.k + kw;
+                    let src = &cols[r * b * len + bi * len..r * b * len + (bi + 1) * len];
                     for i in 0..g.oh {
                         for j in 0..g.ow {
                             if let Some((y, xx)) = g.pixel(i, j, kh, kw) {
-                                img[y * g.w + xx] += row[i * g.ow + j];
+                                img[y * g.w + xx] += src[i * g.ow + j];
                             }
                         }
                     }
@@ -133,7 +135,7 @@ impl CustomOp1 for Col2Im {
 }
 
 /// conv2d of `x` `[B, Ci, H, W]` with `w` `[Co, Ci, k, k]` (square kernel,
-/// no dilation or groups) as im2col + one matrix product.
+/// no dilation or groups) as im2col + one matrix product over the whole batch.
 pub fn conv2d_gemm(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
     let (b, c, h, wd) = x.dims4()?;
     let (co, ci, k, k2) = w.dims4()?;
@@ -142,12 +144,12 @@ pub fn conv2d_gemm(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<
     }
     let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1);
     let g = Geometry { c, h, w: wd, k, stride, pad, oh, ow };
-    let cols = x.contiguous()?.apply_op1(Im2Col(g))?;
-    w.reshape((co, c * k * k))?.broadcast_matmul(&cols)?.reshape((b, co, oh, ow))
+    let cols = x.contiguous()?.apply_op1(Im2Col(g))?; // [c*k*k, b*oh*ow]
+    w.reshape((co, c * k * k))?.matmul(&cols)?.reshape((co, b, oh, ow))?.transpose(0, 1)?.contiguous()
 }
 
 /// conv_transpose2d of `x` `[B, Ci, H, W]` with `w` `[Ci, Co, k, k]` as one
-/// matrix product + col2im.
+/// matrix product over the whole batch + col2im.
 pub fn conv_transpose2d_gemm(x: &Tensor, w: &Tensor, stride: usize, pad: usize, output_padding: usize) -> Result<Tensor> {
     let (b, ci, h, wd) = x.dims4()?;
     let (ci2, co, k, k2) = w.dims4()?;
@@ -156,7 +158,8 @@ pub fn conv_transpose2d_gemm(x: &Tensor, w: &Tensor, stride: usize, pad: usize, 
     }
     let (oh, ow) = ((h - 1) * stride + k + output_padding - 2 * pad, (wd - 1) * stride + k + output_padding - 2 * pad);
     let g = Geometry { c: co, h: oh, w: ow, k, stride, pad, oh: h, ow: wd };
-    let cols = w.reshape((ci, co * k * k))?.t()?.broadcast_matmul(&x.reshape((b, ci, h * wd))?)?;
+    let xs = x.transpose(0, 1)?.contiguous()?.reshape((ci, b * h * wd))?;
+    let cols = w.reshape((ci, co * k * k))?.t()?.matmul(&xs)?; // [co*k*k, b*h*w]
     cols.contiguous()?.apply_op1(Col2Im(g))
 }
 
