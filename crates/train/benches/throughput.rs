@@ -4,6 +4,10 @@
 //!
 //! `cargo bench -p dae-train --bench throughput [-- --settings quick,resnet34-224] [--cuda]`
 //!
+//! `DAE_CONV=candle` runs candle's own convolutions instead of the CPU gemm
+//! path of `dae_model::conv` (run the bench once with and once without to
+//! compare them side by side).
+//!
 //! Each setting runs in its own process (so peak memory is per setting):
 //! warm-up steps, then timed steps of forward + backward + Adam on random
 //! inputs. The PyTorch side is `tools/torch_throughput.py` run by
