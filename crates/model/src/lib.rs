@@ -194,6 +194,16 @@ impl DaeGcn {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Outputs> {
+        let mut out = self.forward_heads(x, train)?;
+        if let Some(d) = &self.decoder {
+            out.recon = Some(d.forward_t(&out.latent, train)?);
+        }
+        Ok(out)
+    }
+
+    /// The latent, logits and attribute scores without running the decoder
+    /// (`recon` is `None`): what evaluation needs.
+    pub fn forward_heads(&self, x: &Tensor, train: bool) -> Result<Outputs> {
         let latent = self.encode(x, train)?;
         let logits = self.classifier.forward(&self.classifier_input(&latent)?)?.squeeze(1)?;
         let attr_scores = match &self.attr {
@@ -201,11 +211,7 @@ impl DaeGcn {
             AttrHead::Multitask(l) => Some(l.forward(&self.attr_input(&latent)?)?),
             AttrHead::Gcn(g) => Some(self.attr_input(&latent)?.matmul(&g.weights()?.t()?)?),
         };
-        let recon = match &self.decoder {
-            Some(d) => Some(d.forward_t(&latent, train)?),
-            None => None,
-        };
-        Ok(Outputs { latent, logits, attr_scores, recon })
+        Ok(Outputs { latent, logits, attr_scores, recon: None })
     }
 
     /// Decodes from the named blocks only, the others zeroed (Figure 3).
@@ -292,10 +298,7 @@ impl Network {
     /// Evaluation-mode outputs (no reconstruction).
     pub fn evaluate(&self, x: &Tensor) -> Result<Outputs> {
         match self {
-            Network::DaeGcn(m) => {
-                let o = m.forward_t(x, false)?;
-                Ok(Outputs { recon: None, ..o })
-            }
+            Network::DaeGcn(m) => m.forward_heads(x, false),
             Network::GuidedVae(m) => {
                 let (mu, _) = m.encode(x, false)?;
                 let logits = m.classify(&m.split(&mu)?.0)?;

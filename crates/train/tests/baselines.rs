@@ -3,6 +3,8 @@
 //! writes the same artefacts, each adversarial part moves the way its design
 //! says, and options of the wrong method are refused before training.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -210,14 +212,7 @@ fn options_of_another_method_and_unknown_methods_are_refused_with_the_choices() 
 #[test]
 fn icadx_on_a_data_set_without_attributes_fails_before_training() {
     let dir = tempfile::tempdir().unwrap();
-    let imgs = dir.path().join("imgs");
-    std::fs::create_dir_all(&imgs).unwrap();
-    let mut man = String::from("path,label,patient\n");
-    for i in 0..12 {
-        image::GrayImage::from_fn(8, 8, |x, _| image::Luma([(x * 30) as u8])).save(imgs.join(format!("{i}.png"))).unwrap();
-        man.push_str(&format!("{i}.png,{},p{i}\n", i % 2));
-    }
-    std::fs::write(imgs.join("manifest.csv"), man).unwrap();
+    let imgs = common::manifest_without_attributes(dir.path());
     let mut cfg = job("icadx", "");
     cfg.dataset = dae_data::DatasetConfig::Manifest(dae_data::manifest::ManifestOptions { root: imgs, image_size: 32 });
     let e = train(&cfg, &dir.path().join("run"), &AtomicBool::new(false)).unwrap_err();

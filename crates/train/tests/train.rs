@@ -2,6 +2,8 @@
 //! parameter groups, a run folder is complete and consistent, runs are
 //! reproducible, and bad configs fail before training.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -212,14 +214,7 @@ fn bad_configs_fail_before_training_with_the_key_named() {
     let e = write("device = \"tpu\"\n");
     assert!(e.contains("device") && e.contains("cuda:N"), "{e}");
     // GCN on a data set without attributes: an error before any training step.
-    let imgs = dir.path().join("imgs");
-    std::fs::create_dir_all(&imgs).unwrap();
-    let mut man = String::from("path,label,patient\n");
-    for i in 0..12 {
-        image::GrayImage::from_fn(8, 8, |x, _| image::Luma([(x * 30) as u8])).save(imgs.join(format!("{i}.png"))).unwrap();
-        man.push_str(&format!("{i}.png,{},p{i}\n", i % 2));
-    }
-    std::fs::write(imgs.join("manifest.csv"), man).unwrap();
+    let imgs = common::manifest_without_attributes(dir.path());
     let mut cfg = tiny_job(dir.path());
     cfg.dataset = DatasetConfig::Manifest(dae_data::manifest::ManifestOptions { root: imgs, image_size: 32 });
     let e = train(&cfg, &dir.path().join("run"), &AtomicBool::new(false)).unwrap_err();
