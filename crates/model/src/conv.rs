@@ -98,8 +98,8 @@ impl CustomOp1 for Im2Col {
                     if g.stride == 1 {
                         d.copy_from_slice(&src[x0..x0 + d.len()]);
                     } else {
-                        for (t, v) in d.iter_mut().enumerate() {
-                            *v = src[x0 + t * g.stride];
+                        for (v, s) in d.iter_mut().zip(src[x0..].iter().step_by(g.stride)) {
+                            *v = *s;
                         }
                     }
                 }
@@ -134,8 +134,10 @@ impl CustomOp1 for Col2Im {
                     for i in 0..g.oh {
                         let Some(y) = g.row(i, kh) else { continue };
                         let (from, dst) = (&src[i * g.ow + j0..i * g.ow + j1], &mut img[y * g.w..(y + 1) * g.w]);
-                        for (t, v) in from.iter().enumerate() {
-                            dst[x0 + t * g.stride] += v;
+                        if g.stride == 1 {
+                            dst[x0..x0 + from.len()].iter_mut().zip(from).for_each(|(d, v)| *d += v);
+                        } else {
+                            dst[x0..].iter_mut().step_by(g.stride).zip(from).for_each(|(d, v)| *d += v);
                         }
                     }
                 }

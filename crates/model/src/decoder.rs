@@ -1,10 +1,11 @@
 //! The decoder: latent -> a `C x s x s` map (s = size / 16) -> four
 //! stride-2 transposed convolutions -> a 3x3 convolution to one channel.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{batch_norm, linear, BatchNorm, BatchNormConfig, Conv2dConfig, ConvTranspose2dConfig, Linear, VarBuilder};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{linear, Conv2dConfig, ConvTranspose2dConfig, Linear, VarBuilder};
 
 use crate::conv::{Conv as Conv2d, ConvTranspose as ConvTranspose2d};
+use crate::norm::BatchNorm;
 
 #[derive(Debug)]
 pub struct Decoder {
@@ -34,11 +35,7 @@ impl Decoder {
                 gemm,
                 vb.pp(format!("up{i}.conv")),
             )?;
-            let b = batch_norm(
-                cout,
-                BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 },
-                vb.pp(format!("up{i}.bn")),
-            )?;
+            let b = BatchNorm::new(cout, vb.pp(format!("up{i}.bn")))?;
             ups.push((t, b));
             c = cout;
         }
@@ -51,7 +48,7 @@ impl Decoder {
         let b = z.dim(0)?;
         let mut y = self.fc.forward(z)?.relu()?.reshape((b, self.c0, self.s0, self.s0))?;
         for (t, bn) in &self.ups {
-            y = bn.forward_t(&t.forward(&y)?, train)?.relu()?;
+            y = bn.forward(&t.forward(&y)?, train, true)?;
         }
         self.out.forward(&y)
     }

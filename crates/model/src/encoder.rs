@@ -1,11 +1,12 @@
 //! Encoders: a small CNN for CPU runs and a trainable ResNet-18/34 with one
 //! input channel; both end in global average pooling.
 
-use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, Conv2dConfig, VarBuilder};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Conv2dConfig, VarBuilder};
 
 use crate::config::EncoderKind;
 use crate::conv::Conv as Conv2d;
+use crate::norm::BatchNorm;
 
 /// A convolution of the small CNN: gemm-based on the CPU (see [`crate::conv::Conv`]).
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -18,7 +19,7 @@ fn conv_resnet(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder)
 }
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    batch_norm(c, BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 }, vb)
+    BatchNorm::new(c, vb)
 }
 
 /// conv -> batch norm -> ReLU.
@@ -34,7 +35,7 @@ impl ConvBn {
         Ok(Self { conv, bn: bn(cout, vb.pp("bn"))? })
     }
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)?.relu()
+        self.bn.forward(&self.conv.forward(x)?, train, true)
     }
 }
 
@@ -64,10 +65,10 @@ impl BasicBlock {
         })
     }
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.b1.forward_t(&self.c1.forward(x)?, train)?.relu()?;
-        let y = self.b2.forward_t(&self.c2.forward(&y)?, train)?;
+        let y = self.b1.forward(&self.c1.forward(x)?, train, true)?;
+        let y = self.b2.forward(&self.c2.forward(&y)?, train, false)?;
         let skip = match &self.down {
-            Some((c, b)) => b.forward_t(&c.forward(x)?, train)?,
+            Some((c, b)) => b.forward(&c.forward(x)?, train, false)?,
             None => x.clone(),
         };
         (y + skip)?.relu()

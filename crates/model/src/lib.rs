@@ -33,6 +33,7 @@ pub mod conv;
 pub mod decoder;
 pub mod encoder;
 pub mod graph;
+pub mod norm;
 
 use std::ops::Range;
 

@@ -1,0 +1,362 @@
+//! Batch normalisation with a fused CPU kernel for training mode.
+//!
+//! candle 0.11's `BatchNorm::forward_train` is a chain of about ten tensor
+//! operations (transpose and copy, mean, subtract, square, mean, divide,
+//! square root, multiply, add, transpose), each allocating its output and
+//! each with its own backward node; the ReLU that follows adds two more.
+//! In training on the CPU that chain was about a fifth of a step of the
+//! small CNN. [`BatchNorm`] does the same computation, optionally followed
+//! by a ReLU, as one operation with a hand-written backward pass: one pass
+//! over the input for the statistics, one for the output; in the backward,
+//! one for the two per-channel sums and one for the input gradient.
+//!
+//! Same parameters under the same names (`weight`, `bias`, `running_mean`,
+//! `running_var`, created by `candle_nn::batch_norm`), same running-statistic
+//! update (momentum, unbiased variance), so checkpoints and seeds are
+//! unchanged. Only training mode on the CPU with `f32` takes the fused
+//! path; evaluation mode, other devices and `DAE_BN=candle` in the
+//! environment use candle's operators. Tested against candle's `BatchNorm`
+//! (outputs, running statistics and the three gradients) below.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, ModuleT, Result, Shape, Tensor, Var};
+use candle_nn::{BatchNormConfig, VarBuilder};
+use rayon::prelude::*;
+
+/// Per-channel statistics of one training batch, kept by the forward
+/// operation for its backward pass and for the running statistics.
+#[derive(Clone, Debug, Default)]
+struct Stats {
+    mean: Vec<f32>,
+    /// Biased variance (the one used to normalise).
+    var: Vec<f32>,
+    inv_std: Vec<f32>,
+    /// Elements per channel (batch x spatial).
+    n: usize,
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: the input must be contiguous"),
+    }
+}
+
+/// `(batch, channels, spatial)` of a `[B, C, ...]` layout.
+fn bcs(l: &Layout) -> Result<(usize, usize, usize)> {
+    let d = l.dims();
+    if d.len() < 2 {
+        candle_core::bail!("batch norm: input of rank {} (need [B, C, ...])", d.len());
+    }
+    Ok((d[0], d[1], d[2..].iter().product()))
+}
+
+/// `sum(f(v))` over `xs` with eight f32 accumulators (so that it vectorises).
+#[inline]
+fn lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0f32; 8];
+    let mut it = xs.chunks_exact(8);
+    for ch in &mut it {
+        for (a, &v) in acc.iter_mut().zip(ch) {
+            *a += f(v);
+        }
+    }
+    let rest: f32 = it.remainder().iter().map(|&v| f(v)).sum();
+    acc.iter().map(|&a| a as f64).sum::<f64>() + rest as f64
+}
+
+/// `(sum(g'), sum(g' * (x - m)))` with `g' = g`, or 0 where `relu` and `y <= 0`.
+#[inline]
+fn grad_sums(xs: &[f32], ys: &[f32], gs: &[f32], m: f32, relu: bool) -> (f64, f64) {
+    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+    let n8 = xs.len() / 8 * 8;
+    for i in (0..n8).step_by(8) {
+        let (x8, y8, g8) = (&xs[i..i + 8], &ys[i..i + 8], &gs[i..i + 8]);
+        for l in 0..8 {
+            let g = if relu && y8[l] <= 0.0 { 0.0 } else { g8[l] };
+            a[l] += g;
+            b[l] += g * (x8[l] - m);
+        }
+    }
+    let (mut sa, mut sb) = (a.iter().map(|&v| v as f64).sum::<f64>(), b.iter().map(|&v| v as f64).sum::<f64>());
+    for i in n8..xs.len() {
+        let g = if relu && ys[i] <= 0.0 { 0.0 } else { gs[i] };
+        sa += g as f64;
+        sb += (g * (xs[i] - m)) as f64;
+    }
+    (sa, sb)
+}
+
+/// Training-mode batch norm (+ ReLU) of `x` `[B, C, ...]` with `gamma`, `beta` `[C]`.
+struct BnTrain {
+    eps: f64,
+    relu: bool,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl CustomOp3 for BnTrain {
+    fn name(&self) -> &'static str {
+        "batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "batch norm")?;
+        let (gamma, beta) = (contiguous_f32(s2, l2, "batch norm")?, contiguous_f32(s3, l3, "batch norm")?);
+        let (b, c, hw) = bcs(l1)?;
+        let n = b * hw;
+        // Two passes per channel (mean, then centred squares); 8-lane f32
+        // sums within an image, f64 across images.
+        let mv: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let chunk = |bi: usize| &x[(bi * c + ch) * hw..(bi * c + ch + 1) * hw];
+                let sum: f64 = (0..b).map(|bi| lanes(chunk(bi), |v| v)).sum();
+                let mean = (sum / n as f64) as f32;
+                let sq: f64 = (0..b).map(|bi| lanes(chunk(bi), |v| (v - mean) * (v - mean))).sum();
+                (mean, (sq / n as f64) as f32)
+            })
+            .collect();
+        let mean: Vec<f32> = mv.iter().map(|m| m.0).collect();
+        let var: Vec<f32> = mv.iter().map(|m| m.1).collect();
+        let inv_std: Vec<f32> = var.iter().map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32).collect();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(hw.max(1)).zip(x.par_chunks(hw.max(1))).enumerate().for_each(|(bc, (o, xs))| {
+            let ch = bc % c;
+            let scale = gamma[ch] * inv_std[ch];
+            let shift = beta[ch] - mean[ch] * scale;
+            if self.relu {
+                o.iter_mut().zip(xs).for_each(|(o, &v)| *o = (v * scale + shift).max(0.0));
+            } else {
+                o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * scale + shift);
+            }
+        });
+        *self.stats.lock().expect("batch-norm statistics") = Stats { mean, var, inv_std, n };
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let stats = self.stats.lock().expect("batch-norm statistics").clone();
+        let sums = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+        let op = BnTrainBackward { relu: self.relu, gamma: gamma.to_vec1::<f32>()?, stats, sums: sums.clone() };
+        let dx = x.contiguous()?.apply_op3_no_bwd(&res.contiguous()?, &grad.contiguous()?, &op)?;
+        let (dgamma, dbeta) = sums.lock().expect("batch-norm sums").clone();
+        let c = dgamma.len();
+        let dev = x.device();
+        Ok((Some(dx), Some(Tensor::from_vec(dgamma, c, dev)?), Some(Tensor::from_vec(dbeta, c, dev)?)))
+    }
+}
+
+/// The input gradient of [`BnTrain`] from `(x, output, output gradient)`;
+/// the gradients of gamma and beta are left in `sums`.
+struct BnTrainBackward {
+    relu: bool,
+    gamma: Vec<f32>,
+    stats: Stats,
+    sums: Arc<Mutex<(Vec<f32>, Vec<f32>)>>,
+}
+
+impl CustomOp3 for BnTrainBackward {
+    fn name(&self) -> &'static str {
+        "batch-norm-train-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = "batch-norm backward";
+        let (x, y, g) = (contiguous_f32(s1, l1, name)?, contiguous_f32(s2, l2, name)?, contiguous_f32(s3, l3, name)?);
+        let (b, c, hw) = bcs(l1)?;
+        let st = &self.stats;
+        if st.mean.len() != c || y.len() != x.len() || g.len() != x.len() {
+            candle_core::bail!("{name}: shapes do not match the forward pass");
+        }
+        // Per channel: sum of g (d beta) and of g * x_hat (d gamma), where g
+        // is the upstream gradient through the ReLU (zero where the output was clipped).
+        let relu = self.relu;
+        let sums: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let m = st.mean[ch];
+                let (mut sg, mut sgx) = (0f64, 0f64);
+                for bi in 0..b {
+                    let r = (bi * c + ch) * hw..(bi * c + ch + 1) * hw;
+                    let (a, bb) = grad_sums(&x[r.clone()], &y[r.clone()], &g[r], m, relu);
+                    sg += a;
+                    sgx += bb;
+                }
+                ((sgx * st.inv_std[ch] as f64) as f32, sg as f32)
+            })
+            .collect();
+        let n = st.n as f32;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(hw.max(1)).enumerate().for_each(|(bc, d)| {
+            let ch = bc % c;
+            let (m, is, (sgx, sg)) = (st.mean[ch], st.inv_std[ch], sums[ch]);
+            let k = self.gamma[ch] * is;
+            // dx = k * (g - sg / n - x_hat * sgx / n), x_hat = (x - m) * is
+            let (c1, c2) = (sg / n, is * sgx / n);
+            let r = bc * hw..(bc + 1) * hw;
+            let (xs, ys, gs) = (&x[r.clone()], &y[r.clone()], &g[r]);
+            for (((d, &xv), &yv), &gv) in d.iter_mut().zip(xs).zip(ys).zip(gs) {
+                let gv = if relu && yv <= 0.0 { 0.0 } else { gv };
+                *d = k * (gv - c1 - (xv - m) * c2);
+            }
+        });
+        *self.sums.lock().expect("batch-norm sums") = (sums.iter().map(|s| s.0).collect(), sums.iter().map(|s| s.1).collect());
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// Whether the fused kernel may be used (`DAE_BN=candle` turns it off).
+fn fused_enabled() -> bool {
+    static MODE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| std::env::var("DAE_BN").map(|v| v != "candle").unwrap_or(true))
+}
+
+/// Batch normalisation over dimension 1 of `[B, C, ...]`, affine, with
+/// running statistics; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    inner: candle_nn::BatchNorm,
+    running_mean: Var,
+    running_var: Var,
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm {
+    /// `num_features` channels; `eps` 1e-5, momentum 0.1 (PyTorch's defaults).
+    pub fn new(num_features: usize, vb: VarBuilder) -> Result<Self> {
+        let cfg = BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
+        let inner = candle_nn::batch_norm(num_features, cfg, vb)?;
+        let Some((w, b)) = inner.weight_and_bias() else { candle_core::bail!("batch norm without weights") };
+        let (weight, bias) = (w.clone(), b.clone());
+        // `Var::from_tensor` of a variable shares its storage: updates reach the
+        // variables `inner` (and the VarMap) hold.
+        let running_mean = Var::from_tensor(inner.running_mean())?;
+        let running_var = Var::from_tensor(inner.running_var())?;
+        Ok(Self { inner, running_mean, running_var, weight, bias, eps: cfg.eps, momentum: cfg.momentum })
+    }
+
+    /// Batch norm, then a ReLU where `relu` is set.
+    pub fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        if !(train && x.device().is_cpu() && x.dtype() == DType::F32 && fused_enabled()) {
+            let y = self.inner.forward_t(x, train)?;
+            return if relu { y.relu() } else { Ok(y) };
+        }
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let op = BnTrain { eps: self.eps, relu, stats: stats.clone() };
+        let y = x.contiguous()?.apply_op3(&self.weight, &self.bias, op)?;
+        let st = stats.lock().expect("batch-norm statistics").clone();
+        let dev = x.device();
+        let c = st.mean.len();
+        let unbias = if st.n > 1 { st.n as f64 / (st.n as f64 - 1.0) } else { f64::INFINITY };
+        let mom = self.momentum;
+        let mean = Tensor::from_vec(st.mean, c, dev)?;
+        let var = Tensor::from_vec(st.var, c, dev)?;
+        self.running_mean.set(&((self.running_mean.as_tensor() * (1.0 - mom))? + (mean * mom)?)?)?;
+        self.running_var.set(&((self.running_var.as_tensor() * (1.0 - mom))? + (var * (mom * unbias))?)?)?;
+        Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    fn rand(shape: &[usize], seed: u64, scale: f64, shift: f64) -> Tensor {
+        let mut r = dae_data::rng::Rng::new(seed);
+        let n: usize = shape.iter().product();
+        Tensor::from_vec((0..n).map(|_| (r.normal() * scale + shift) as f32).collect::<Vec<_>>(), shape, &Device::Cpu).unwrap()
+    }
+
+    /// Largest absolute difference, relative to the size of `b` where that
+    /// is above 1 (a channel of two elements is ill-conditioned: its input
+    /// gradient is a difference of nearly equal terms in both versions).
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        let max = |t: &Tensor| -> f32 { t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap() };
+        max(&(a - b).unwrap()) / max(b).max(1.0)
+    }
+
+    /// Two identical layers (same non-trivial weight and bias), ours and
+    /// candle's, two training steps: outputs, running statistics, and the
+    /// gradients of input, weight and bias.
+    fn check(shape: &[usize], relu: bool) {
+        let c = shape[1];
+        let make = || {
+            let vm = VarMap::new();
+            let bn = BatchNorm::new(c, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+            let data = vm.data().lock().unwrap();
+            data["weight"].set(&rand(&[c], 10, 0.5, 1.0)).unwrap();
+            data["bias"].set(&rand(&[c], 11, 0.5, 0.0)).unwrap();
+            drop(data);
+            (vm, bn)
+        };
+        let ((vm_a, ours), (vm_b, theirs)) = (make(), make());
+        let what = format!("shape {shape:?} relu {relu}");
+        for step in 0..2u64 {
+            let x = Var::from_tensor(&rand(shape, 1 + step, 2.0, 3.0)).unwrap();
+            let a = ours.forward(x.as_tensor(), true, relu).unwrap();
+            let b = theirs.inner.forward_t(x.as_tensor(), true).unwrap();
+            let b = if relu { b.relu().unwrap() } else { b };
+            assert!(max_diff(&a, &b) < 1e-4, "output: {what}");
+            let up = rand(a.dims(), 20 + step, 1.0, 0.0);
+            let ga = (&a * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (&b * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let da = ga.get(x.as_tensor()).unwrap();
+            let db = gb.get(x.as_tensor()).unwrap();
+            assert!(max_diff(da, db) < 3e-4, "input gradient: {what}: {} vs {}", da.flatten_all().unwrap(), db.flatten_all().unwrap());
+            let (pa, pb) = (vm_a.data().lock().unwrap(), vm_b.data().lock().unwrap());
+            for name in ["weight", "bias"] {
+                let (ta, tb) = (ga.get(pa[name].as_tensor()).unwrap(), gb.get(pb[name].as_tensor()).unwrap());
+                assert!(max_diff(ta, tb) < 1e-3, "{name} gradient: {what}");
+            }
+            for name in ["running_mean", "running_var"] {
+                assert!(max_diff(pa[name].as_tensor(), pb[name].as_tensor()) < 1e-4, "{name}: {what}");
+            }
+        }
+        // Evaluation mode is candle's own path on the updated statistics.
+        let x = rand(shape, 9, 2.0, 3.0);
+        let a = ours.forward(&x, false, relu).unwrap();
+        let b = theirs.inner.forward_t(&x, false).unwrap();
+        let b = if relu { b.relu().unwrap() } else { b };
+        assert!(max_diff(&a, &b) < 1e-4, "eval output: {what}");
+    }
+
+    #[test]
+    fn fused_batch_norm_matches_candle() {
+        check(&[4, 3, 5, 5], true);
+        check(&[4, 3, 5, 5], false);
+        check(&[2, 6, 1, 1], true);
+        check(&[3, 4, 2, 7], false);
+        check(&[5, 2], true);
+    }
+}
