@@ -5,8 +5,10 @@
 //! `cargo bench -p dae-train --bench throughput [-- --settings quick,resnet34-224] [--cuda]`
 //!
 //! `DAE_CONV=candle` runs candle's own convolutions instead of the CPU gemm
-//! path of `dae_model::conv` (run the bench once with and once without to
-//! compare them side by side).
+//! and direct paths of `dae_model::conv`, `DAE_BN=candle` candle's batch
+//! norm instead of the fused one of `dae_model::norm` (run the bench with
+//! and without to compare them side by side; `--one quick` runs the candle
+//! side of one setting alone and prints samples/s and peak MiB).
 //!
 //! Each setting runs in its own process (so peak memory is per setting):
 //! warm-up steps, then timed steps of forward + backward + Adam on random
