@@ -342,41 +342,43 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
-/// A 2-D convolution (square kernel): gemm-based on the CPU where `gemm`
-/// is set, candle's elsewhere.
+/// A 2-D convolution (square kernel): on the CPU gemm-based (or direct,
+/// for few output channels), candle's elsewhere or with `DAE_CONV=candle`.
 ///
 /// Measured on the 2-core CPU (`cargo bench -p dae-train --bench
 /// throughput`, `DAE_CONV=candle` for candle's path, side by side in one
 /// session): the small CNN at 64 x 64, batch 32, trains at 44-45 samples/s
 /// with the gemm path against 25 with candle's (Table 2 row 1: 96-115
 /// against 58-67), for 605-693 MB peak memory against 386 (the im2col
-/// columns are kept for the backward pass). ResNet-34 at 224 x 224 was not
-/// faster with it (0.5-0.6 samples/s either way) and needed 6.0 GB instead
-/// of 2.7, so the ResNet encoders and their decoder keep candle's operators.
-/// Later (fused batch norm in place, `--one quick`, three runs each): the
-/// direct path for the decoder's last layer took the quick setting from
-/// 56-60 to 73-78 samples/s and its peak memory from 460-510 to 316-320 MB.
+/// columns are kept for the backward pass). Later (fused batch norm in
+/// place, `--one quick`, three runs each): the direct path for the
+/// decoder's last layer took the quick setting from 56-60 to 73-78
+/// samples/s and its peak memory from 460-510 to 316-320 MB. ResNet-34 at
+/// 224 x 224, batch 8 (`--one resnet34-224`): 0.65 samples/s with candle's
+/// operators, 0.91 with the gemm path in the encoder, 1.30 in encoder and
+/// decoder, for 1.7 -> 2.8 GB peak memory (before the fused batch norm the
+/// gemm path was not faster there and needed 6 GB, so it was off for the
+/// ResNets until then).
 #[derive(Clone, Debug)]
 pub struct Conv {
     inner: Conv2d,
     stride: usize,
     pad: usize,
-    gemm: bool,
 }
 
 impl Conv {
-    pub fn new(cin: usize, cout: usize, k: usize, cfg: Conv2dConfig, bias: bool, gemm: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cin: usize, cout: usize, k: usize, cfg: Conv2dConfig, bias: bool, vb: VarBuilder) -> Result<Self> {
         let inner = if bias { candle_nn::conv2d(cin, cout, k, cfg, vb)? } else { candle_nn::conv2d_no_bias(cin, cout, k, cfg, vb)? };
         if cfg.dilation != 1 || cfg.groups != 1 {
             candle_core::bail!("Conv: dilation and groups are not supported");
         }
-        Ok(Self { inner, stride: cfg.stride, pad: cfg.padding, gemm })
+        Ok(Self { inner, stride: cfg.stride, pad: cfg.padding })
     }
 }
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if !self.gemm || !use_gemm(x, false) {
+        if !use_gemm(x, false) {
             return self.inner.forward(x);
         }
         let w = self.inner.weight();
@@ -389,26 +391,25 @@ impl Module for Conv {
     }
 }
 
-/// A 2-D transposed convolution (square kernel): gemm-based on the CPU where `gemm` is set, candle's elsewhere.
+/// A 2-D transposed convolution (square kernel): gemm-based on the CPU, candle's elsewhere or with `DAE_CONV=candle`.
 #[derive(Clone, Debug)]
 pub struct ConvTranspose {
     inner: ConvTranspose2d,
     cfg: ConvTranspose2dConfig,
-    gemm: bool,
 }
 
 impl ConvTranspose {
-    pub fn new(cin: usize, cout: usize, k: usize, cfg: ConvTranspose2dConfig, gemm: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cin: usize, cout: usize, k: usize, cfg: ConvTranspose2dConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.dilation != 1 {
             candle_core::bail!("ConvTranspose: dilation is not supported");
         }
-        Ok(Self { inner: candle_nn::conv_transpose2d(cin, cout, k, cfg, vb)?, cfg, gemm })
+        Ok(Self { inner: candle_nn::conv_transpose2d(cin, cout, k, cfg, vb)?, cfg })
     }
 }
 
 impl Module for ConvTranspose {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if !self.gemm || !use_gemm(x, true) {
+        if !use_gemm(x, true) {
             return self.inner.forward(x);
         }
         let y = conv_transpose2d_gemm(x, self.inner.weight(), self.cfg.stride, self.cfg.padding, self.cfg.output_padding)?;

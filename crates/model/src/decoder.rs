@@ -17,9 +17,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// `gemm`: the CPU gemm convolutions of [`crate::conv`] (the small-CNN
-    /// setting; with the ResNets at 224 x 224 they only cost memory).
-    pub fn new(latent: usize, base: usize, image_size: usize, gemm: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn new(latent: usize, base: usize, image_size: usize, vb: VarBuilder) -> Result<Self> {
         let s0 = image_size / 16;
         let c0 = base * 8;
         let fc = linear(latent, c0 * s0 * s0, vb.pp("fc"))?;
@@ -32,14 +30,13 @@ impl Decoder {
                 cout,
                 4,
                 ConvTranspose2dConfig { padding: 1, stride: 2, ..Default::default() },
-                gemm,
                 vb.pp(format!("up{i}.conv")),
             )?;
             let b = BatchNorm::new(cout, vb.pp(format!("up{i}.bn")))?;
             ups.push((t, b));
             c = cout;
         }
-        let out = Conv2d::new(c, 1, 3, Conv2dConfig { padding: 1, ..Default::default() }, true, gemm, vb.pp("out"))?;
+        let out = Conv2d::new(c, 1, 3, Conv2dConfig { padding: 1, ..Default::default() }, true, vb.pp("out"))?;
         Ok(Self { fc, ups, out, c0, s0 })
     }
 

@@ -8,14 +8,9 @@ use crate::config::EncoderKind;
 use crate::conv::Conv as Conv2d;
 use crate::norm::BatchNorm;
 
-/// A convolution of the small CNN: gemm-based on the CPU (see [`crate::conv::Conv`]).
+/// A convolution with padding `k / 2` (gemm-based on the CPU, see [`crate::conv::Conv`]).
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Conv2d::new(cin, cout, k, Conv2dConfig { padding: k / 2, stride, ..Default::default() }, false, true, vb)
-}
-
-/// A convolution of the ResNets: candle's own.
-fn conv_resnet(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Conv2d::new(cin, cout, k, Conv2dConfig { padding: k / 2, stride, ..Default::default() }, false, false, vb)
+    Conv2d::new(cin, cout, k, Conv2dConfig { padding: k / 2, stride, ..Default::default() }, false, vb)
 }
 
 fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
@@ -30,9 +25,8 @@ struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(cin: usize, cout: usize, k: usize, stride: usize, gemm: bool, vb: VarBuilder) -> Result<Self> {
-        let conv = if gemm { conv(cin, cout, k, stride, vb.pp("conv"))? } else { conv_resnet(cin, cout, k, stride, vb.pp("conv"))? };
-        Ok(Self { conv, bn: bn(cout, vb.pp("bn"))? })
+    fn new(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { conv: conv(cin, cout, k, stride, vb.pp("conv"))?, bn: bn(cout, vb.pp("bn"))? })
     }
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward(&self.conv.forward(x)?, train, true)
@@ -52,14 +46,14 @@ struct BasicBlock {
 impl BasicBlock {
     fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let down = if stride != 1 || cin != cout {
-            Some((conv_resnet(cin, cout, 1, stride, vb.pp("down.conv"))?, bn(cout, vb.pp("down.bn"))?))
+            Some((conv(cin, cout, 1, stride, vb.pp("down.conv"))?, bn(cout, vb.pp("down.bn"))?))
         } else {
             None
         };
         Ok(Self {
-            c1: conv_resnet(cin, cout, 3, stride, vb.pp("conv1"))?,
+            c1: conv(cin, cout, 3, stride, vb.pp("conv1"))?,
             b1: bn(cout, vb.pp("bn1"))?,
-            c2: conv_resnet(cout, cout, 3, 1, vb.pp("conv2"))?,
+            c2: conv(cout, cout, 3, 1, vb.pp("conv2"))?,
             b2: bn(cout, vb.pp("bn2"))?,
             down,
         })
@@ -89,12 +83,12 @@ impl Encoder {
     pub fn new(kind: EncoderKind, width: usize, vb: VarBuilder) -> Result<Self> {
         match kind {
             EncoderKind::SmallCnn => {
-                let stem = ConvBn::new(1, width, 3, 1, true, vb.pp("stem"))?;
+                let stem = ConvBn::new(1, width, 3, 1, vb.pp("stem"))?;
                 let mut stages = Vec::new();
                 let mut c = width;
                 for i in 0..4 {
                     let cout = width << (i + 1).min(3);
-                    stages.push(ConvBn::new(c, cout, 3, 2, true, vb.pp(format!("stage{i}")))?);
+                    stages.push(ConvBn::new(c, cout, 3, 2, vb.pp(format!("stage{i}")))?);
                     c = cout;
                 }
                 Ok(Self { kind, stem, stages, blocks: Vec::new(), out_dim: c })
@@ -102,7 +96,7 @@ impl Encoder {
             EncoderKind::Resnet18 | EncoderKind::Resnet34 => {
                 let layout: &[usize] = if kind == EncoderKind::Resnet18 { &[2, 2, 2, 2] } else { &[3, 4, 6, 3] };
                 // 7x7 stride-2 stem; the 2x2 max-pool below has a backward in candle (3x3/2 has not).
-                let stem = ConvBn::new(1, 64, 7, 2, false, vb.pp("stem"))?;
+                let stem = ConvBn::new(1, 64, 7, 2, vb.pp("stem"))?;
                 let mut blocks = Vec::new();
                 let mut c = 64;
                 for (l, (&n, cout)) in layout.iter().zip([64, 128, 256, 512]).enumerate() {

@@ -145,11 +145,7 @@ impl DaeGcn {
         };
         let classifier = linear(cls_dim, 1, vb.pp("classifier"))?;
         let base = if cfg.encoder == EncoderKind::SmallCnn { cfg.width } else { 32 };
-        let decoder = if cfg.rec {
-            Some(decoder::Decoder::new(at, base, image_size, cfg.encoder == EncoderKind::SmallCnn, vb.pp("decoder"))?)
-        } else {
-            None
-        };
+        let decoder = if cfg.rec { Some(decoder::Decoder::new(at, base, image_size, vb.pp("decoder"))?) } else { None };
         Ok(Self { cfg: cfg.clone(), encoder, heads, blocks, attr, classifier, decoder })
     }
 
