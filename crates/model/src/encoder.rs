@@ -13,10 +13,6 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Res
     Conv2d::new(cin, cout, k, Conv2dConfig { padding: k / 2, stride, ..Default::default() }, false, vb)
 }
 
-fn bn(c: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    BatchNorm::new(c, vb)
-}
-
 /// conv -> batch norm -> ReLU.
 #[derive(Debug)]
 struct ConvBn {
@@ -26,7 +22,7 @@ struct ConvBn {
 
 impl ConvBn {
     fn new(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { conv: conv(cin, cout, k, stride, vb.pp("conv"))?, bn: bn(cout, vb.pp("bn"))? })
+        Ok(Self { conv: conv(cin, cout, k, stride, vb.pp("conv"))?, bn: BatchNorm::new(cout, vb.pp("bn"))? })
     }
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward(&self.conv.forward(x)?, train, true)
@@ -46,15 +42,15 @@ struct BasicBlock {
 impl BasicBlock {
     fn new(cin: usize, cout: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let down = if stride != 1 || cin != cout {
-            Some((conv(cin, cout, 1, stride, vb.pp("down.conv"))?, bn(cout, vb.pp("down.bn"))?))
+            Some((conv(cin, cout, 1, stride, vb.pp("down.conv"))?, BatchNorm::new(cout, vb.pp("down.bn"))?))
         } else {
             None
         };
         Ok(Self {
             c1: conv(cin, cout, 3, stride, vb.pp("conv1"))?,
-            b1: bn(cout, vb.pp("bn1"))?,
+            b1: BatchNorm::new(cout, vb.pp("bn1"))?,
             c2: conv(cout, cout, 3, 1, vb.pp("conv2"))?,
-            b2: bn(cout, vb.pp("bn2"))?,
+            b2: BatchNorm::new(cout, vb.pp("bn2"))?,
             down,
         })
     }

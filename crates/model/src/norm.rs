@@ -25,6 +25,8 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, ModuleT, Result, Shape, 
 use candle_nn::{BatchNormConfig, VarBuilder};
 use rayon::prelude::*;
 
+use crate::conv::contiguous_f32;
+
 /// Per-channel statistics of one training batch, kept by the forward
 /// operation for its backward pass and for the running statistics.
 #[derive(Clone, Debug, Default)]
@@ -37,12 +39,23 @@ struct Stats {
     n: usize,
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{op}: the input must be contiguous"),
-    }
+/// `x * scale + shift` per channel of a `[B, C, hw]` buffer, with
+/// `scale = gamma / std` and `shift = beta - mean * scale`, then a ReLU
+/// where `relu` is set: the forward pass of both modes.
+#[allow(clippy::too_many_arguments)]
+fn scale_shift(x: &[f32], c: usize, hw: usize, gamma: &[f32], beta: &[f32], mean: &[f32], inv_std: &[f32], relu: bool) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(hw.max(1)).zip(x.par_chunks(hw.max(1))).enumerate().for_each(|(bc, (o, xs))| {
+        let ch = bc % c;
+        let scale = gamma[ch] * inv_std[ch];
+        let shift = beta[ch] - mean[ch] * scale;
+        if relu {
+            o.iter_mut().zip(xs).for_each(|(o, &v)| *o = (v * scale + shift).max(0.0));
+        } else {
+            o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * scale + shift);
+        }
+    });
+    out
 }
 
 /// `(batch, channels, spatial)` of a `[B, C, ...]` layout.
@@ -130,17 +143,7 @@ impl CustomOp3 for BnTrain {
         let mean: Vec<f32> = mv.iter().map(|m| m.0).collect();
         let var: Vec<f32> = mv.iter().map(|m| m.1).collect();
         let inv_std: Vec<f32> = var.iter().map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32).collect();
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(hw.max(1)).zip(x.par_chunks(hw.max(1))).enumerate().for_each(|(bc, (o, xs))| {
-            let ch = bc % c;
-            let scale = gamma[ch] * inv_std[ch];
-            let shift = beta[ch] - mean[ch] * scale;
-            if self.relu {
-                o.iter_mut().zip(xs).for_each(|(o, &v)| *o = (v * scale + shift).max(0.0));
-            } else {
-                o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * scale + shift);
-            }
-        });
+        let out = scale_shift(x, c, hw, gamma, beta, &mean, &inv_std, self.relu);
         *self.stats.lock().expect("batch-norm statistics") = Stats { mean, var, inv_std, n };
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -262,17 +265,7 @@ impl CustomOp3 for BnEval {
         if self.mean.len() != c || gamma.len() != c || beta.len() != c {
             candle_core::bail!("batch norm: {c} channels, {} statistics", self.mean.len());
         }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(hw.max(1)).zip(x.par_chunks(hw.max(1))).enumerate().for_each(|(bc, (o, xs))| {
-            let ch = bc % c;
-            let scale = gamma[ch] * self.inv_std[ch];
-            let shift = beta[ch] - self.mean[ch] * scale;
-            if self.relu {
-                o.iter_mut().zip(xs).for_each(|(o, &v)| *o = (v * scale + shift).max(0.0));
-            } else {
-                o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * scale + shift);
-            }
-        });
+        let out = scale_shift(x, c, hw, gamma, beta, &self.mean, &self.inv_std, self.relu);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
