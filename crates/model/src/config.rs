@@ -58,6 +58,15 @@ pub struct ModelConfig {
     pub tau: f64,
     /// Re-weighting against over-smoothing (paper eq. 2), in (0, 1).
     pub p: f64,
+    /// Erase the malignancy label linearly from h_i ([`crate::erase`]); not
+    /// in the paper, off by default. Left out of the written config when
+    /// off, so the job ids of the paper's rows do not change.
+    #[serde(skip_serializing_if = "is_false")]
+    pub h_i_erase: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 impl Default for ModelConfig {
@@ -77,6 +86,7 @@ impl Default for ModelConfig {
             node_features: NodeFeatures::Embedding,
             tau: 0.4,
             p: 0.2,
+            h_i_erase: false,
         }
     }
 }
@@ -100,7 +110,7 @@ impl std::error::Error for ConfigError {}
 
 impl ModelConfig {
     /// Every key of the `[model]` table.
-    pub const KEYS: [&'static str; 14] = [
+    pub const KEYS: [&'static str; 15] = [
         "encoder",
         "width",
         "disentangle",
@@ -115,6 +125,7 @@ impl ModelConfig {
         "node_features",
         "tau",
         "p",
+        "h_i_erase",
     ];
 
     /// The encoder and the latent sizes: accepted by every method.
@@ -131,6 +142,13 @@ impl ModelConfig {
         }
         if self.h_i && !self.disentangle {
             return err("h_i", "h_i = true needs disentangle = true (without separate blocks there is no irrelevant block)".into());
+        }
+        if self.h_i_erase && !(self.disentangle && self.h_i) {
+            return err(
+                "h_i_erase",
+                "true, but there is no h_i block to erase the label from; set disentangle = true and h_i = true, or h_i_erase = false"
+                    .into(),
+            );
         }
         if self.disentangle {
             if self.h_ma_dim == 0 {

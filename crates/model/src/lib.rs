@@ -32,6 +32,7 @@ pub mod config;
 pub mod conv;
 pub mod decoder;
 pub mod encoder;
+pub mod erase;
 pub mod graph;
 pub mod norm;
 
@@ -98,6 +99,8 @@ pub struct DaeGcn {
     attr: AttrHead,
     classifier: Linear,
     decoder: Option<decoder::Decoder>,
+    /// Linear label erasure on h_i (`h_i_erase`), and h_i's index in `heads`.
+    eraser: Option<(usize, erase::LabelEraser)>,
 }
 
 impl DaeGcn {
@@ -146,7 +149,11 @@ impl DaeGcn {
         let classifier = linear(cls_dim, 1, vb.pp("classifier"))?;
         let base = if cfg.encoder == EncoderKind::SmallCnn { cfg.width } else { 32 };
         let decoder = if cfg.rec { Some(decoder::Decoder::new(at, base, image_size, vb.pp("decoder"))?) } else { None };
-        Ok(Self { cfg: cfg.clone(), encoder, heads, blocks, attr, classifier, decoder })
+        let eraser = match blocks.iter().position(|b| b.name == "h_i") {
+            Some(k) if cfg.h_i_erase => Some((k, erase::LabelEraser::new(cfg.h_i_dim, vb.pp("eraser.h_i"))?)),
+            _ => None,
+        };
+        Ok(Self { cfg: cfg.clone(), encoder, heads, blocks, attr, classifier, decoder, eraser })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -186,8 +193,34 @@ impl DaeGcn {
     /// The latent of a batch of images `[B, 1, H, W]`.
     pub fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let f = self.encoder.forward_t(x, train)?;
-        let parts: Vec<Tensor> = self.heads.iter().map(|h| h.forward(&f)).collect::<Result<_>>()?;
+        let mut parts: Vec<Tensor> = self.heads.iter().map(|h| h.forward(&f)).collect::<Result<_>>()?;
+        if let Some((k, e)) = &self.eraser {
+            parts[*k] = e.forward(&parts[*k])?;
+        }
         Tensor::cat(&parts, 1)
+    }
+
+    /// Whether h_i goes through a [`erase::LabelEraser`] (`h_i_erase`).
+    pub fn has_eraser(&self) -> bool {
+        self.eraser.is_some()
+    }
+
+    /// h_i before erasure, `[B, h_i_dim]`, of a batch of images (what the
+    /// eraser is fitted on); `None` without an eraser.
+    pub fn h_i_before_erasure(&self, x: &Tensor, train: bool) -> Result<Option<Tensor>> {
+        match &self.eraser {
+            Some((k, _)) => Ok(Some(self.heads[*k].forward(&self.encoder.forward_t(x, train)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Refits the eraser on rows of h_i before erasure and their 0/1 labels
+    /// (no-op without one).
+    pub fn fit_eraser(&self, rows: &[Vec<f32>], labels: &[u8]) -> Result<()> {
+        match &self.eraser {
+            Some((_, e)) => e.fit(rows, labels),
+            None => Ok(()),
+        }
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Outputs> {

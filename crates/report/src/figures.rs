@@ -721,12 +721,19 @@ pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<P
         for r in rows {
             let mut bars = Vec::new();
             // Guided-VAE's target block z_t plays [h_ma, h_mi]'s part, its rest z_rst h_i's.
+            // Probes fitted on the training split, then cross-validated within the test split
+            // (the one to read for model.h_i_erase, whose eraser is fitted on the training split).
             for (key, label) in [
                 ("probe_auc_ma_mi", "disease block: [h_ma, h_mi] or z_t"),
                 ("probe_auc_z_t", "disease block: [h_ma, h_mi] or z_t"),
                 ("probe_auc_h", "h (one block)"),
                 ("probe_auc_h_i", "irrelevant block: h_i or z_rst"),
                 ("probe_auc_z_rst", "irrelevant block: h_i or z_rst"),
+                ("probe_auc_test_cv_ma_mi", "disease block, cross-validated on test"),
+                ("probe_auc_test_cv_z_t", "disease block, cross-validated on test"),
+                ("probe_auc_test_cv_h", "h, cross-validated on test"),
+                ("probe_auc_test_cv_h_i", "irrelevant block, cross-validated on test"),
+                ("probe_auc_test_cv_z_rst", "irrelevant block, cross-validated on test"),
             ] {
                 if let Some(s) = r.stat(key) {
                     bars.push((label.to_string(), s.mean, s.std));

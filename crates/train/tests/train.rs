@@ -142,6 +142,41 @@ fn every_loss_term_falls_and_gradients_reach_exactly_the_enabled_groups() {
 }
 
 #[test]
+fn h_i_erase_removes_the_class_mean_difference_from_h_i_and_leaves_the_other_blocks() {
+    let cfg = ModelConfig { width: 4, h_ma_dim: 8, h_mi_dim: 8, h_i_dim: 8, gcn_hidden: 8, h_i_erase: true, ..Default::default() };
+    let (_vm, m, b) = model_for(&cfg, 3);
+    let b = &b[0];
+    let labels: Vec<u8> = b.labels.to_vec1::<f32>().unwrap().iter().map(|&v| (v > 0.5) as u8).collect();
+    assert!(labels.contains(&0) && labels.contains(&1), "the batch needs both classes");
+    // Class-mean difference per latent column.
+    let diff = |t: &candle_core::Tensor| -> Vec<f64> {
+        let rows = t.to_vec2::<f32>().unwrap();
+        let mean = |k: u8, j: usize| {
+            let v: Vec<f64> = rows.iter().zip(&labels).filter(|(_, &y)| y == k).map(|(r, _)| r[j] as f64).collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        (0..rows[0].len()).map(|j| mean(1, j) - mean(0, j)).collect()
+    };
+    let before = m.encode(&b.images, false).unwrap();
+    let raw = m.h_i_before_erasure(&b.images, false).unwrap().unwrap();
+    assert_eq!(
+        raw.to_vec2::<f32>().unwrap(),
+        m.block(&before, "h_i").unwrap().unwrap().to_vec2::<f32>().unwrap(),
+        "unfitted eraser is the identity"
+    );
+    m.fit_eraser(&raw.to_vec2::<f32>().unwrap(), &labels).unwrap();
+    let after = m.encode(&b.images, false).unwrap();
+    let h_i = m.blocks().iter().find(|bl| bl.name == "h_i").unwrap().range.clone();
+    let (d0, d1) = (diff(&before), diff(&after));
+    assert!(d0[h_i.clone()].iter().any(|d| d.abs() > 1e-3), "{d0:?}");
+    assert!(d1[h_i.clone()].iter().all(|d| d.abs() < 1e-4), "h_i still separates the classes: {d1:?}");
+    let (x0, x1) = (before.to_vec2::<f32>().unwrap(), after.to_vec2::<f32>().unwrap());
+    for (r0, r1) in x0.iter().zip(&x1) {
+        assert_eq!(r0[..h_i.start], r1[..h_i.start], "h_ma and h_mi must not change");
+    }
+}
+
+#[test]
 fn a_run_folder_is_complete_consistent_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_job(dir.path());
@@ -207,6 +242,8 @@ fn bad_configs_fail_before_training_with_the_key_named() {
     assert!(e.contains("model.p"), "{e}");
     let e = write("[model]\ndisentangle = false\nh_i = true\n");
     assert!(e.contains("model.h_i") && e.contains("disentangle"), "{e}");
+    let e = write("[model]\nh_i = false\nh_i_erase = true\n");
+    assert!(e.contains("model.h_i_erase") && e.contains("h_i = true"), "{e}");
     let e = write("[model]\nh_mi_dim = 0\n");
     assert!(e.contains("model.h_mi_dim"), "{e}");
     let e = write("[optim]\nepochs = \"ten\"\n");
