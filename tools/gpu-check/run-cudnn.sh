@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The cuda build against the cudnn build of the same source on a lent GPU:
+# DAE-GCN at smoke size, DAE-GCN with h_i_erase (the eraser's matmuls on the
+# GPU), and ResNet-34 at 224 x 224. Prints one line per run, then a summary
+# into $OUT/cudnn.txt. Carry `.gpu` (see README.md for the two builds).
+set -u
+export LD_LIBRARY_PATH=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null | paste -sd:):/usr/local/nvidia/lib64:/usr/local/nvidia/lib
+export DAE_CACHE=/tmp/dae-cache
+for b in dae-train dae-train-cudnn; do
+  gunzip -c .gpu/$b.gz > .gpu/$b && chmod +x .gpu/$b
+  ldd .gpu/$b | grep -E 'not found' && echo "$b: unresolved libraries"
+done
+sed 's/^h_i = true/h_i = true\nh_i_erase = true/' .gpu/dae-gcn-cuda.toml > .gpu/dae-gcn-erase-cuda.toml
+summary=${OUT:-/tmp}/cudnn.txt
+: > "$summary"
+for c in dae-gcn-cuda dae-gcn-erase-cuda resnet34-224-row7; do
+  for b in dae-train dae-train-cudnn; do
+    rm -rf /tmp/run-$b-$c
+    timeout 150 .gpu/$b --config .gpu/$c.toml --out /tmp/run-$b-$c > /tmp/$b-$c.log 2>&1
+    rc=$?
+    line=$(python3 -c "
+import json
+m = json.load(open('/tmp/run-$b-$c/metrics.json'))
+print('test_auc %.4f  samples/s %.1f  wall %.1f s  peak %.0f MiB  probe_cv %s' % (m['test_auc'], m['train_samples_per_second'], m['wall_seconds'], m['peak_memory_mb'], m.get('probe_auc_test_cv')))
+" 2>/dev/null || tail -1 /tmp/$b-$c.log)
+    echo "$c $b rc=$rc :: $line" | tee -a "$summary"
+  done
+done
