@@ -56,22 +56,32 @@ impl LabelEraser {
         h - score.matmul(&delta)?
     }
 
-    /// Refits the map on rows `h` (before erasure) with 0/1 `labels`. With
-    /// one class only (or a degenerate covariance) the map becomes the identity.
-    pub fn fit(&self, rows: &[Vec<f32>], labels: &[u8]) -> Result<()> {
+    /// Refits the map on rows `h` (before erasure) with 0/1 `labels`, and
+    /// says whether it could: with one class only (or a degenerate
+    /// covariance) the map becomes the identity and `false` is returned.
+    pub fn fit(&self, rows: &[Vec<f32>], labels: &[u8]) -> Result<bool> {
         let d = self.mean.dim(0)?;
-        let (mu, delta, g) = leace_binary(rows, labels, RIDGE).unwrap_or_else(|| (vec![0.0; d], vec![0.0; d], vec![0.0; d]));
+        if rows.len() != labels.len() || rows.iter().any(|r| r.len() != d) {
+            candle_core::bail!("LabelEraser::fit: {} rows of width {d} expected with {} labels", rows.len(), labels.len());
+        }
+        let fitted = leace_binary(rows, labels, RIDGE);
+        let ok = fitted.is_some();
+        let (mu, delta, g) = fitted.unwrap_or_else(|| (vec![0.0; d], vec![0.0; d], vec![0.0; d]));
         let dev = self.mean.device();
         let t = |v: Vec<f64>| Tensor::from_vec(v.into_iter().map(|x| x as f32).collect::<Vec<f32>>(), d, dev);
         self.mean.set(&t(mu)?)?;
         self.delta.set(&t(delta)?)?;
-        self.dir.set(&t(g)?)
+        self.dir.set(&t(g)?)?;
+        Ok(ok)
     }
 }
 
 /// `(mu, delta, g)` of LEACE for a binary label (see the module doc), in f64;
 /// `None` when a class is missing or the covariance is zero.
 pub fn leace_binary(rows: &[Vec<f32>], labels: &[u8], ridge: f64) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    if rows.len() != labels.len() {
+        return None;
+    }
     let d = rows.first()?.len();
     let n = rows.len() as f64;
     let mut mu = vec![0.0; d];
@@ -162,14 +172,14 @@ mod tests {
         let e = LabelEraser::new(2, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
         let h = Tensor::new(&[[0f32, 0.0], [2.0, 0.0], [1.0, 1.0], [1.0, 3.0]], &Device::Cpu).unwrap();
         assert_eq!(e.forward(&h).unwrap().to_vec2::<f32>().unwrap(), h.to_vec2::<f32>().unwrap(), "identity before fitting");
-        e.fit(&rows, &[0, 0, 1, 1]).unwrap();
+        assert!(e.fit(&rows, &[0, 0, 1, 1]).unwrap());
         let out = e.forward(&h).unwrap().to_vec2::<f32>().unwrap();
         let want = [[0.0, 1.0], [2.0, 1.0], [1.0, 1.0], [1.0, 1.0]];
         for (o, w) in out.iter().zip(want) {
             assert!((o[0] - w[0]).abs() < 1e-6 && (o[1] - w[1]).abs() < 1e-6, "{out:?}");
         }
-        // One class only: the identity.
-        e.fit(&rows[..2], &[0, 0]).unwrap();
+        // One class only: the identity, and the fit says so.
+        assert!(!e.fit(&rows[..2], &[0, 0]).unwrap());
         assert_eq!(e.forward(&h).unwrap().to_vec2::<f32>().unwrap(), h.to_vec2::<f32>().unwrap());
     }
 

@@ -214,12 +214,13 @@ impl DaeGcn {
         }
     }
 
-    /// Refits the eraser on rows of h_i before erasure and their 0/1 labels
-    /// (no-op without one).
-    pub fn fit_eraser(&self, rows: &[Vec<f32>], labels: &[u8]) -> Result<()> {
+    /// Refits the eraser on rows of h_i before erasure and their 0/1 labels;
+    /// `false` when it had to become the identity (see [`erase::LabelEraser::fit`])
+    /// or there is none.
+    pub fn fit_eraser(&self, rows: &[Vec<f32>], labels: &[u8]) -> Result<bool> {
         match &self.eraser {
             Some((_, e)) => e.fit(rows, labels),
-            None => Ok(()),
+            None => Ok(false),
         }
     }
 

@@ -724,11 +724,11 @@ pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<P
             // Probes fitted on the training split, then cross-validated within the test split
             // (the one to read for model.h_i_erase, whose eraser is fitted on the training split).
             for (key, label) in [
-                ("probe_auc_ma_mi", "disease block: [h_ma, h_mi] or z_t"),
-                ("probe_auc_z_t", "disease block: [h_ma, h_mi] or z_t"),
-                ("probe_auc_h", "h (one block)"),
-                ("probe_auc_h_i", "irrelevant block: h_i or z_rst"),
-                ("probe_auc_z_rst", "irrelevant block: h_i or z_rst"),
+                ("probe_auc_ma_mi", "disease block: [h_ma, h_mi] or z_t, fitted on train"),
+                ("probe_auc_z_t", "disease block: [h_ma, h_mi] or z_t, fitted on train"),
+                ("probe_auc_h", "h (one block), fitted on train"),
+                ("probe_auc_h_i", "irrelevant block: h_i or z_rst, fitted on train (noise for h_i_erase)"),
+                ("probe_auc_z_rst", "irrelevant block: h_i or z_rst, fitted on train (noise for h_i_erase)"),
                 ("probe_auc_test_cv_ma_mi", "disease block, cross-validated on test"),
                 ("probe_auc_test_cv_z_t", "disease block, cross-validated on test"),
                 ("probe_auc_test_cv_h", "h, cross-validated on test"),

@@ -164,7 +164,7 @@ fn h_i_erase_removes_the_class_mean_difference_from_h_i_and_leaves_the_other_blo
         m.block(&before, "h_i").unwrap().unwrap().to_vec2::<f32>().unwrap(),
         "unfitted eraser is the identity"
     );
-    m.fit_eraser(&raw.to_vec2::<f32>().unwrap(), &labels).unwrap();
+    assert!(m.fit_eraser(&raw.to_vec2::<f32>().unwrap(), &labels).unwrap());
     let after = m.encode(&b.images, false).unwrap();
     let h_i = m.blocks().iter().find(|bl| bl.name == "h_i").unwrap().range.clone();
     let (d0, d1) = (diff(&before), diff(&after));
