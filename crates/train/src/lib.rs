@@ -7,10 +7,10 @@
 //! | file | what |
 //! |---|---|
 //! | `config.toml` | the resolved job config (all defaults filled in) |
-//! | `metrics.json` | `test_auc`, `val_auc`, `test_auc_ci95` (DeLong), attribute accuracy, probe AUCs, epochs, timing, memory, device, code version, status |
+//! | `metrics.json` | `test_auc`, `val_auc`, `test_auc_ci95` (DeLong), attribute accuracy, probe AUCs (`probe_auc`: fitted on the training split; `probe_auc_test_cv`: 5-fold by patient within the test split), epochs, timing, memory, device, code version, status |
 //! | `history.csv` | per epoch: each loss term, validation AUC and attribute accuracy, learning rate, seconds |
 //! | `scores.csv` | per test sample: `sample_id`, `patient`, `label`, `score`, then the predicted attribute per cluster |
-//! | `model.safetensors` | the selected (best validation AUC) weights |
+//! | `model.safetensors` | the selected (best validation AUC) weights, with the fitted h_i eraser when `model.h_i_erase` is on |
 //! | `figure3-*.png`, `figure3.json` | reconstructions of fixed test samples from h, [h_ma, h_mi], h_i, h_ma, h_mi (Guided-VAE: z, z_t, z_rst; methods without a decoder write none) |
 //! | `incomplete` | present while the run is in progress or was interrupted |
 //! | `done` | the completion marker, written last |
