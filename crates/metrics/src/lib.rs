@@ -27,7 +27,7 @@ mod roc;
 
 pub use attributes::cluster_accuracy;
 pub use delong::{bootstrap_auc_ci, bootstrap_mean_auc_ci, delong_ci, delong_test, normal_cdf, AucCi, DelongTest};
-pub use logistic::{LogisticRegression, Standardizer};
+pub use logistic::{solve_spd, LogisticRegression, Standardizer};
 pub use roc::{roc_auc, roc_curve, RocPoint};
 
 /// Errors of metric computations.

@@ -49,8 +49,10 @@ fn sigmoid(z: f64) -> f64 {
     }
 }
 
-/// Solves `a x = b` for a symmetric positive definite `a` (Cholesky).
-fn solve_spd(mut a: Vec<Vec<f64>>, b: &[f64]) -> Vec<f64> {
+/// Solves `a x = b` for a symmetric positive definite `a` (Cholesky; a
+/// pivot below 1e-12 is raised to it, so a nearly singular `a` gives a large
+/// but finite answer instead of NaN).
+pub fn solve_spd(mut a: Vec<Vec<f64>>, b: &[f64]) -> Vec<f64> {
     let n = b.len();
     for j in 0..n {
         let mut d = a[j][j];

@@ -117,36 +117,14 @@ pub fn leace_binary(rows: &[Vec<f32>], labels: &[u8], ridge: f64) -> Option<(Vec
     for i in 0..d {
         cov[i * d + i] += ridge * trace / d as f64;
     }
-    let s = cholesky_solve(&mut cov, d, &delta)?;
+    // Positive definite: the ridge is positive since the trace is.
+    let a: Vec<Vec<f64>> = cov.chunks(d).map(|r| r.to_vec()).collect();
+    let s = dae_metrics::solve_spd(a, &delta);
     let q: f64 = delta.iter().zip(&s).map(|(a, b)| a * b).sum();
     if !(q > 0.0) {
         return None;
     }
     Some((mu, delta, s.iter().map(|v| v / q).collect()))
-}
-
-/// Solves `a x = b` for a symmetric positive definite `a` (`n x n`, row
-/// major, overwritten by its Cholesky factor); `None` if it is not.
-fn cholesky_solve(a: &mut [f64], n: usize, b: &[f64]) -> Option<Vec<f64>> {
-    for j in 0..n {
-        let diag = a[j * n + j] - (0..j).map(|k| a[j * n + k] * a[j * n + k]).sum::<f64>();
-        if !(diag > 0.0) {
-            return None;
-        }
-        let l = diag.sqrt();
-        a[j * n + j] = l;
-        for i in j + 1..n {
-            a[i * n + j] = (a[i * n + j] - (0..j).map(|k| a[i * n + k] * a[j * n + k]).sum::<f64>()) / l;
-        }
-    }
-    let mut y = b.to_vec();
-    for i in 0..n {
-        y[i] = (y[i] - (0..i).map(|k| a[i * n + k] * y[k]).sum::<f64>()) / a[i * n + i];
-    }
-    for i in (0..n).rev() {
-        y[i] = (y[i] - (i + 1..n).map(|k| a[k * n + i] * y[k]).sum::<f64>()) / a[i * n + i];
-    }
-    Some(y)
 }
 
 #[cfg(test)]

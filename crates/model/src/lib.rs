@@ -24,8 +24,9 @@
 //! Weights are initialised from the job's seed by [`init_weights`] (candle
 //! cannot seed its CPU generator), so a seed fixes a run on the CPU.
 //!
-//! This crate knows candle and `dae-data`'s vocabulary and statistics; it
-//! knows nothing of losses, training loops, files or sweeps.
+//! This crate knows candle, `dae-data`'s vocabulary and statistics, and
+//! `dae-metrics`' linear solver (for the h_i eraser); it knows nothing of
+//! losses, training loops, files or sweeps.
 
 pub mod baselines;
 pub mod config;
