@@ -67,6 +67,18 @@ fn bcs(l: &Layout) -> Result<(usize, usize, usize)> {
     Ok((d[0], d[1], d[2..].iter().product()))
 }
 
+/// The three f32 inputs of a batch-norm op as slices (each must be
+/// contiguous), and `(batch, channels, spatial)` of the first.
+#[allow(clippy::type_complexity)]
+fn three_inputs<'a>(
+    (s1, l1): (&'a CpuStorage, &Layout),
+    (s2, l2): (&'a CpuStorage, &Layout),
+    (s3, l3): (&'a CpuStorage, &Layout),
+    op: &str,
+) -> Result<([&'a [f32]; 3], (usize, usize, usize))> {
+    Ok(([contiguous_f32(s1, l1, op)?, contiguous_f32(s2, l2, op)?, contiguous_f32(s3, l3, op)?], bcs(l1)?))
+}
+
 /// `sum(f(v))` over `xs` with eight f32 accumulators (so that it vectorises).
 #[inline]
 fn lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
@@ -124,9 +136,7 @@ impl CustomOp3 for BnTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, "batch norm")?;
-        let (gamma, beta) = (contiguous_f32(s2, l2, "batch norm")?, contiguous_f32(s3, l3, "batch norm")?);
-        let (b, c, hw) = bcs(l1)?;
+        let ([x, gamma, beta], (b, c, hw)) = three_inputs((s1, l1), (s2, l2), (s3, l3), "batch norm")?;
         let n = b * hw;
         // Two passes per channel (mean, then centred squares); 8-lane f32
         // sums within an image, f64 across images.
@@ -191,8 +201,7 @@ impl CustomOp3 for BnTrainBackward {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let name = "batch-norm backward";
-        let (x, y, g) = (contiguous_f32(s1, l1, name)?, contiguous_f32(s2, l2, name)?, contiguous_f32(s3, l3, name)?);
-        let (b, c, hw) = bcs(l1)?;
+        let ([x, y, g], (b, c, hw)) = three_inputs((s1, l1), (s2, l2), (s3, l3), name)?;
         let st = &self.stats;
         if st.mean.len() != c || y.len() != x.len() || g.len() != x.len() {
             candle_core::bail!("{name}: shapes do not match the forward pass");
@@ -259,9 +268,7 @@ impl CustomOp3 for BnEval {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, "batch norm")?;
-        let (gamma, beta) = (contiguous_f32(s2, l2, "batch norm")?, contiguous_f32(s3, l3, "batch norm")?);
-        let (_, c, hw) = bcs(l1)?;
+        let ([x, gamma, beta], (_, c, hw)) = three_inputs((s1, l1), (s2, l2), (s3, l3), "batch norm")?;
         if self.mean.len() != c || gamma.len() != c || beta.len() != c {
             candle_core::bail!("batch norm: {c} channels, {} statistics", self.mean.len());
         }

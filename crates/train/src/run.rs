@@ -391,8 +391,9 @@ const PROBE_FOLDS: usize = 5;
 /// patients, ordered by their number of malignant rows then first
 /// appearance, are dealt round-robin into `folds` folds, so each fold gets
 /// both classes in proportion; each fold is scored by a probe fitted on the
-/// others. `None` when a class has fewer patients than folds, a fold lacks
-/// a class in its training part, or a fit fails.
+/// others (every fold then has patients of both kinds, so every training
+/// part has both classes). `None` when a class has fewer patients than
+/// folds, or a fit fails.
 fn cross_validated_probe(x: &[Vec<f64>], y: &[u8], patients: &[&str], folds: usize) -> Option<f64> {
     let mut first: Vec<&str> = Vec::new();
     let mut malignant: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -406,16 +407,13 @@ fn cross_validated_probe(x: &[Vec<f64>], y: &[u8], patients: &[&str], folds: usi
     if with < folds || first.len() - with < folds {
         return None;
     }
-    let mut order: Vec<(usize, &str)> = first.iter().enumerate().map(|(i, &p)| (i, p)).collect();
-    order.sort_by_key(|&(i, p)| (malignant[p], i));
-    let fold_of: std::collections::HashMap<&str, usize> = order.iter().enumerate().map(|(rank, &(_, p))| (p, rank % folds)).collect();
+    // A stable sort: within a count, patients keep their order of appearance.
+    first.sort_by_key(|p| malignant[p]);
+    let fold_of: std::collections::HashMap<&str, usize> = first.iter().enumerate().map(|(rank, &p)| (p, rank % folds)).collect();
     let fold: Vec<usize> = patients.iter().map(|p| fold_of[p]).collect();
     let mut scores = vec![0.0; y.len()];
     for f in 0..folds {
         let (xf, yf): (Vec<Vec<f64>>, Vec<u8>) = (0..y.len()).filter(|&i| fold[i] != f).map(|i| (x[i].clone(), y[i])).unzip();
-        if !(yf.contains(&0) && yf.contains(&1)) {
-            return None;
-        }
         let m = dae_metrics::LogisticRegression::fit(&xf, &yf, 1e-2).ok()?;
         for i in (0..y.len()).filter(|&i| fold[i] == f) {
             scores[i] = m.predict(&x[i]);
