@@ -28,12 +28,14 @@
 //! This crate knows the data, model, losses and metrics crates; it knows
 //! nothing of sweeps, job ids or reports.
 
+pub mod adam;
+pub mod checkpoint;
 pub mod config;
 pub mod methods;
 pub mod run;
 
 pub use config::JobConfig;
-pub use run::{train, RunError, RunOutcome};
+pub use run::{train, train_with, RunError, RunOutcome, TrainOptions};
 
 /// The documented exit codes of `dae-train`.
 pub mod exit {

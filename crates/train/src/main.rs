@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success, 1 other error, 2 bad config, 3 data error,
 //! 4 diverged (NaN or infinite loss), 5 interrupted (SIGINT/SIGTERM; the run
-//! stays marked `incomplete`).
+//! stays marked `incomplete`, and a later start on the same folder resumes
+//! after its last finished epoch unless `--fresh`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,12 +11,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Parser;
-use dae_train::{exit, train, JobConfig};
+use dae_train::{exit, train_with, JobConfig, TrainOptions};
 
 #[derive(Parser)]
 #[command(name = "dae-train", version = dae_train::CODE_VERSION, about = "Train one DAE-GCN job from a config file")]
 #[command(
-    after_help = "Example:\n  dae-train --config experiments/jobs/dae-gcn-smoke.toml --out results/runs/smoke\n\nExit codes: 0 success, 1 other error, 2 bad config, 3 data error, 4 diverged, 5 interrupted."
+    after_help = "Example:\n  dae-train --config experiments/jobs/dae-gcn-smoke.toml --out results/runs/smoke\n\nExit codes: 0 success, 1 other error, 2 bad config, 3 data error, 4 diverged, 5 interrupted.\n\nAn interrupted run (exit 5, or killed) resumes after its last finished epoch when started again on the same --out with the same config and dae-train version; --fresh starts it over."
 )]
 struct Cli {
     /// The job config (TOML).
@@ -29,6 +30,10 @@ struct Cli {
     /// object `{"code_version", "results": [{"ok": {"config", "data"}} | {"error": "..."}]}`.
     #[arg(long, conflicts_with_all = ["config", "out"])]
     resolve: bool,
+    /// Start from epoch 1 even where --out holds a checkpoint of this job
+    /// (by default an interrupted run resumes after its last finished epoch).
+    #[arg(long)]
+    fresh: bool,
 }
 
 fn resolve_stdin() -> ExitCode {
@@ -79,7 +84,7 @@ fn main() -> ExitCode {
             eprintln!("warning: cannot handle signal {sig}: {e}");
         }
     }
-    match train(&cfg, &out, &stop) {
+    match train_with(&cfg, &out, &stop, &TrainOptions { fresh: cli.fresh, ..Default::default() }) {
         Ok(m) => {
             println!(
                 "done: test AUC {:.4} (val {:.4}, best epoch {} of {}), {:.1} s; results in {}",

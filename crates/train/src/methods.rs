@@ -16,12 +16,13 @@
 use std::ops::Range;
 
 use candle_core::{DType, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::{ParamsAdamW, VarMap};
 use dae_data::batch::Batch;
 use dae_data::rng::{derive_seed, Rng};
 use dae_losses::{bce_with_logits, cluster_softmax_ce, gaussian_kl, l1_reconstruction, signed_laplacian};
 use dae_model::{GuidedVae, GuidedVaeConfig, Icadx, IcadxConfig, LiDiagnetConfig, Network};
 
+use crate::adam::Adam as AdamW;
 use crate::config::{JobConfig, LossWeights};
 
 /// The loss terms of one step, for `history.csv`. `cls`, `attr` and `rec`
@@ -50,6 +51,15 @@ enum Kind {
     LiDiagnet { cfg: LiDiagnetConfig, opt: AdamW },
 }
 
+/// What [`Trainer::save_state`] keeps outside the tensors.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainerState {
+    /// The random stream (VAE and GAN noise).
+    pub rng: [u64; 4],
+    /// Steps taken by each optimiser.
+    pub steps: std::collections::BTreeMap<String, usize>,
+}
+
 /// Holds a method's optimisers and random stream across the batches of a run.
 pub struct Trainer {
     kind: Kind,
@@ -58,12 +68,17 @@ pub struct Trainer {
     rng: Rng,
 }
 
+/// The variables whose names satisfy `pick`, with their names, in name order.
+fn named_vars(varmap: &VarMap, pick: impl Fn(&str) -> bool) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut named: Vec<(String, Var)> = data.iter().filter(|(k, _)| pick(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
 /// The variables whose names satisfy `pick`, in name order.
 fn vars(varmap: &VarMap, pick: impl Fn(&str) -> bool) -> Vec<Var> {
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut named: Vec<(&String, &Var)> = data.iter().filter(|(k, _)| pick(k)).collect();
-    named.sort_by(|a, b| a.0.cmp(b.0));
-    named.into_iter().map(|(_, v)| v.clone()).collect()
+    named_vars(varmap, pick).into_iter().map(|(_, v)| v).collect()
 }
 
 fn scalar(t: &Tensor) -> candle_core::Result<f32> {
@@ -134,28 +149,62 @@ impl Trainer {
     /// Builds the optimisers of `net`'s method over the variables of `varmap`.
     pub fn new(net: &Network, varmap: &VarMap, job: &JobConfig, clusters: Vec<Range<usize>>) -> candle_core::Result<Self> {
         let p = ParamsAdamW { lr: job.optim.lr, weight_decay: job.optim.weight_decay, ..Default::default() };
-        let adam = |v: Vec<Var>| AdamW::new(v, p.clone());
+        let adam = |v: Vec<(String, Var)>| AdamW::new(v, p.clone());
         let spec = job.method_spec();
         let kind = match (net, spec) {
-            (Network::DaeGcn(_), _) => Kind::DaeGcn { opt: adam(varmap.all_vars())? },
+            (Network::DaeGcn(_), _) => Kind::DaeGcn { opt: adam(named_vars(varmap, |_| true))? },
             (Network::GuidedVae(_), dae_model::MethodSpec::GuidedVae(cfg)) => Kind::GuidedVae {
                 cfg,
-                vae: adam(vars(varmap, |k| !k.starts_with(GuidedVae::ADVERSARY_PREFIX)))?,
-                adversary: adam(vars(varmap, |k| k.starts_with(GuidedVae::ADVERSARY_PREFIX)))?,
-                encoder: adam(vars(varmap, |k| GuidedVae::ENCODER_PREFIXES.iter().any(|p| k.starts_with(p))))?,
+                vae: adam(named_vars(varmap, |k| !k.starts_with(GuidedVae::ADVERSARY_PREFIX)))?,
+                adversary: adam(named_vars(varmap, |k| k.starts_with(GuidedVae::ADVERSARY_PREFIX)))?,
+                encoder: adam(named_vars(varmap, |k| GuidedVae::ENCODER_PREFIXES.iter().any(|p| k.starts_with(p))))?,
             },
             (Network::Icadx(_), dae_model::MethodSpec::Icadx(cfg)) => Kind::Icadx {
                 cfg,
-                diagnosis: adam(vars(varmap, |k| !k.starts_with(Icadx::GENERATOR_PREFIX)))?,
-                generator: adam(vars(varmap, |k| k.starts_with(Icadx::GENERATOR_PREFIX)))?,
+                diagnosis: adam(named_vars(varmap, |k| !k.starts_with(Icadx::GENERATOR_PREFIX)))?,
+                generator: adam(named_vars(varmap, |k| k.starts_with(Icadx::GENERATOR_PREFIX)))?,
                 running_stats: vars(varmap, |k| {
                     !k.starts_with(Icadx::GENERATOR_PREFIX) && (k.ends_with("running_mean") || k.ends_with("running_var"))
                 }),
             },
-            (Network::LiDiagnet(_), dae_model::MethodSpec::LiDiagnet(cfg)) => Kind::LiDiagnet { cfg, opt: adam(varmap.all_vars())? },
+            (Network::LiDiagnet(_), dae_model::MethodSpec::LiDiagnet(cfg)) => {
+                Kind::LiDiagnet { cfg, opt: adam(named_vars(varmap, |_| true))? }
+            }
             (n, s) => candle_core::bail!("network {:?} built for another method than {:?}", n.method(), s.method()),
         };
         Ok(Self { kind, weights: job.loss.clone(), clusters, rng: Rng::new(derive_seed(job.seed, 0x6e6f_6973_65)) })
+    }
+
+    /// The optimisers by name, in a fixed order.
+    fn optimisers(&mut self) -> Vec<(&'static str, &mut AdamW)> {
+        match &mut self.kind {
+            Kind::DaeGcn { opt } | Kind::LiDiagnet { opt, .. } => vec![("opt", opt)],
+            Kind::GuidedVae { vae, adversary, encoder, .. } => vec![("vae", vae), ("adversary", adversary), ("encoder", encoder)],
+            Kind::Icadx { diagnosis, generator, .. } => vec![("diagnosis", diagnosis), ("generator", generator)],
+        }
+    }
+
+    /// The state a resumed run needs besides the network's variables: each
+    /// optimiser's moments (added to `tensors` under `optim.<optimiser>.`)
+    /// and step count, and the random stream.
+    pub fn save_state(&mut self, tensors: &mut std::collections::BTreeMap<String, Tensor>) -> TrainerState {
+        let rng = self.rng.state();
+        let mut steps = std::collections::BTreeMap::new();
+        for (name, opt) in self.optimisers() {
+            opt.save_state(&format!("optim.{name}"), tensors);
+            steps.insert(name.to_string(), opt.steps());
+        }
+        TrainerState { rng, steps }
+    }
+
+    /// Restores what [`Trainer::save_state`] saved.
+    pub fn load_state(&mut self, state: &TrainerState, tensors: &std::collections::HashMap<String, Tensor>) -> candle_core::Result<()> {
+        for (name, opt) in self.optimisers() {
+            let steps = *state.steps.get(name).ok_or_else(|| candle_core::Error::Msg(format!("no step count for optimiser `{name}`")))?;
+            opt.load_state(&format!("optim.{name}"), tensors, steps)?;
+        }
+        self.rng = Rng::from_state(state.rng);
+        Ok(())
     }
 
     /// The method's own `history.csv` columns, after the common ones.

@@ -14,6 +14,7 @@ use dae_data::{csv_field, AttrStats, Dataset, Sample, Vocabulary};
 use dae_model::{init_weights, Network};
 use serde::Serialize;
 
+use crate::checkpoint;
 use crate::config::JobConfig;
 use crate::methods::{Step, Trainer};
 
@@ -73,6 +74,10 @@ pub struct RunOutcome {
     pub probe_auc_test_cv: BTreeMap<String, f64>,
     pub best_epoch: usize,
     pub epochs_run: usize,
+    /// The epoch of the checkpoint this run resumed from (0: not resumed).
+    pub resumed_from_epoch: usize,
+    /// Over all attempts of a resumed run (without the unfinished epoch an
+    /// interrupt threw away).
     pub wall_seconds: f64,
     pub train_samples_per_second: f64,
     pub peak_memory_mb: f64,
@@ -185,9 +190,25 @@ fn restore(varmap: &VarMap, snap: &BTreeMap<String, Tensor>) -> Result<(), RunEr
     Ok(())
 }
 
-/// Trains the job and writes the run folder `out`. `stop` is polled
-/// between batches (set by SIGINT/SIGTERM).
+/// How [`train_with`] treats an earlier attempt, and when it stops.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// Start from epoch 1 even where `out` holds a checkpoint of this job.
+    pub fresh: bool,
+    /// Stop as if interrupted right after this epoch's checkpoint is written
+    /// (for tests, and for schedulers that hand out time in slices).
+    pub interrupt_after_epoch: Option<usize>,
+}
+
+/// Trains the job and writes the run folder `out`, resuming from the
+/// folder's checkpoint where it holds one of this job ([`crate::checkpoint`]).
+/// `stop` is polled between batches (set by SIGINT/SIGTERM).
 pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcome, RunError> {
+    train_with(cfg, out, stop, &TrainOptions::default())
+}
+
+/// [`train`] with options.
+pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOptions) -> Result<RunOutcome, RunError> {
     let t0 = Instant::now();
     cfg.validate().map_err(RunError::Config)?;
     if out.join("done").exists() {
@@ -242,7 +263,38 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
     let (mut best_auc, mut best_epoch, mut best_snap) = (f64::NEG_INFINITY, 0, None);
     let mut epochs_run = 0;
     let (mut train_seen, mut train_secs) = (0usize, 0f64);
-    for epoch in 1..=cfg.optim.epochs {
+    let canonical = cfg.canonical();
+    let (mut wall_before, mut training_done, mut resumed_from_epoch) = (0f64, false, 0usize);
+    let ckpt_path = out.join(checkpoint::FILE);
+    let ckpt_error =
+        |reason: String| RunError::Config(format!("{}: {reason} (delete it, or pass --fresh, to start the run over)", ckpt_path.display()));
+    let previous = if opts.fresh { None } else { checkpoint::load(out, &dev).map_err(|e| ckpt_error(e.reason))? };
+    match previous {
+        Some(c) if c.state.config != canonical || c.state.code_version != crate::CODE_VERSION => {
+            tracing::warn!(
+                checkpoint = %ckpt_path.display(),
+                made_by = %c.state.code_version,
+                "the checkpoint is of another config or code version; starting from epoch 1"
+            );
+        }
+        Some(c) => {
+            checkpoint::restore_vars(&varmap, &checkpoint::with_prefix(&c.tensors, "model"), "model").map_err(ckpt_error)?;
+            let best = checkpoint::with_prefix(&c.tensors, "best");
+            if !best.is_empty() {
+                best_snap = Some(best);
+            }
+            trainer.load_state(&c.state.trainer, &c.tensors).map_err(|e| ckpt_error(e.to_string()))?;
+            let st = c.state;
+            (best_auc, best_epoch, epochs_run, train_seen, train_secs) =
+                (st.best_auc, st.best_epoch, st.epoch, st.train_seen, st.train_seconds);
+            (wall_before, training_done, resumed_from_epoch, history) = (st.wall_seconds, st.training_done, st.epoch, st.history);
+            write_file(out, "history.csv", history.as_bytes())?;
+            tracing::info!(epoch = st.epoch, "resuming from the checkpoint");
+        }
+        None => {}
+    }
+    let first_epoch = if training_done { cfg.optim.epochs + 1 } else { epochs_run + 1 };
+    for epoch in first_epoch..=cfg.optim.epochs {
         let te = Instant::now();
         let spec = BatchSpec {
             batch_size: cfg.optim.batch_size,
@@ -304,6 +356,34 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
             best_epoch = epoch;
             best_snap = Some(snapshot(&varmap)?);
         } else if cfg.optim.patience > 0 && epoch - best_epoch >= cfg.optim.patience {
+            training_done = true;
+        }
+        training_done |= epoch == cfg.optim.epochs;
+        let mut optim = BTreeMap::new();
+        let trainer_state = trainer.save_state(&mut optim);
+        let state = checkpoint::CheckpointState {
+            format: checkpoint::FORMAT,
+            code_version: crate::CODE_VERSION.to_string(),
+            config: canonical.clone(),
+            epoch,
+            training_done,
+            best_auc,
+            best_epoch,
+            train_seen,
+            train_seconds: train_secs,
+            wall_seconds: wall_before + t0.elapsed().as_secs_f64(),
+            history: history.clone(),
+            trainer: trainer_state,
+        };
+        checkpoint::save(out, &state, &checkpoint::var_tensors(&varmap), best_snap.as_ref(), optim).map_err(|e| RunError::Io {
+            path: e.path,
+            action: "cannot write the checkpoint",
+            source: std::io::Error::other(e.reason),
+        })?;
+        if opts.interrupt_after_epoch == Some(epoch) {
+            return Err(RunError::Interrupted);
+        }
+        if training_done {
             break;
         }
     }
@@ -334,7 +414,8 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
         probe_auc_test_cv,
         best_epoch,
         epochs_run,
-        wall_seconds: t0.elapsed().as_secs_f64(),
+        resumed_from_epoch,
+        wall_seconds: wall_before + t0.elapsed().as_secs_f64(),
         train_samples_per_second: train_seen as f64 / train_secs.max(1e-9),
         peak_memory_mb: peak_memory_mb(),
         device: cfg.device.clone(),
@@ -348,6 +429,7 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
     write_file(out, "metrics.json", serde_json::to_string_pretty(&outcome).expect("metrics serialise").as_bytes())?;
     write_file(out, "done", format!("{}\n", crate::CODE_VERSION).as_bytes())?;
     let _ = std::fs::remove_file(out.join("incomplete"));
+    let _ = std::fs::remove_file(&ckpt_path);
     Ok(outcome)
 }
 

@@ -1,0 +1,154 @@
+//! The per-epoch checkpoint that lets an interrupted run resume.
+//!
+//! After every epoch the trainer writes `checkpoint.safetensors` in the run
+//! folder, atomically (temp file + rename), one file holding everything the
+//! next epoch depends on:
+//!
+//! | tensors | what |
+//! |---|---|
+//! | `model.<var>` | every variable of the network (weights, batch-norm running statistics, the h_i eraser) |
+//! | `best.<var>` | the snapshot of the best validation epoch so far |
+//! | `optim.<optimiser>.{m,v}.<var>` | each Adam optimiser's moments |
+//!
+//! and, in the file's metadata (key `dae_train_checkpoint`), a JSON
+//! [`CheckpointState`]: the epochs done, the best epoch and AUC, the history
+//! so far, timing counters, each optimiser's step count, the random stream,
+//! and the resolved config and code version it was made by.
+//!
+//! A run started on a folder that holds a checkpoint of the same config
+//! and code version continues after the checkpoint's epoch, and ends with
+//! the same metrics, scores and weights as a run that was never stopped
+//! (shuffling and augmentation are derived from the seed and the epoch
+//! number; the rest is in the file). A checkpoint of another config or
+//! code version is not used (the run starts from epoch 1 and says so). The
+//! checkpoint is removed once the run is done.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use crate::methods::TrainerState;
+
+/// The checkpoint's file name inside a run folder.
+pub const FILE: &str = "checkpoint.safetensors";
+const META_KEY: &str = "dae_train_checkpoint";
+/// The format this trainer writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// The scalar part of a checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub format: u32,
+    pub code_version: String,
+    /// The resolved config (`JobConfig::canonical`) of the run.
+    pub config: String,
+    /// Epochs finished (validation and best-epoch bookkeeping included).
+    pub epoch: usize,
+    /// Whether training had ended (last epoch, or early stopping): a
+    /// resumed run goes straight to the test evaluation.
+    pub training_done: bool,
+    pub best_auc: f64,
+    pub best_epoch: usize,
+    pub train_seen: usize,
+    pub train_seconds: f64,
+    /// Wall seconds of the run up to the checkpoint, over all attempts.
+    pub wall_seconds: f64,
+    /// `history.csv` as it stood.
+    pub history: String,
+    pub trainer: TrainerState,
+}
+
+/// A loaded checkpoint.
+pub struct Checkpoint {
+    pub state: CheckpointState,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+/// Why a checkpoint could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct CheckpointError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+fn err(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError { path: path.into(), reason: reason.to_string() }
+}
+
+/// The variables of `varmap` by name.
+pub fn var_tensors(varmap: &VarMap) -> BTreeMap<String, Tensor> {
+    let data = varmap.data().lock().expect("varmap lock");
+    data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
+/// Writes the checkpoint into `dir` atomically.
+pub fn save(
+    dir: &Path,
+    state: &CheckpointState,
+    model: &BTreeMap<String, Tensor>,
+    best: Option<&BTreeMap<String, Tensor>>,
+    optim: BTreeMap<String, Tensor>,
+) -> Result<(), CheckpointError> {
+    let path = dir.join(FILE);
+    let mut all: BTreeMap<String, Tensor> = optim;
+    for (k, t) in model {
+        all.insert(format!("model.{k}"), t.clone());
+    }
+    for (k, t) in best.into_iter().flatten() {
+        all.insert(format!("best.{k}"), t.clone());
+    }
+    let meta = HashMap::from([(META_KEY.to_string(), serde_json::to_string(state).expect("checkpoint state serialises"))]);
+    let tmp = dir.join(format!(".{FILE}.tmp.{}", std::process::id()));
+    safetensors::serialize_to_file(all.iter(), Some(meta), &tmp).map_err(|e| err(&tmp, format!("cannot write: {e}")))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(&tmp, format!("cannot sync: {e}")))?;
+    std::fs::rename(&tmp, &path).map_err(|e| err(&path, format!("cannot move into place: {e}")))
+}
+
+/// Reads the checkpoint in `dir`, if there is one. A file that is there but
+/// cannot be read is an error (it is never silently ignored).
+pub fn load(dir: &Path, dev: &Device) -> Result<Option<Checkpoint>, CheckpointError> {
+    let path = dir.join(FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(&path, format!("cannot read: {e}"))),
+    };
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(&path, format!("not a safetensors file: {e}")))?;
+    let text = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| err(&path, format!("no `{META_KEY}` metadata: not a dae-train checkpoint")))?;
+    let state: CheckpointState = serde_json::from_str(text).map_err(|e| err(&path, format!("bad `{META_KEY}` metadata: {e}")))?;
+    if state.format != FORMAT {
+        return Err(err(&path, format!("checkpoint format {} (this dae-train reads format {FORMAT})", state.format)));
+    }
+    let tensors = candle_core::safetensors::load_buffer(&bytes, dev).map_err(|e| err(&path, format!("cannot read the tensors: {e}")))?;
+    Ok(Some(Checkpoint { state, tensors }))
+}
+
+/// The tensors stored under `prefix.`, with the prefix stripped.
+pub fn with_prefix(tensors: &HashMap<String, Tensor>, prefix: &str) -> BTreeMap<String, Tensor> {
+    let p = format!("{prefix}.");
+    tensors.iter().filter_map(|(k, t)| k.strip_prefix(&p).map(|n| (n.to_string(), t.clone()))).collect()
+}
+
+/// Sets every variable of `varmap` from `saved` (same names and shapes).
+pub fn restore_vars(varmap: &VarMap, saved: &BTreeMap<String, Tensor>, what: &str) -> Result<(), String> {
+    let data = varmap.data().lock().expect("varmap lock");
+    if data.len() != saved.len() {
+        return Err(format!("{what}: {} tensors, the network has {} variables", saved.len(), data.len()));
+    }
+    for (k, var) in data.iter() {
+        let t = saved.get(k).ok_or_else(|| format!("{what}: no tensor for variable `{k}`"))?;
+        if t.shape() != var.shape() {
+            return Err(format!("{what}: `{k}` has shape {:?}, the variable {:?}", t.shape(), var.shape()));
+        }
+        var.set(t).map_err(|e| format!("{what}: `{k}`: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! Checkpoints: a run interrupted after an epoch and started again on the
+//! same folder ends with the same scores, weights, history and metrics as a
+//! run that was never stopped, for every method; a checkpoint of another
+//! config is not used; an unreadable one is an error that names the file.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use dae_train::{train, train_with, JobConfig, TrainOptions};
+
+/// A tiny synthetic job of `method`, three epochs, with extra TOML lines
+/// under `[model]` and `[optim]`.
+fn job(method: &str, model: &str, optim: &str) -> JobConfig {
+    std::env::set_var("DAE_CACHE", std::env::temp_dir().join("dae-train-test-cache"));
+    let blocks = match method {
+        "dae-gcn" => "h_ma_dim = 8\nh_mi_dim = 8\nh_i_dim = 8\ngcn_hidden = 8",
+        "guided-vae" => "h_ma_dim = 8\nh_mi_dim = 8\nh_i_dim = 8",
+        _ => "h_dim = 16",
+    };
+    let text = format!(
+        "seed = 3\nmethod = \"{method}\"\n[dataset]\nkind = \"synthetic\"\npatients = 80\nimage_size = 32\n\
+         [split]\nratios = [0.6, 0.2, 0.2]\n[model]\nwidth = 4\n{blocks}\n{model}\n\
+         [optim]\nlr = 0.002\nbatch_size = 16\nepochs = 3\n{optim}\n[output]\nfigure3_samples = 1\n"
+    );
+    JobConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn json(dir: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    v.as_object().unwrap().clone()
+}
+
+/// `history.csv` without its `seconds` column.
+fn history(dir: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::Reader::from_path(dir.join("history.csv")).unwrap();
+    let h = r.headers().unwrap().clone();
+    let keep: Vec<usize> = (0..h.len()).filter(|&i| &h[i] != "seconds").collect();
+    let mut rows = vec![keep.iter().map(|&i| h[i].to_string()).collect::<Vec<_>>()];
+    rows.extend(r.records().map(|rec| {
+        let rec = rec.unwrap();
+        keep.iter().map(|&i| rec[i].to_string()).collect()
+    }));
+    rows
+}
+
+/// Runs `cfg` once straight through and once interrupted after epoch
+/// `cut` and started again; the two run folders must agree.
+fn resumed_equals_uninterrupted(cfg: &JobConfig, cut: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("straight"), dir.path().join("resumed"));
+    train(cfg, &a, &AtomicBool::new(false)).unwrap();
+
+    let opts = TrainOptions { interrupt_after_epoch: Some(cut), ..Default::default() };
+    let e = train_with(cfg, &b, &AtomicBool::new(false), &opts).unwrap_err();
+    assert_eq!(e.exit_code(), dae_train::exit::INTERRUPTED);
+    assert!(b.join("incomplete").exists() && b.join(dae_train::checkpoint::FILE).exists() && !b.join("done").exists());
+    assert_eq!(history(&b).len(), 1 + cut);
+    let m = train(cfg, &b, &AtomicBool::new(false)).unwrap();
+    assert_eq!(m.resumed_from_epoch, cut);
+    assert!(!b.join(dae_train::checkpoint::FILE).exists(), "a finished run keeps no checkpoint");
+
+    let method = cfg.method.name();
+    for f in ["scores.csv", "model.safetensors"] {
+        assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{method}: {f} differs after resuming");
+    }
+    assert_eq!(history(&a), history(&b), "{method}: history.csv");
+    let (ja, jb) = (json(&a), json(&b));
+    let timing = ["wall_seconds", "train_samples_per_second", "peak_memory_mb", "resumed_from_epoch"];
+    for (k, v) in &ja {
+        if !timing.contains(&k.as_str()) {
+            assert_eq!(Some(v), jb.get(k), "{method}: metrics.json `{k}`");
+        }
+    }
+    assert_eq!(ja["resumed_from_epoch"], 0);
+}
+
+#[test]
+fn dae_gcn_with_the_eraser_resumes_to_the_same_run() {
+    resumed_equals_uninterrupted(&job("dae-gcn", "h_i_erase = true", "patience = 0"), 1);
+}
+
+#[test]
+fn a_run_interrupted_after_its_last_epoch_resumes_straight_to_the_test() {
+    // Early stopping ends training at epoch 2 or 3; cutting at the last
+    // epoch leaves only the test evaluation to do.
+    let cfg = job("dae-gcn", "", "patience = 1");
+    let dir = tempfile::tempdir().unwrap();
+    let straight = train(&cfg, &dir.path().join("straight"), &AtomicBool::new(false)).unwrap();
+    resumed_equals_uninterrupted(&cfg, straight.epochs_run);
+}
+
+#[test]
+fn guided_vae_resumes_with_its_three_optimisers_and_noise_stream() {
+    resumed_equals_uninterrupted(&job("guided-vae", "", "patience = 0"), 2);
+}
+
+#[test]
+fn icadx_and_li_resume_to_the_same_run() {
+    resumed_equals_uninterrupted(&job("icadx", "", "patience = 0"), 1);
+    resumed_equals_uninterrupted(&job("li-diagnet", "", "patience = 0"), 2);
+}
+
+#[test]
+fn checkpoints_of_another_job_are_not_used_and_broken_ones_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let cfg = job("dae-gcn", "", "patience = 0");
+    let opts = TrainOptions { interrupt_after_epoch: Some(2), ..Default::default() };
+    train_with(&cfg, &run, &AtomicBool::new(false), &opts).unwrap_err();
+
+    // Another learning rate on the same folder: the checkpoint is ignored
+    // and the run starts at epoch 1 (and ends like a fresh run of that job).
+    let mut other = cfg.clone();
+    other.optim.lr = 0.001;
+    let m = train(&other, &run, &AtomicBool::new(false)).unwrap();
+    assert_eq!((m.resumed_from_epoch, m.epochs_run), (0, 3));
+    let fresh = train(&other, &dir.path().join("fresh"), &AtomicBool::new(false)).unwrap();
+    assert_eq!((m.test_auc, m.val_auc), (fresh.test_auc, fresh.val_auc));
+
+    // A damaged checkpoint: an error naming the file and the way out.
+    let run = dir.path().join("damaged");
+    train_with(&cfg, &run, &AtomicBool::new(false), &opts).unwrap_err();
+    let ckpt = run.join(dae_train::checkpoint::FILE);
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
+    let e = train(&cfg, &run, &AtomicBool::new(false)).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("checkpoint.safetensors") && msg.contains("--fresh") && msg.contains("delete it"), "{msg}");
+    assert_eq!(e.exit_code(), dae_train::exit::BAD_CONFIG);
+    // --fresh starts over and ends like a run that never stopped.
+    let m = train_with(&cfg, &run, &AtomicBool::new(false), &TrainOptions { fresh: true, ..Default::default() }).unwrap();
+    let straight = train(&cfg, &dir.path().join("straight"), &AtomicBool::new(false)).unwrap();
+    assert_eq!(m.resumed_from_epoch, 0);
+    assert_eq!((m.test_auc, m.val_auc, m.best_epoch), (straight.test_auc, straight.val_auc, straight.best_epoch));
+}
