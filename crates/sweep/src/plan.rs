@@ -181,7 +181,11 @@ impl RerunPolicy {
     pub fn decide(&self, status: &Status, current_version: &str) -> (Action, String) {
         match status {
             Status::Pending => (Action::Run, "not run yet".into()),
-            Status::Incomplete => (Action::Run, "started but never finished; will start again".into()),
+            Status::Incomplete => (
+                Action::Run,
+                "started but never finished; runs again (resuming after its last finished epoch where the trainer left a checkpoint)"
+                    .into(),
+            ),
             Status::Running => (Action::Skip, "running now (another runner holds its lock)".into()),
             Status::Done if self.force => (Action::Run, "done; rerun because of --force (the old run is archived)".into()),
             Status::Done => (Action::Skip, "done".into()),
