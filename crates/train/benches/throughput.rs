@@ -20,9 +20,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{ParamsAdamW, VarBuilder, VarMap};
 use dae_data::{AttrStats, Vocabulary};
 use dae_model::{init_weights, DaeGcn, EncoderKind, ModelConfig};
+use dae_train::adam::Adam;
 
 struct Setting {
     name: &'static str,
@@ -75,7 +76,10 @@ fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
     let vm = VarMap::new();
     let model = DaeGcn::new(&cfg, s.size, &vocab, &stats, VarBuilder::from_varmap(&vm, DType::F32, &dev)).expect("model");
     init_weights(&vm, 0)?;
-    let mut opt = AdamW::new(vm.all_vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
+    // The trainer's optimiser, over the variables in name order.
+    let mut named: Vec<_> = vm.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut opt = Adam::new(named, ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
     let x = Tensor::randn(0f32, 1.0, (s.batch, 1, s.size, s.size), &dev)?;
     let y = Tensor::from_vec((0..s.batch).map(|i| (i % 2) as f32).collect::<Vec<_>>(), s.batch, &dev)?;
     let attrs = Tensor::from_vec(
@@ -84,7 +88,7 @@ fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
         &dev,
     )?;
     let clusters: Vec<_> = vocab.clusters().into_iter().map(|(_, r)| r).collect();
-    let step = |opt: &mut AdamW| -> candle_core::Result<()> {
+    let step = |opt: &mut Adam| -> candle_core::Result<()> {
         let o = model.forward_t(&x, true)?;
         let mut l = dae_losses::bce_with_logits(&o.logits, &y)?;
         if let Some(s) = &o.attr_scores {

@@ -13,6 +13,7 @@
 //! | `model.safetensors` | the selected (best validation AUC) weights, with the fitted h_i eraser when `model.h_i_erase` is on |
 //! | `figure3-*.png`, `figure3.json` | reconstructions of fixed test samples from h, [h_ma, h_mi], h_i, h_ma, h_mi (Guided-VAE: z, z_t, z_rst; methods without a decoder write none) |
 //! | `incomplete` | present while the run is in progress or was interrupted |
+//! | `checkpoint.safetensors` | written after every epoch while the run is in progress, removed when it is done ([`checkpoint`]): a run started again on the folder resumes from it |
 //! | `done` | the completion marker, written last |
 //!
 //! The config's `method` picks DAE-GCN (default) or one of the baselines

@@ -22,7 +22,7 @@ use dae_data::rng::{derive_seed, Rng};
 use dae_losses::{bce_with_logits, cluster_softmax_ce, gaussian_kl, l1_reconstruction, signed_laplacian};
 use dae_model::{GuidedVae, GuidedVaeConfig, Icadx, IcadxConfig, LiDiagnetConfig, Network};
 
-use crate::adam::Adam as AdamW;
+use crate::adam::Adam;
 use crate::config::{JobConfig, LossWeights};
 
 /// The loss terms of one step, for `history.csv`. `cls`, `attr` and `rec`
@@ -45,10 +45,10 @@ pub enum Step {
 }
 
 enum Kind {
-    DaeGcn { opt: AdamW },
-    GuidedVae { cfg: GuidedVaeConfig, vae: AdamW, adversary: AdamW, encoder: AdamW },
-    Icadx { cfg: IcadxConfig, diagnosis: AdamW, generator: AdamW, running_stats: Vec<Var> },
-    LiDiagnet { cfg: LiDiagnetConfig, opt: AdamW },
+    DaeGcn { opt: Adam },
+    GuidedVae { cfg: GuidedVaeConfig, vae: Adam, adversary: Adam, encoder: Adam },
+    Icadx { cfg: IcadxConfig, diagnosis: Adam, generator: Adam, running_stats: Vec<Var> },
+    LiDiagnet { cfg: LiDiagnetConfig, opt: Adam },
 }
 
 /// What [`Trainer::save_state`] keeps outside the tensors.
@@ -149,7 +149,7 @@ impl Trainer {
     /// Builds the optimisers of `net`'s method over the variables of `varmap`.
     pub fn new(net: &Network, varmap: &VarMap, job: &JobConfig, clusters: Vec<Range<usize>>) -> candle_core::Result<Self> {
         let p = ParamsAdamW { lr: job.optim.lr, weight_decay: job.optim.weight_decay, ..Default::default() };
-        let adam = |v: Vec<(String, Var)>| AdamW::new(v, p.clone());
+        let adam = |v: Vec<(String, Var)>| Adam::new(v, p.clone());
         let spec = job.method_spec();
         let kind = match (net, spec) {
             (Network::DaeGcn(_), _) => Kind::DaeGcn { opt: adam(named_vars(varmap, |_| true))? },
@@ -176,7 +176,7 @@ impl Trainer {
     }
 
     /// The optimisers by name, in a fixed order.
-    fn optimisers(&mut self) -> Vec<(&'static str, &mut AdamW)> {
+    fn optimisers(&mut self) -> Vec<(&'static str, &mut Adam)> {
         match &mut self.kind {
             Kind::DaeGcn { opt } | Kind::LiDiagnet { opt, .. } => vec![("opt", opt)],
             Kind::GuidedVae { vae, adversary, encoder, .. } => vec![("vae", vae), ("adversary", adversary), ("encoder", encoder)],

@@ -375,11 +375,13 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
             history: history.clone(),
             trainer: trainer_state,
         };
+        let tc = Instant::now();
         checkpoint::save(out, &state, &checkpoint::var_tensors(&varmap), best_snap.as_ref(), optim).map_err(|e| RunError::Io {
             path: e.path,
             action: "cannot write the checkpoint",
             source: std::io::Error::other(e.reason),
         })?;
+        tracing::debug!(epoch, seconds = tc.elapsed().as_secs_f64(), "checkpoint written");
         if opts.interrupt_after_epoch == Some(epoch) {
             return Err(RunError::Interrupted);
         }
