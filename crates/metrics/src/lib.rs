@@ -11,6 +11,8 @@
 //! - [`LogisticRegression`]: an L2-regularised logistic regression fitted by
 //!   Newton's method (IRLS), used as the linear probe of frozen features and
 //!   to measure how much label signal a set of ground-truth factors carries.
+//! - [`RbfSvm`]: an RBF-kernel SVM (C = 1, gamma = 1/d on standardised
+//!   features, the usual toolkits' default SVM), the nonlinear probe.
 //!
 //! ```
 //! let auc = dae_metrics::roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0, 0, 1, 1]).unwrap();
@@ -24,11 +26,13 @@ mod delong;
 mod logistic;
 mod rng_lite;
 mod roc;
+mod svm;
 
 pub use attributes::cluster_accuracy;
 pub use delong::{bootstrap_auc_ci, bootstrap_mean_auc_ci, delong_ci, delong_test, normal_cdf, AucCi, DelongTest};
 pub use logistic::{solve_spd, LogisticRegression, Standardizer};
 pub use roc::{roc_auc, roc_curve, RocPoint};
+pub use svm::RbfSvm;
 
 /// Errors of metric computations.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
