@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The cuda build against the cudnn build of the same source on a lent GPU:
 # DAE-GCN at smoke size, DAE-GCN with h_i_erase (the eraser's matmuls on the
-# GPU), and ResNet-34 at 224 x 224. Prints one line per run, then a summary
-# into $OUT/cudnn.txt. Carry `.gpu` (see README.md for the two builds).
+# GPU), and ResNet-34 at 224 x 224; then a checkpoint resume on the GPU
+# (the cuda build stopped by SIGTERM mid-run and started again, against an
+# uninterrupted run and a second uninterrupted one for GPU determinism).
+# Prints one line per run, then a summary into $OUT/cudnn.txt. Carry `.gpu`
+# (see README.md for the two builds).
 set -u
 export LD_LIBRARY_PATH=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null | paste -sd:):/usr/local/nvidia/lib64:/usr/local/nvidia/lib
 export DAE_CACHE=/tmp/dae-cache
@@ -16,8 +19,8 @@ summary=${OUT:-/tmp}/cudnn.txt
 for c in dae-gcn-cuda dae-gcn-erase-cuda resnet34-224-row7; do
   for b in dae-train dae-train-cudnn; do
     rm -rf /tmp/run-$b-$c
-    # At most 2 x (60 + 60 + 150) = 540 s in all, under the 600 s a device command may take.
-    limit=60; [ "$c" = resnet34-224-row7 ] && limit=150
+    # At most 2 x (60 + 60 + 100) = 440 s here and 3 x 40 below, under the 600 s a device command may take.
+    limit=60; [ "$c" = resnet34-224-row7 ] && limit=100
     timeout $limit .gpu/$b --config .gpu/$c.toml --out /tmp/run-$b-$c > /tmp/$b-$c.log 2>&1
     rc=$?
     line=$(python3 -c "
@@ -28,3 +31,15 @@ print('test_auc %.4f  samples/s %.1f  wall %.1f s  peak %.0f MiB  probe_cv %s' %
     echo "$c $b rc=$rc :: $line" | tee -a "$summary"
   done
 done
+
+# Resume on the GPU: run B is stopped after 8 s (exit 5) and started again on
+# its folder; run C is a second uninterrupted run (is the GPU run deterministic?).
+b=dae-train; c=dae-gcn-cuda; A=/tmp/run-$b-$c
+rm -rf /tmp/resume-B /tmp/resume-C
+timeout 40 .gpu/$b --config .gpu/$c.toml --out /tmp/resume-B > /tmp/resume-B.log 2>&1 &
+pid=$!; sleep 8; kill -TERM $pid; wait $pid; rc1=$?
+timeout 40 .gpu/$b --config .gpu/$c.toml --out /tmp/resume-B >> /tmp/resume-B.log 2>&1; rc2=$?
+timeout 40 .gpu/$b --config .gpu/$c.toml --out /tmp/resume-C > /tmp/resume-C.log 2>&1
+resumed=$(python3 -c "import json; print(json.load(open('/tmp/resume-B/metrics.json'))['resumed_from_epoch'])" 2>/dev/null || echo n/a)
+same() { cmp -s "$1/scores.csv" "$2/scores.csv" && echo identical || echo different; }
+echo "resume on GPU: first attempt rc=$rc1, second rc=$rc2, resumed_from_epoch=$resumed; scores resumed vs uninterrupted: $(same $A /tmp/resume-B); two uninterrupted runs: $(same $A /tmp/resume-C)" | tee -a "$summary"

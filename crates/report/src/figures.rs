@@ -479,7 +479,7 @@ impl Figure for Probe {
             .disable_x_mesh()
             .x_labels(0)
             .x_label_formatter(&|_| String::new())
-            .y_desc("probe AUC (logistic regression on frozen features)")
+            .y_desc("probe AUC on frozen features (logistic regression; RBF SVM where named)")
             .label_style(style(15))
             .axis_desc_style(style(17))
             .draw()
@@ -722,7 +722,8 @@ pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<P
             let mut bars = Vec::new();
             // Guided-VAE's target block z_t plays [h_ma, h_mi]'s part, its rest z_rst h_i's.
             // Probes fitted on the training split, then cross-validated within the test split
-            // (the one to read for model.h_i_erase, whose eraser is fitted on the training split).
+            // (the one to read for model.h_i_erase, whose eraser is fitted on the training split),
+            // linear and RBF-kernel (what a linear erasure leaves, the kernel probe may read).
             for (key, label) in [
                 ("probe_auc_ma_mi", "disease block: [h_ma, h_mi] or z_t, fitted on train"),
                 ("probe_auc_z_t", "disease block: [h_ma, h_mi] or z_t, fitted on train"),
@@ -734,6 +735,11 @@ pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<P
                 ("probe_auc_test_cv_h", "h, cross-validated on test"),
                 ("probe_auc_test_cv_h_i", "irrelevant block, cross-validated on test"),
                 ("probe_auc_test_cv_z_rst", "irrelevant block, cross-validated on test"),
+                ("probe_auc_test_cv_rbf_ma_mi", "disease block, cross-validated on test, RBF SVM"),
+                ("probe_auc_test_cv_rbf_z_t", "disease block, cross-validated on test, RBF SVM"),
+                ("probe_auc_test_cv_rbf_h", "h, cross-validated on test, RBF SVM"),
+                ("probe_auc_test_cv_rbf_h_i", "irrelevant block, cross-validated on test, RBF SVM"),
+                ("probe_auc_test_cv_rbf_z_rst", "irrelevant block, cross-validated on test, RBF SVM"),
             ] {
                 if let Some(s) = r.stat(key) {
                     bars.push((label.to_string(), s.mean, s.std));

@@ -7,7 +7,7 @@
 //! | file | what |
 //! |---|---|
 //! | `config.toml` | the resolved job config (all defaults filled in) |
-//! | `metrics.json` | `test_auc`, `val_auc`, `test_auc_ci95` (DeLong), attribute accuracy, probe AUCs (`probe_auc`: fitted on the training split; `probe_auc_test_cv`: 5-fold by patient within the test split), epochs, timing, memory, device, code version, status |
+//! | `metrics.json` | `test_auc`, `val_auc`, `test_auc_ci95` (DeLong), attribute accuracy, probe AUCs (`probe_auc`: fitted on the training split; `probe_auc_test_cv`: 5-fold by patient within the test split; `probe_auc_test_cv_rbf`: the same with an RBF-kernel SVM), epochs, timing, memory, device, code version, status |
 //! | `history.csv` | per epoch: each loss term, validation AUC and attribute accuracy, learning rate, seconds |
 //! | `scores.csv` | per test sample: `sample_id`, `patient`, `label`, `score`, then the predicted attribute per cluster |
 //! | `model.safetensors` | the selected (best validation AUC) weights, with the fitted h_i eraser when `model.h_i_erase` is on |
