@@ -273,7 +273,18 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
     let ckpt_path = out.join(checkpoint::FILE);
     let ckpt_error =
         |reason: String| RunError::Config(format!("{}: {reason} (delete it, or pass --fresh, to start the run over)", ckpt_path.display()));
-    let previous = if opts.fresh { None } else { checkpoint::load(out, &dev).map_err(|e| ckpt_error(e.reason))? };
+    let previous = if opts.fresh {
+        // Removed, so that an interrupt before the first epoch ends cannot
+        // bring the old state back at the next start.
+        match std::fs::remove_file(&ckpt_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(RunError::Io { path: ckpt_path.clone(), action: "cannot remove (--fresh)", source: e })
+            }
+            _ => None,
+        }
+    } else {
+        checkpoint::load(out, &dev).map_err(|e| ckpt_error(e.reason))?
+    };
     match previous {
         Some(c) if c.state.config != canonical || c.state.code_version != crate::CODE_VERSION => {
             tracing::warn!(

@@ -127,7 +127,12 @@ fn checkpoints_of_another_job_are_not_used_and_broken_ones_are_errors() {
     let msg = e.to_string();
     assert!(msg.contains("checkpoint.safetensors") && msg.contains("--fresh") && msg.contains("delete it"), "{msg}");
     assert_eq!(e.exit_code(), dae_train::exit::BAD_CONFIG);
-    // --fresh starts over and ends like a run that never stopped.
+    // --fresh removes the checkpoint at once (an interrupt before the first
+    // epoch ends cannot bring it back), starts over, and ends like a run
+    // that never stopped.
+    let e = train_with(&cfg, &run, &AtomicBool::new(true), &TrainOptions { fresh: true, ..Default::default() }).unwrap_err();
+    assert_eq!(e.exit_code(), dae_train::exit::INTERRUPTED);
+    assert!(!ckpt.exists());
     let m = train_with(&cfg, &run, &AtomicBool::new(false), &TrainOptions { fresh: true, ..Default::default() }).unwrap();
     let straight = train(&cfg, &dir.path().join("straight"), &AtomicBool::new(false)).unwrap();
     assert_eq!(m.resumed_from_epoch, 0);
