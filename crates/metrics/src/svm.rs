@@ -24,6 +24,7 @@ pub struct RbfSvm {
     support: Vec<Vec<f64>>,
     /// `alpha_i * y_i` (y in {-1, +1}) for each support row.
     coef: Vec<f64>,
+    converged: bool,
 }
 
 fn rbf(a: &[f64], b: &[f64], gamma: f64) -> f64 {
@@ -53,6 +54,7 @@ impl RbfSvm {
         let q: Vec<Vec<f64>> = (0..n).map(|i| (0..n).map(|j| s[i] * s[j] * (rbf(&z[i], &z[j], gamma) + 1.0)).collect()).collect();
         let mut alpha = vec![0f64; n];
         let mut grad = vec![-1f64; n]; // Q alpha - 1
+        let mut converged = false;
         for _ in 0..10_000 {
             let mut max_pg = 0f64;
             for i in 0..n {
@@ -77,17 +79,23 @@ impl RbfSvm {
                 }
             }
             if max_pg < 1e-4 {
+                converged = true;
                 break;
             }
         }
         let (support, coef) = (0..n).filter(|&i| alpha[i] > 0.0).map(|i| (z[i].clone(), alpha[i] * s[i])).unzip();
-        Ok(RbfSvm { standardizer, gamma, c, support, coef })
+        Ok(RbfSvm { standardizer, gamma, c, support, coef, converged })
     }
 
     /// The decision value of one row (positive: class 1).
     pub fn decision(&self, row: &[f64]) -> f64 {
         let z = self.standardizer.apply(row);
         self.support.iter().zip(&self.coef).map(|(sv, a)| a * (rbf(sv, &z, self.gamma) + 1.0)).sum()
+    }
+
+    /// Whether the solver reached its tolerance within 10,000 passes.
+    pub fn converged(&self) -> bool {
+        self.converged
     }
 
     /// Number of support vectors.
@@ -130,6 +138,7 @@ mod tests {
         let x: Vec<Vec<f64>> = (0..80).map(|_| (0..3).map(|_| normal(&mut r)).collect()).collect();
         let y: Vec<u8> = x.iter().map(|v| (v[0] * v[1] + 0.3 * normal(&mut r) > 0.0) as u8).collect();
         let m = RbfSvm::fit(&x, &y, 1.0).unwrap();
+        assert!(m.converged());
         let mut coef_of = std::collections::HashMap::new();
         for (sv, a) in m.support.iter().zip(&m.coef) {
             coef_of.insert(format!("{sv:?}"), a.abs());

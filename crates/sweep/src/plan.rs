@@ -181,6 +181,9 @@ impl RerunPolicy {
     pub fn decide(&self, status: &Status, current_version: &str) -> (Action, String) {
         match status {
             Status::Pending => (Action::Run, "not run yet".into()),
+            Status::Incomplete if self.force => {
+                (Action::Run, "started but never finished; rerun from the start because of --force (the partial run is archived)".into())
+            }
             Status::Incomplete => (
                 Action::Run,
                 "started but never finished; runs again (resuming after its last finished epoch where the trainer left a checkpoint)"

@@ -166,8 +166,9 @@ impl RunDir {
         }
     }
 
-    /// Moves a finished (or failed) run aside to `<results>/archive/` before
-    /// it is rerun, so no finished result is ever lost.
+    /// Moves a finished (or failed, or with `--force` incomplete) run aside
+    /// to `<results>/archive/` before it is rerun, so no finished result is
+    /// ever lost.
     pub fn archive(&self, results: &Path) -> Result<PathBuf, SweepError> {
         let id = self.path.file_name().and_then(|n| n.to_str()).unwrap_or("run");
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);

@@ -317,4 +317,8 @@ fn sigterm_stops_the_jobs_cleanly_and_leaves_them_incomplete() {
         assert!(dir.join("incomplete").exists() && !dir.join("done").exists());
     }
     assert!(plan.iter().all(|j| j["action"] == "run"), "incomplete runs start again next time");
+    // ... resuming in place, unless --force starts them over (archiving the partial run).
+    assert!(plan.iter().all(|j| j["reason"].as_str().unwrap().contains("resuming")), "{plan:?}");
+    let forced = s.plan(&["--force"]);
+    assert!(forced.iter().all(|j| j["reason"].as_str().unwrap().contains("from the start because of --force")), "{forced:?}");
 }

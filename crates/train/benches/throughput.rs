@@ -23,7 +23,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{ParamsAdamW, VarBuilder, VarMap};
 use dae_data::{AttrStats, Vocabulary};
 use dae_model::{init_weights, DaeGcn, EncoderKind, ModelConfig};
-use dae_train::adam::Adam;
+use dae_train::adam::{named_vars, Adam};
 
 struct Setting {
     name: &'static str,
@@ -76,10 +76,8 @@ fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
     let vm = VarMap::new();
     let model = DaeGcn::new(&cfg, s.size, &vocab, &stats, VarBuilder::from_varmap(&vm, DType::F32, &dev)).expect("model");
     init_weights(&vm, 0)?;
-    // The trainer's optimiser, over the variables in name order.
-    let mut named: Vec<_> = vm.data().lock().expect("varmap lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut opt = Adam::new(named, ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
+    // The trainer's optimiser.
+    let mut opt = Adam::new(named_vars(&vm, |_| true), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
     let x = Tensor::randn(0f32, 1.0, (s.batch, 1, s.size, s.size), &dev)?;
     let y = Tensor::from_vec((0..s.batch).map(|i| (i % 2) as f32).collect::<Vec<_>>(), s.batch, &dev)?;
     let attrs = Tensor::from_vec(

@@ -10,7 +10,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
-use candle_nn::ParamsAdamW;
+use candle_nn::{ParamsAdamW, VarMap};
+
+/// The variables of `varmap` whose names satisfy `pick`, with their names,
+/// in name order (what [`Adam::new`] takes).
+pub fn named_vars(varmap: &VarMap, pick: impl Fn(&str) -> bool) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut named: Vec<(String, Var)> = data.iter().filter(|(k, _)| pick(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
 
 struct Slot {
     name: String,
@@ -64,8 +73,10 @@ impl Adam {
             let next_theta = (s.var.as_tensor() * (1f64 - lr_lambda))?;
             let adjusted_grad = (m_hat / (v_hat.sqrt()? + self.params.eps)?)?;
             let next_theta = (next_theta - (adjusted_grad * lr)?)?;
-            s.m = next_m;
-            s.v = next_v;
+            // Detached: with CANDLE_GRAD_DO_NOT_DETACH a gradient keeps its graph,
+            // and a moment that held it would chain every step's graph.
+            s.m = next_m.detach();
+            s.v = next_v.detach();
             s.var.set(&next_theta)?;
         }
         Ok(())

@@ -19,9 +19,10 @@
 //! and code version continues after the checkpoint's epoch, and ends with
 //! the same metrics, scores and weights as a run that was never stopped
 //! (shuffling and augmentation are derived from the seed and the epoch
-//! number; the rest is in the file). A checkpoint of another config or
-//! code version is not used (the run starts from epoch 1 and says so). The
-//! checkpoint is removed once the run is done.
+//! number; the rest is in the file; on the CPU, where the kernels are
+//! deterministic, also across thread counts). A checkpoint of another config,
+//! data set or trainer executable is not used (the run starts from epoch 1
+//! and says so). The checkpoint is removed once the run is done, or failed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,12 @@ pub const FORMAT: u32 = 1;
 pub struct CheckpointState {
     pub format: u32,
     pub code_version: String,
+    /// SHA-256 of the trainer executable that wrote it (`None`: unreadable).
+    /// A checkpoint is used only by the same executable: a dirty tree's
+    /// code version does not change with each edit, the binary does.
+    pub binary_sha256: Option<String>,
+    /// The data set's fingerprint (`metrics.json`'s `data_fingerprint`).
+    pub data_fingerprint: String,
     /// The resolved config (`JobConfig::canonical`) of the run.
     pub config: String,
     /// Epochs finished (validation and best-epoch bookkeeping included).
@@ -61,10 +68,19 @@ pub struct CheckpointState {
     pub trainer: TrainerState,
 }
 
-/// A loaded checkpoint.
+/// A checkpoint read from disk: its state, and its tensors still unparsed
+/// (so a checkpoint that will not be used costs no device memory).
 pub struct Checkpoint {
     pub state: CheckpointState,
-    pub tensors: HashMap<String, Tensor>,
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// The tensors, on `dev`.
+    pub fn tensors(&self, dev: &Device) -> Result<HashMap<String, Tensor>, CheckpointError> {
+        candle_core::safetensors::load_buffer(&self.bytes, dev).map_err(|e| err(&self.path, format!("cannot read the tensors: {e}")))
+    }
 }
 
 /// Why a checkpoint could not be used.
@@ -79,13 +95,28 @@ fn err(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
     CheckpointError { path: path.into(), reason: reason.to_string() }
 }
 
-/// The variables of `varmap` by name.
-pub fn var_tensors(varmap: &VarMap) -> BTreeMap<String, Tensor> {
+/// Copies of the variables of `varmap`, by name.
+pub fn snapshot(varmap: &VarMap) -> candle_core::Result<BTreeMap<String, Tensor>> {
     let data = varmap.data().lock().expect("varmap lock");
-    data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+    data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
 }
 
-/// Writes the checkpoint into `dir` atomically.
+fn temp_name(dir: &Path) -> PathBuf {
+    dir.join(format!(".{FILE}.tmp.{}", std::process::id()))
+}
+
+/// Removes temporary checkpoint files that a killed writer left in `dir`.
+pub fn clear_temporaries(dir: &Path) {
+    let prefix = format!(".{FILE}.tmp.");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Writes the checkpoint into `dir` atomically; on failure the temporary
+/// file is removed and the previous checkpoint stays as it was.
 pub fn save(
     dir: &Path,
     state: &CheckpointState,
@@ -94,23 +125,34 @@ pub fn save(
     optim: BTreeMap<String, Tensor>,
 ) -> Result<(), CheckpointError> {
     let path = dir.join(FILE);
-    let mut all: BTreeMap<String, Tensor> = optim;
+    let mut all: BTreeMap<String, Tensor> = BTreeMap::new();
+    // Host copies first: candle's safetensors view unwraps a failed device copy.
+    let host = |t: &Tensor| t.to_device(&Device::Cpu).map_err(|e| err(&path, format!("cannot copy a tensor to the host: {e}")));
+    for (k, t) in optim {
+        all.insert(k, host(&t)?);
+    }
     for (k, t) in model {
-        all.insert(format!("model.{k}"), t.clone());
+        all.insert(format!("model.{k}"), host(t)?);
     }
     for (k, t) in best.into_iter().flatten() {
-        all.insert(format!("best.{k}"), t.clone());
+        all.insert(format!("best.{k}"), host(t)?);
     }
     let meta = HashMap::from([(META_KEY.to_string(), serde_json::to_string(state).expect("checkpoint state serialises"))]);
-    let tmp = dir.join(format!(".{FILE}.tmp.{}", std::process::id()));
-    safetensors::serialize_to_file(all.iter(), Some(meta), &tmp).map_err(|e| err(&tmp, format!("cannot write: {e}")))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(&tmp, format!("cannot sync: {e}")))?;
-    std::fs::rename(&tmp, &path).map_err(|e| err(&path, format!("cannot move into place: {e}")))
+    let tmp = temp_name(dir);
+    let written = safetensors::serialize_to_file(all.iter(), Some(meta), &tmp)
+        .map_err(|e| err(&tmp, format!("cannot write: {e}")))
+        .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(&tmp, format!("cannot sync: {e}"))))
+        .and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| err(&path, format!("cannot move into place: {e}"))));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
-/// Reads the checkpoint in `dir`, if there is one. A file that is there but
-/// cannot be read is an error (it is never silently ignored).
-pub fn load(dir: &Path, dev: &Device) -> Result<Option<Checkpoint>, CheckpointError> {
+/// Reads the checkpoint in `dir`, if there is one, without parsing its
+/// tensors. A file that is there but cannot be read is an error (it is
+/// never silently ignored).
+pub fn load(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
     let path = dir.join(FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -127,8 +169,7 @@ pub fn load(dir: &Path, dev: &Device) -> Result<Option<Checkpoint>, CheckpointEr
     if state.format != FORMAT {
         return Err(err(&path, format!("checkpoint format {} (this dae-train reads format {FORMAT})", state.format)));
     }
-    let tensors = candle_core::safetensors::load_buffer(&bytes, dev).map_err(|e| err(&path, format!("cannot read the tensors: {e}")))?;
-    Ok(Some(Checkpoint { state, tensors }))
+    Ok(Some(Checkpoint { state, path, bytes }))
 }
 
 /// The tensors stored under `prefix.`, with the prefix stripped.
@@ -137,8 +178,8 @@ pub fn with_prefix(tensors: &HashMap<String, Tensor>, prefix: &str) -> BTreeMap<
     tensors.iter().filter_map(|(k, t)| k.strip_prefix(&p).map(|n| (n.to_string(), t.clone()))).collect()
 }
 
-/// Sets every variable of `varmap` from `saved` (same names and shapes).
-pub fn restore_vars(varmap: &VarMap, saved: &BTreeMap<String, Tensor>, what: &str) -> Result<(), String> {
+/// Checks that `saved` holds exactly the variables of `varmap`, with their shapes.
+pub fn check_matches(varmap: &VarMap, saved: &BTreeMap<String, Tensor>, what: &str) -> Result<(), String> {
     let data = varmap.data().lock().expect("varmap lock");
     if data.len() != saved.len() {
         return Err(format!("{what}: {} tensors, the network has {} variables", saved.len(), data.len()));
@@ -148,7 +189,16 @@ pub fn restore_vars(varmap: &VarMap, saved: &BTreeMap<String, Tensor>, what: &st
         if t.shape() != var.shape() {
             return Err(format!("{what}: `{k}` has shape {:?}, the variable {:?}", t.shape(), var.shape()));
         }
-        var.set(t).map_err(|e| format!("{what}: `{k}`: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Sets every variable of `varmap` from `saved` (checked by [`check_matches`]).
+pub fn restore_vars(varmap: &VarMap, saved: &BTreeMap<String, Tensor>, what: &str) -> Result<(), String> {
+    check_matches(varmap, saved, what)?;
+    let data = varmap.data().lock().expect("varmap lock");
+    for (k, var) in data.iter() {
+        var.set(&saved[k]).map_err(|e| format!("{what}: `{k}`: {e}"))?;
     }
     Ok(())
 }

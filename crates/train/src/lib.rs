@@ -51,6 +51,18 @@ pub mod exit {
 /// The code version compiled into this binary (`0.1.0+<commit>[-dirty]`).
 pub const CODE_VERSION: &str = env!("DAE_CODE_VERSION");
 
+/// SHA-256 (hex) of this process's executable, computed once; `None` where
+/// it cannot be read. Checkpoints are resumed only by the same executable.
+pub fn binary_sha256() -> Option<&'static str> {
+    static HASH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        use sha2::Digest;
+        let bytes = std::fs::read(std::env::current_exe().ok()?).ok()?;
+        Some(format!("{:x}", sha2::Sha256::digest(&bytes)))
+    })
+    .as_deref()
+}
+
 /// Keeps large tensor buffers in glibc's heap instead of fresh `mmap`s.
 ///
 /// candle allocates and frees a new buffer for nearly every op; past

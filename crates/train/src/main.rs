@@ -16,7 +16,7 @@ use dae_train::{exit, train_with, JobConfig, TrainOptions};
 #[derive(Parser)]
 #[command(name = "dae-train", version = dae_train::CODE_VERSION, about = "Train one DAE-GCN job from a config file")]
 #[command(
-    after_help = "Example:\n  dae-train --config experiments/jobs/dae-gcn-smoke.toml --out results/runs/smoke\n\nExit codes: 0 success, 1 other error, 2 bad config, 3 data error, 4 diverged, 5 interrupted.\n\nAn interrupted run (exit 5, or killed) resumes after its last finished epoch when started again on the same --out with the same config and dae-train version; --fresh starts it over."
+    after_help = "Example:\n  dae-train --config experiments/jobs/dae-gcn-smoke.toml --out results/runs/smoke\n\nExit codes: 0 success, 1 other error, 2 bad config, 3 data error, 4 diverged, 5 interrupted.\n\nAn interrupted run (exit 5, or killed) resumes after its last finished epoch when started again on the same --out with the same config, data and dae-train executable; --fresh starts it over."
 )]
 struct Cli {
     /// The job config (TOML).

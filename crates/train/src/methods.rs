@@ -22,7 +22,7 @@ use dae_data::rng::{derive_seed, Rng};
 use dae_losses::{bce_with_logits, cluster_softmax_ce, gaussian_kl, l1_reconstruction, signed_laplacian};
 use dae_model::{GuidedVae, GuidedVaeConfig, Icadx, IcadxConfig, LiDiagnetConfig, Network};
 
-use crate::adam::Adam;
+use crate::adam::{named_vars, Adam};
 use crate::config::{JobConfig, LossWeights};
 
 /// The loss terms of one step, for `history.csv`. `cls`, `attr` and `rec`
@@ -66,14 +66,6 @@ pub struct Trainer {
     weights: LossWeights,
     clusters: Vec<Range<usize>>,
     rng: Rng,
-}
-
-/// The variables whose names satisfy `pick`, with their names, in name order.
-fn named_vars(varmap: &VarMap, pick: impl Fn(&str) -> bool) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut named: Vec<(String, Var)> = data.iter().filter(|(k, _)| pick(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
 }
 
 /// The variables whose names satisfy `pick`, in name order.

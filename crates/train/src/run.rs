@@ -183,26 +183,13 @@ fn attr_accuracy(e: &Eval, vocab: &Vocabulary) -> BTreeMap<String, f64> {
     out
 }
 
-fn snapshot(varmap: &VarMap) -> Result<BTreeMap<String, Tensor>, RunError> {
-    let data = varmap.data().lock().expect("varmap lock");
-    data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
-}
-
-fn restore(varmap: &VarMap, snap: &BTreeMap<String, Tensor>) -> Result<(), RunError> {
-    let data = varmap.data().lock().expect("varmap lock");
-    for (k, t) in snap {
-        data[k].set(t)?;
-    }
-    Ok(())
-}
-
 /// How [`train_with`] treats an earlier attempt, and when it stops.
 #[derive(Clone, Debug, Default)]
 pub struct TrainOptions {
     /// Start from epoch 1 even where `out` holds a checkpoint of this job.
     pub fresh: bool,
     /// Stop as if interrupted right after this epoch's checkpoint is written
-    /// (for tests, and for schedulers that hand out time in slices).
+    /// (for tests; not a command-line option).
     pub interrupt_after_epoch: Option<usize>,
 }
 
@@ -284,23 +271,40 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
             _ => None,
         }
     } else {
-        checkpoint::load(out, &dev).map_err(|e| ckpt_error(e.reason))?
+        checkpoint::load(out).map_err(|e| ckpt_error(e.reason))?
+    };
+    checkpoint::clear_temporaries(out);
+    let binary = crate::binary_sha256();
+    let data_fingerprint = ds.fingerprint();
+    let other = |st: &checkpoint::CheckpointState| -> Option<&'static str> {
+        if st.config != canonical {
+            Some("another config")
+        } else if st.data_fingerprint != data_fingerprint {
+            Some("other data")
+        } else if binary.is_none() || st.binary_sha256.as_deref() != binary {
+            Some("another dae-train executable")
+        } else {
+            None
+        }
     };
     match previous {
-        Some(c) if c.state.config != canonical || c.state.code_version != crate::CODE_VERSION => {
+        Some(c) if other(&c.state).is_some() => {
             tracing::warn!(
                 checkpoint = %ckpt_path.display(),
                 made_by = %c.state.code_version,
-                "the checkpoint is of another config or code version; starting from epoch 1"
+                "the checkpoint is of {}; starting from epoch 1",
+                other(&c.state).unwrap_or_default()
             );
         }
         Some(c) => {
-            checkpoint::restore_vars(&varmap, &checkpoint::with_prefix(&c.tensors, "model"), "model").map_err(ckpt_error)?;
-            let best = checkpoint::with_prefix(&c.tensors, "best");
+            let tensors = c.tensors(&dev).map_err(|e| ckpt_error(e.reason))?;
+            checkpoint::restore_vars(&varmap, &checkpoint::with_prefix(&tensors, "model"), "model").map_err(ckpt_error)?;
+            let best = checkpoint::with_prefix(&tensors, "best");
             if !best.is_empty() {
+                checkpoint::check_matches(&varmap, &best, "best").map_err(ckpt_error)?;
                 best_snap = Some(best);
             }
-            trainer.load_state(&c.state.trainer, &c.tensors).map_err(|e| ckpt_error(e.to_string()))?;
+            trainer.load_state(&c.state.trainer, &tensors).map_err(|e| ckpt_error(e.to_string()))?;
             let st = c.state;
             (best_auc, best_epoch, epochs_run, train_seen, train_secs) =
                 (st.best_auc, st.best_epoch, st.epoch, st.train_seen, st.train_seconds);
@@ -333,6 +337,8 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
                 Step::NonFinite { term, value } => {
                     write_file(out, "failed", format!("diverged at epoch {epoch}, batch {}: {term} is {value}\n", bi + 1).as_bytes())?;
                     write_file(out, "history.csv", history.as_bytes())?;
+                    // Resuming would diverge the same way.
+                    let _ = std::fs::remove_file(&ckpt_path);
                     return Err(RunError::Diverged { epoch, batch: bi + 1, value });
                 }
             };
@@ -371,7 +377,7 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
         if val_auc > best_auc {
             best_auc = val_auc;
             best_epoch = epoch;
-            best_snap = Some(snapshot(&varmap)?);
+            best_snap = Some(checkpoint::snapshot(&varmap)?);
         } else if cfg.optim.patience > 0 && epoch - best_epoch >= cfg.optim.patience {
             training_done = true;
         }
@@ -381,6 +387,8 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
         let state = checkpoint::CheckpointState {
             format: checkpoint::FORMAT,
             code_version: crate::CODE_VERSION.to_string(),
+            binary_sha256: binary.map(str::to_string),
+            data_fingerprint: data_fingerprint.clone(),
             config: canonical.clone(),
             epoch,
             training_done,
@@ -393,12 +401,12 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
             trainer: trainer_state,
         };
         let tc = Instant::now();
-        checkpoint::save(out, &state, &checkpoint::var_tensors(&varmap), best_snap.as_ref(), optim).map_err(|e| RunError::Io {
-            path: e.path,
-            action: "cannot write the checkpoint",
-            source: std::io::Error::other(e.reason),
-        })?;
-        tracing::debug!(epoch, seconds = tc.elapsed().as_secs_f64(), "checkpoint written");
+        match checkpoint::save(out, &state, &checkpoint::snapshot(&varmap)?, best_snap.as_ref(), optim) {
+            Ok(()) => tracing::debug!(epoch, seconds = tc.elapsed().as_secs_f64(), "checkpoint written"),
+            // The previous checkpoint is still a valid place to resume from:
+            // a full disk costs resumability, not the run.
+            Err(e) => tracing::warn!(epoch, "cannot write the checkpoint, training goes on without it: {e}"),
+        }
         if opts.interrupt_after_epoch == Some(epoch) {
             return Err(RunError::Interrupted);
         }
@@ -407,7 +415,7 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
         }
     }
     if let Some(s) = &best_snap {
-        restore(&varmap, s)?;
+        checkpoint::restore_vars(&varmap, s, "best").map_err(|e| RunError::Config(format!("restoring the best epoch: {e}")))?;
     }
 
     // Test metrics from the selected epoch only.
@@ -444,12 +452,13 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
         n_train: split.train.len(),
         n_val: split.val.len(),
         n_test: split.test.len(),
-        data_fingerprint: ds.fingerprint(),
+        data_fingerprint,
     };
     write_file(out, "metrics.json", serde_json::to_string_pretty(&outcome).expect("metrics serialise").as_bytes())?;
     write_file(out, "done", format!("{}\n", crate::CODE_VERSION).as_bytes())?;
     let _ = std::fs::remove_file(out.join("incomplete"));
     let _ = std::fs::remove_file(&ckpt_path);
+    checkpoint::clear_temporaries(out);
     Ok(outcome)
 }
 
@@ -525,6 +534,9 @@ impl Probe {
             }
             Probe::Rbf => {
                 let m = dae_metrics::RbfSvm::fit(x, y, 1.0).ok()?;
+                if !m.converged() {
+                    tracing::warn!(rows = x.len(), "the RBF-SVM probe stopped before its tolerance (10,000 passes)");
+                }
                 Some(rows.iter().map(|r| m.decision(r)).collect())
             }
         }

@@ -55,11 +55,25 @@ fn every_baseline_writes_the_same_artefacts_as_dae_gcn() {
         assert!(out.join("done").exists() && !out.join("incomplete").exists(), "{method}");
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
         assert_eq!(m["method"], method);
-        for k in ["test_auc", "val_auc", "test_auc_ci95", "attr_acc", "probe_auc", "best_epoch", "epochs_run", "wall_seconds"] {
+        for k in [
+            "test_auc",
+            "val_auc",
+            "test_auc_ci95",
+            "attr_acc",
+            "probe_auc",
+            "probe_auc_test_cv",
+            "probe_auc_test_cv_rbf",
+            "best_epoch",
+            "epochs_run",
+            "resumed_from_epoch",
+            "wall_seconds",
+        ] {
             assert!(m.get(k).is_some(), "{method}: metrics.json lacks {k}");
         }
         let keys: Vec<&str> = m["probe_auc"].as_object().unwrap().keys().map(|s| s.as_str()).collect();
         assert_eq!(keys, probes, "{method}");
+        let cv = |k: &str| m[k].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(cv("probe_auc_test_cv_rbf"), cv("probe_auc_test_cv"), "{method}: the RBF probe covers the same blocks");
         assert_eq!(m["attr_acc"].as_object().unwrap().contains_key("mean"), attrs, "{method}");
         // test_auc is the AUC of scores.csv.
         let mut r = csv::Reader::from_path(out.join("scores.csv")).unwrap();

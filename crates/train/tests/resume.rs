@@ -8,8 +8,8 @@ use std::sync::atomic::AtomicBool;
 
 use dae_train::{train, train_with, JobConfig, TrainOptions};
 
-/// A tiny synthetic job of `method`, three epochs, with extra TOML lines
-/// under `[model]` and `[optim]`.
+/// A tiny synthetic job of `method` with extra TOML lines under `[model]`
+/// and `[optim]` (which must set `epochs`).
 fn job(method: &str, model: &str, optim: &str) -> JobConfig {
     std::env::set_var("DAE_CACHE", std::env::temp_dir().join("dae-train-test-cache"));
     let blocks = match method {
@@ -20,7 +20,7 @@ fn job(method: &str, model: &str, optim: &str) -> JobConfig {
     let text = format!(
         "seed = 3\nmethod = \"{method}\"\n[dataset]\nkind = \"synthetic\"\npatients = 80\nimage_size = 32\n\
          [split]\nratios = [0.6, 0.2, 0.2]\n[model]\nwidth = 4\n{blocks}\n{model}\n\
-         [optim]\nlr = 0.002\nbatch_size = 16\nepochs = 3\n{optim}\n[output]\nfigure3_samples = 1\n"
+         [optim]\nlr = 0.002\nbatch_size = 16\n{optim}\n[output]\nfigure3_samples = 1\n"
     );
     JobConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
@@ -76,35 +76,50 @@ fn resumed_equals_uninterrupted(cfg: &JobConfig, cut: usize) {
 
 #[test]
 fn dae_gcn_with_the_eraser_resumes_to_the_same_run() {
-    resumed_equals_uninterrupted(&job("dae-gcn", "h_i_erase = true", "patience = 0"), 1);
+    resumed_equals_uninterrupted(&job("dae-gcn", "h_i_erase = true", "epochs = 3\npatience = 0"), 1);
 }
 
 #[test]
 fn a_run_interrupted_after_its_last_epoch_resumes_straight_to_the_test() {
     // Early stopping ends training at epoch 2 or 3; cutting at the last
     // epoch leaves only the test evaluation to do.
-    let cfg = job("dae-gcn", "", "patience = 1");
+    let cfg = job("dae-gcn", "", "epochs = 3\npatience = 1");
     let dir = tempfile::tempdir().unwrap();
     let straight = train(&cfg, &dir.path().join("straight"), &AtomicBool::new(false)).unwrap();
     resumed_equals_uninterrupted(&cfg, straight.epochs_run);
 }
 
 #[test]
+fn early_stopping_counts_on_across_a_resume() {
+    // Cut after epoch 1: the resumed run must stop early at the same epoch,
+    // from the restored best epoch and patience count.
+    let cfg = job("dae-gcn", "", "epochs = 8\npatience = 1");
+    let dir = tempfile::tempdir().unwrap();
+    let straight = train(&cfg, &dir.path().join("straight"), &AtomicBool::new(false)).unwrap();
+    assert!(straight.epochs_run > 1 && straight.epochs_run < 8, "no early stop to test: {} epochs", straight.epochs_run);
+    resumed_equals_uninterrupted(&cfg, 1);
+}
+
+#[test]
 fn guided_vae_resumes_with_its_three_optimisers_and_noise_stream() {
-    resumed_equals_uninterrupted(&job("guided-vae", "", "patience = 0"), 2);
+    resumed_equals_uninterrupted(&job("guided-vae", "", "epochs = 3\npatience = 0"), 2);
 }
 
 #[test]
 fn icadx_and_li_resume_to_the_same_run() {
-    resumed_equals_uninterrupted(&job("icadx", "", "patience = 0"), 1);
-    resumed_equals_uninterrupted(&job("li-diagnet", "", "patience = 0"), 2);
+    resumed_equals_uninterrupted(&job("icadx", "", "epochs = 3\npatience = 0"), 1);
+    resumed_equals_uninterrupted(&job("li-diagnet", "", "epochs = 3\npatience = 0"), 2);
+}
+
+fn out_has_checkpoint(dir: &Path) -> bool {
+    dir.join(dae_train::checkpoint::FILE).exists()
 }
 
 #[test]
 fn checkpoints_of_another_job_are_not_used_and_broken_ones_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let cfg = job("dae-gcn", "", "patience = 0");
+    let cfg = job("dae-gcn", "", "epochs = 3\npatience = 0");
     let opts = TrainOptions { interrupt_after_epoch: Some(2), ..Default::default() };
     train_with(&cfg, &run, &AtomicBool::new(false), &opts).unwrap_err();
 
@@ -112,6 +127,7 @@ fn checkpoints_of_another_job_are_not_used_and_broken_ones_are_errors() {
     // and the run starts at epoch 1 (and ends like a fresh run of that job).
     let mut other = cfg.clone();
     other.optim.lr = 0.001;
+    assert!(out_has_checkpoint(&run));
     let m = train(&other, &run, &AtomicBool::new(false)).unwrap();
     assert_eq!((m.resumed_from_epoch, m.epochs_run), (0, 3));
     let fresh = train(&other, &dir.path().join("fresh"), &AtomicBool::new(false)).unwrap();
