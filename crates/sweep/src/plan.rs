@@ -460,8 +460,14 @@ pub fn plan(
     let planned = jobs
         .into_iter()
         .map(|job| {
-            let status = RunDir::new(results, &job.id).status(&code_version);
-            let (action, reason) = policy.decide(&status, &code_version);
+            let rd = RunDir::new(results, &job.id);
+            let status = rd.status(&code_version);
+            let (action, mut reason) = policy.decide(&status, &code_version);
+            if status == Status::Incomplete && !policy.force {
+                if let Some(epoch) = rd.checkpoint_epoch() {
+                    reason = format!("started but never finished; resumes after epoch {epoch} (its checkpoint)");
+                }
+            }
             PlannedJob { job, status, action, reason }
         })
         .collect();

@@ -125,6 +125,27 @@ impl RunDir {
         Status::Pending
     }
 
+    /// The epoch of the trainer's checkpoint in this folder, read from the
+    /// safetensors header only (8-byte length, then JSON whose
+    /// `__metadata__.dae_train_checkpoint` is the trainer's state as JSON).
+    /// `None` without a readable checkpoint: the trainer decides at start
+    /// whether it can use one; this is for the plan's reason only.
+    pub fn checkpoint_epoch(&self) -> Option<u64> {
+        use std::io::Read;
+        let mut f = File::open(self.path.join("checkpoint.safetensors")).ok()?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).ok()?;
+        let len = u64::from_le_bytes(len);
+        if len > 100 << 20 {
+            return None;
+        }
+        let mut header = vec![0u8; len as usize];
+        f.read_exact(&mut header).ok()?;
+        let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+        let state: serde_json::Value = serde_json::from_str(header["__metadata__"]["dae_train_checkpoint"].as_str()?).ok()?;
+        state["epoch"].as_u64()
+    }
+
     pub fn exit_record(&self) -> Option<ExitRecord> {
         std::fs::read_to_string(self.exit_json()).ok().and_then(|t| serde_json::from_str(&t).ok())
     }

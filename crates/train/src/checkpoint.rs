@@ -13,7 +13,8 @@
 //! and, in the file's metadata (key `dae_train_checkpoint`), a JSON
 //! [`CheckpointState`]: the epochs done, the best epoch and AUC, the history
 //! so far, timing counters, each optimiser's step count, the random stream,
-//! and the resolved config and code version it was made by.
+//! and the resolved config and code version it was made by. (`dae-sweep`
+//! reads `epoch` from that header for its plan; keep the key names.)
 //!
 //! A run started on a folder that holds a checkpoint of the same config
 //! and code version continues after the checkpoint's epoch, and ends with
