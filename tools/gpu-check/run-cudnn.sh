@@ -46,10 +46,13 @@ kill -TERM $pid 2>/dev/null; wait $pid; rc1=$?
 timeout 40 .gpu/$b --config .gpu/$c.toml --out /tmp/resume-B >> /tmp/resume-B.log 2>&1; rc2=$?
 timeout 40 .gpu/$b --config .gpu/$c.toml --out /tmp/resume-C > /tmp/resume-C.log 2>&1
 resumed=$(python3 -c "import json; print(json.load(open('/tmp/resume-B/metrics.json'))['resumed_from_epoch'])" 2>/dev/null || echo n/a)
-same() { cmp -s "$1/scores.csv" "$2/scores.csv" && echo identical || echo different; }
+same() {
+  if [ ! -f "$1/scores.csv" ] || [ ! -f "$2/scores.csv" ]; then echo "n/a (a run has no scores.csv)"
+  elif cmp -s "$1/scores.csv" "$2/scores.csv"; then echo identical; else echo different; fi
+}
 if [ "$rc1" = 5 ] && [ "$rc2" = 0 ] && [ "$resumed" != n/a ] && [ "$resumed" -ge 1 ]; then
   verdict="scores resumed vs uninterrupted: $(same $A /tmp/resume-B); two uninterrupted runs: $(same $A /tmp/resume-C)"
 else
-  verdict="NOT A RESUME TEST (the first attempt was not stopped after a checkpoint); see /tmp/resume-B.log"
+  verdict="NOT A RESUME TEST (wanted rc 5 then 0 and resumed_from_epoch >= 1); see /tmp/resume-B.log"
 fi
 echo "resume on GPU: first attempt rc=$rc1, second rc=$rc2, resumed_from_epoch=$resumed; $verdict" | tee -a "$summary"

@@ -464,8 +464,18 @@ pub fn plan(
             let status = rd.status(&code_version);
             let (action, mut reason) = policy.decide(&status, &code_version);
             if status == Status::Incomplete && !policy.force {
-                if let Some(epoch) = rd.checkpoint_epoch() {
-                    reason = format!("started but never finished; resumes after epoch {epoch} (its checkpoint)");
+                match rd.checkpoint_epoch() {
+                    Some((epoch, version)) if version == code_version => {
+                        reason = format!(
+                            "started but never finished; resumes after epoch {epoch} (its checkpoint; the same dae-train build only)"
+                        )
+                    }
+                    Some((epoch, version)) => {
+                        reason = format!(
+                            "started but never finished; its checkpoint (after epoch {epoch}) is of code {version}, so it starts over"
+                        )
+                    }
+                    None => {}
                 }
             }
             PlannedJob { job, status, action, reason }

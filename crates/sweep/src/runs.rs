@@ -125,25 +125,26 @@ impl RunDir {
         Status::Pending
     }
 
-    /// The epoch of the trainer's checkpoint in this folder, read from the
+    /// The epoch and code version of the trainer's checkpoint in this folder, read from the
     /// safetensors header only (8-byte length, then JSON whose
     /// `__metadata__.dae_train_checkpoint` is the trainer's state as JSON).
     /// `None` without a readable checkpoint: the trainer decides at start
     /// whether it can use one; this is for the plan's reason only.
-    pub fn checkpoint_epoch(&self) -> Option<u64> {
+    pub fn checkpoint_epoch(&self) -> Option<(u64, String)> {
         use std::io::Read;
         let mut f = File::open(self.path.join("checkpoint.safetensors")).ok()?;
+        let size = f.metadata().ok()?.len();
         let mut len = [0u8; 8];
         f.read_exact(&mut len).ok()?;
         let len = u64::from_le_bytes(len);
-        if len > 100 << 20 {
+        if len > 100 << 20 || len.saturating_add(8) > size {
             return None;
         }
         let mut header = vec![0u8; len as usize];
         f.read_exact(&mut header).ok()?;
         let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
         let state: serde_json::Value = serde_json::from_str(header["__metadata__"]["dae_train_checkpoint"].as_str()?).ok()?;
-        state["epoch"].as_u64()
+        Some((state["epoch"].as_u64()?, state["code_version"].as_str().unwrap_or_default().to_string()))
     }
 
     pub fn exit_record(&self) -> Option<ExitRecord> {

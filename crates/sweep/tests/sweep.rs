@@ -311,7 +311,7 @@ fn sigterm_stops_the_jobs_cleanly_and_leaves_them_incomplete() {
     assert!(t1.elapsed() < Duration::from_secs(10), "the runner took {:?} to stop", t1.elapsed());
     assert_eq!(status.code(), Some(130));
     let plan = s.plan(&[]);
-    assert!(plan.iter().all(|j| j["status"] == "incomplete"), "{plan:?}");
+    assert!(!plan.is_empty() && plan.iter().all(|j| j["status"] == "incomplete"), "{plan:?}");
     for j in &plan {
         let dir = s.path(&format!("results/runs/{}", j["id"].as_str().unwrap()));
         assert!(dir.join("incomplete").exists() && !dir.join("done").exists());
@@ -320,14 +320,18 @@ fn sigterm_stops_the_jobs_cleanly_and_leaves_them_incomplete() {
     // ... resuming in place, unless --force starts them over (archiving the partial run).
     assert!(plan.iter().all(|j| j["reason"].as_str().unwrap().contains("resuming")), "{plan:?}");
     // A checkpoint's epoch (read from its safetensors header, as dae-train writes it) shows in the reason.
-    let first = s.path(&format!("results/runs/{}", plan[0]["id"].as_str().unwrap()));
+    let id = plan[0]["id"].clone();
+    let first = s.path(&format!("results/runs/{}", id.as_str().unwrap()));
     let header = serde_json::json!({ "__metadata__": { "dae_train_checkpoint": r#"{"format":1,"epoch":4}"# } }).to_string();
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend(header.as_bytes());
     std::fs::write(first.join("checkpoint.safetensors"), bytes).unwrap();
     let plan = s.plan(&[]);
     let reason = |id: &serde_json::Value| plan.iter().find(|j| j["id"] == *id).unwrap()["reason"].as_str().unwrap().to_string();
-    assert!(reason(&plan[0]["id"]).contains("resumes after epoch 4"), "{plan:?}");
+    assert!(reason(&id).contains("after epoch 4"), "{plan:?}");
+    // Junk where the header should be: no epoch, no panic.
+    std::fs::write(first.join("checkpoint.safetensors"), u64::MAX.to_le_bytes()).unwrap();
+    assert!(s.plan(&[]).iter().all(|j| j["reason"].as_str().unwrap().contains("resuming")));
     let forced = s.plan(&["--force"]);
     assert!(forced.iter().all(|j| j["reason"].as_str().unwrap().contains("from the start because of --force")), "{forced:?}");
 }

@@ -13,17 +13,19 @@
 //! and, in the file's metadata (key `dae_train_checkpoint`), a JSON
 //! [`CheckpointState`]: the epochs done, the best epoch and AUC, the history
 //! so far, timing counters, each optimiser's step count, the random stream,
-//! and the resolved config and code version it was made by. (`dae-sweep`
+//! and the resolved config, data fingerprint, code version and executable
+//! hash it was made by. (`dae-sweep`
 //! reads `epoch` from that header for its plan; keep the key names.)
 //!
-//! A run started on a folder that holds a checkpoint of the same config
-//! and code version continues after the checkpoint's epoch, and ends with
+//! A run started on a folder that holds a checkpoint of the same config,
+//! data and `dae-train` executable continues after the checkpoint's epoch, and ends with
 //! the same metrics, scores and weights as a run that was never stopped
 //! (shuffling and augmentation are derived from the seed and the epoch
 //! number; the rest is in the file; on the CPU, where the kernels are
 //! deterministic, also across thread counts). A checkpoint of another config,
 //! data set or trainer executable is not used (the run starts from epoch 1
-//! and says so). The checkpoint is removed once the run is done, or failed.
+//! and says so). The checkpoint is removed once the run is done, or
+//! diverged (resuming would diverge again); other failures keep it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -48,8 +50,11 @@ pub struct CheckpointState {
     /// SHA-256 of the trainer executable that wrote it (`None`: unreadable).
     /// A checkpoint is used only by the same executable: a dirty tree's
     /// code version does not change with each edit, the binary does.
+    #[serde(default)]
     pub binary_sha256: Option<String>,
-    /// The data set's fingerprint (`metrics.json`'s `data_fingerprint`).
+    /// The data set's fingerprint (`metrics.json`'s `data_fingerprint`;
+    /// empty in checkpoints that predate it, which then match no data).
+    #[serde(default)]
     pub data_fingerprint: String,
     /// The resolved config (`JobConfig::canonical`) of the run.
     pub config: String,
@@ -94,6 +99,13 @@ pub struct CheckpointError {
 
 fn err(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
     CheckpointError { path: path.into(), reason: reason.to_string() }
+}
+
+/// The variables of `varmap` by name, as they are now (no copy; for
+/// writing them out at once).
+pub fn current(varmap: &VarMap) -> BTreeMap<String, Tensor> {
+    let data = varmap.data().lock().expect("varmap lock");
+    data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
 }
 
 /// Copies of the variables of `varmap`, by name.

@@ -7,7 +7,7 @@
 //! | file | what |
 //! |---|---|
 //! | `config.toml` | the resolved job config (all defaults filled in) |
-//! | `metrics.json` | `test_auc`, `val_auc`, `test_auc_ci95` (DeLong), attribute accuracy, probe AUCs (`probe_auc`: fitted on the training split; `probe_auc_test_cv`: 5-fold by patient within the test split; `probe_auc_test_cv_rbf`: the same with an RBF-kernel SVM), epochs, timing, memory, device, code version, status |
+//! | `metrics.json` | `test_auc`, `val_auc`, `test_auc_ci95` (DeLong), attribute accuracy, probe AUCs (`probe_auc`: fitted on the training split; `probe_auc_test_cv`: 5-fold by patient within the test split; `probe_auc_test_cv_rbf`: the same with an RBF-kernel SVM, left out above 2,500 test samples), epochs, timing, memory, device, code version, status |
 //! | `history.csv` | per epoch: each loss term, validation AUC and attribute accuracy, learning rate, seconds |
 //! | `scores.csv` | per test sample: `sample_id`, `patient`, `label`, `score`, then the predicted attribute per cluster |
 //! | `model.safetensors` | the selected (best validation AUC) weights, with the fitted h_i eraser when `model.h_i_erase` is on |
@@ -57,7 +57,8 @@ pub fn binary_sha256() -> Option<&'static str> {
     static HASH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     HASH.get_or_init(|| {
         use sha2::Digest;
-        let bytes = std::fs::read(std::env::current_exe().ok()?).ok()?;
+        // /proc/self/exe is the running image even if the file was replaced or removed.
+        let bytes = std::fs::read("/proc/self/exe").or_else(|_| std::fs::read(std::env::current_exe()?)).ok()?;
         Some(format!("{:x}", sha2::Sha256::digest(&bytes)))
     })
     .as_deref()

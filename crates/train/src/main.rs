@@ -62,6 +62,8 @@ fn resolve_stdin() -> ExitCode {
 
 fn main() -> ExitCode {
     dae_train::tune_allocator();
+    // This executable's identity for checkpoints, taken before anything can replace the file.
+    let _ = dae_train::binary_sha256();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

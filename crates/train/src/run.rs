@@ -38,6 +38,8 @@ pub enum RunError {
     },
     #[error("tensor computation")]
     Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl RunError {
@@ -203,6 +205,9 @@ pub fn train(cfg: &JobConfig, out: &Path, stop: &AtomicBool) -> Result<RunOutcom
 /// [`train`] with options.
 pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOptions) -> Result<RunOutcome, RunError> {
     let t0 = Instant::now();
+    // Hashed before anything slow: a rebuild while the data load runs must
+    // not lend this process the new executable's identity.
+    let binary = crate::binary_sha256();
     cfg.validate().map_err(RunError::Config)?;
     if out.join("done").exists() {
         return Err(RunError::Config(format!("{}: already holds a finished run (remove it or choose another --out)", out.display())));
@@ -261,6 +266,7 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
     let ckpt_path = out.join(checkpoint::FILE);
     let ckpt_error =
         |reason: String| RunError::Config(format!("{}: {reason} (delete it, or pass --fresh, to start the run over)", ckpt_path.display()));
+    checkpoint::clear_temporaries(out);
     let previous = if opts.fresh {
         // Removed, so that an interrupt before the first epoch ends cannot
         // bring the old state back at the next start.
@@ -273,15 +279,15 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
     } else {
         checkpoint::load(out).map_err(|e| ckpt_error(e.reason))?
     };
-    checkpoint::clear_temporaries(out);
-    let binary = crate::binary_sha256();
     let data_fingerprint = ds.fingerprint();
     let other = |st: &checkpoint::CheckpointState| -> Option<&'static str> {
         if st.config != canonical {
             Some("another config")
         } else if st.data_fingerprint != data_fingerprint {
             Some("other data")
-        } else if binary.is_none() || st.binary_sha256.as_deref() != binary {
+        } else if binary.is_none() {
+            Some("unknown origin: this executable cannot be hashed")
+        } else if st.binary_sha256.as_deref() != binary {
             Some("another dae-train executable")
         } else {
             None
@@ -401,7 +407,7 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
             trainer: trainer_state,
         };
         let tc = Instant::now();
-        match checkpoint::save(out, &state, &checkpoint::snapshot(&varmap)?, best_snap.as_ref(), optim) {
+        match checkpoint::save(out, &state, &checkpoint::current(&varmap), best_snap.as_ref(), optim) {
             Ok(()) => tracing::debug!(epoch, seconds = tc.elapsed().as_secs_f64(), "checkpoint written"),
             // The previous checkpoint is still a valid place to resume from:
             // a full disk costs resumability, not the run.
@@ -415,7 +421,7 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
         }
     }
     if let Some(s) = &best_snap {
-        checkpoint::restore_vars(&varmap, s, "best").map_err(|e| RunError::Config(format!("restoring the best epoch: {e}")))?;
+        checkpoint::restore_vars(&varmap, s, "best").map_err(|e| RunError::Internal(format!("restoring the best epoch: {e}")))?;
     }
 
     // Test metrics from the selected epoch only.

@@ -91,13 +91,20 @@ fn a_run_interrupted_after_its_last_epoch_resumes_straight_to_the_test() {
 
 #[test]
 fn early_stopping_counts_on_across_a_resume() {
-    // Cut after epoch 1: the resumed run must stop early at the same epoch,
-    // from the restored best epoch and patience count.
-    let cfg = job("dae-gcn", "", "epochs = 8\npatience = 1");
+    // Patience 2, cut one epoch after the best: the patience count is 1 at
+    // the cut, and the resumed run must stop at the same epoch from the
+    // restored best epoch and count.
+    let cfg = job("dae-gcn", "", "epochs = 10\npatience = 2");
     let dir = tempfile::tempdir().unwrap();
     let straight = train(&cfg, &dir.path().join("straight"), &AtomicBool::new(false)).unwrap();
-    assert!(straight.epochs_run > 1 && straight.epochs_run < 8, "no early stop to test: {} epochs", straight.epochs_run);
-    resumed_equals_uninterrupted(&cfg, 1);
+    let cut = straight.best_epoch + 1;
+    assert!(
+        straight.epochs_run < 10 && cut < straight.epochs_run,
+        "no early stop to test: best {} of {}",
+        straight.best_epoch,
+        straight.epochs_run
+    );
+    resumed_equals_uninterrupted(&cfg, cut);
 }
 
 #[test]

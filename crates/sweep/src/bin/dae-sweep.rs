@@ -52,7 +52,9 @@ struct Common {
 
 #[derive(Args, Clone, Copy)]
 struct Rerun {
-    /// Rerun every job, finished ones included (old runs are moved to DIR/archive/).
+    /// Rerun every job from the start, finished and interrupted ones included
+    /// (old and partial runs are moved to DIR/archive/; without --force an
+    /// interrupted run resumes from its checkpoint).
     #[arg(long)]
     force: bool,
     /// Rerun jobs whose last attempt failed.
