@@ -1,6 +1,7 @@
 //! A stand-in for `dae-train` in the runner's tests: the same command line
 //! (`--resolve`, `--config C --out D`), exit codes and run-folder markers,
 //! with behaviour set by config keys: `sleep` (seconds), `fail` (exit 3),
+//! `diverge` (exit 4),
 //! `crash` (abort), `value` (written as `test_auc`). Every start and finish
 //! is appended to the file `$FAKE_LEDGER` (`start <id> <pid> <gpus>`,
 //! `done <id>`). `$FAKE_VERSION` is its code version.
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const KEYS: &[&str] = &["seed", "device", "sleep", "fail", "crash", "value", "model"];
+const KEYS: &[&str] = &["seed", "device", "sleep", "fail", "diverge", "crash", "value", "model"];
 const MODEL_KEYS: &[&str] = &["tau", "p"];
 
 fn version() -> String {
@@ -91,6 +92,10 @@ fn main() {
     }
     if cfg.get("crash").and_then(|v| v.as_bool()) == Some(true) {
         std::process::abort();
+    }
+    if cfg.get("diverge").and_then(|v| v.as_bool()) == Some(true) {
+        eprintln!("error: training diverged (as the config asks)");
+        std::process::exit(4);
     }
     if cfg.get("fail").and_then(|v| v.as_bool()) == Some(true) {
         eprintln!("error: failing as the config asks");

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+/// The trainer's exit code for a config it refuses.
+pub const EXIT_BAD_CONFIG: i32 = 2;
+/// The trainer's exit code for a run whose loss became NaN or infinite.
+pub const EXIT_DIVERGED: i32 = 4;
+
 /// How one attempt of a job ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -35,6 +40,11 @@ pub enum Outcome {
 impl Outcome {
     pub fn is_failure(&self) -> bool {
         !matches!(self, Outcome::Pass | Outcome::Interrupted)
+    }
+    /// A failure that another attempt could mend: not a bad config (exit 2)
+    /// nor a diverged run (exit 4), which the same job repeats exactly.
+    pub fn is_retryable(&self) -> bool {
+        self.is_failure() && !matches!(self, Outcome::Fail { exit: EXIT_BAD_CONFIG | EXIT_DIVERGED })
     }
     /// `passed`, `failed (exit 3)`, ...
     pub fn describe(&self) -> String {

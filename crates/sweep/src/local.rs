@@ -324,7 +324,7 @@ pub fn run_local(
             }
         }
         drop(r._lock);
-        if outcome.is_failure() && r.attempt <= opts.retries && !stopping_now {
+        if outcome.is_retryable() && r.attempt <= opts.retries && !stopping_now {
             summary.retries += 1;
             on_event(&Event::JobRetrying { job: JobRef::of(job), attempt: r.attempt, outcome, log: r.log });
             queue.push_front((ix, r.attempt + 1));

@@ -439,7 +439,7 @@ pub fn run_slurm(
                 continue;
             };
             let seconds = t.submitted.elapsed().as_secs_f64();
-            if outcome.is_failure() && t.attempt <= opts.retries && !halted {
+            if outcome.is_retryable() && t.attempt <= opts.retries && !halted {
                 summary.retries += 1;
                 on_event(&Event::JobRetrying { job: JobRef::of(job), attempt: t.attempt, outcome, log: rd.log() });
                 retry.push((t.job, t.attempt + 1));

@@ -164,6 +164,21 @@ fn failures_are_reported_with_their_log_retried_and_rerun_only_on_request() {
 }
 
 #[test]
+fn a_diverged_job_is_not_retried() {
+    // The trainer repeats a divergence exactly (same seed, same data): retries would only burn time.
+    let exp = format!("{}\n[[include]]\nvalue = 98\ndiverge = true\n", matrix(1, 0.0));
+    let s = Study::new(&exp);
+    let o = s.run(&["run", "--retries", "3"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("exit 4"), "{}", text(&o));
+    let plan = s.plan(&[]);
+    let failed: Vec<_> = plan.iter().filter(|j| j["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{plan:?}");
+    let id = failed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.ledger().iter().filter(|(w, i)| w == "start" && *i == id).count(), 1, "one attempt, no retries");
+}
+
+#[test]
 fn a_runner_killed_with_sigkill_resumes_to_the_same_finished_set_without_rerunning_finished_jobs() {
     let exp = matrix(8, 0.4);
     // The uninterrupted reference.

@@ -106,7 +106,8 @@ enum Cmd {
         /// Concurrent jobs per GPU.
         #[arg(long, default_value_t = 1)]
         jobs_per_gpu: usize,
-        /// Extra attempts for a failed job.
+        /// Extra attempts for a failed job (not for a bad config, exit 2, or a
+        /// diverged run, exit 4: those repeat exactly).
         #[arg(long, default_value_t = 0)]
         retries: u32,
         /// Start no more jobs after the first failure.
