@@ -161,3 +161,39 @@ fn checkpoints_of_another_job_are_not_used_and_broken_ones_are_errors() {
     assert_eq!(m.resumed_from_epoch, 0);
     assert_eq!((m.test_auc, m.val_auc, m.best_epoch), (straight.test_auc, straight.val_auc, straight.best_epoch));
 }
+
+/// Rewrites one field of a checkpoint's state (its safetensors metadata).
+fn forge(ckpt: &Path, key: &str, value: serde_json::Value) {
+    let bytes = std::fs::read(ckpt).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["dae_train_checkpoint"]).unwrap();
+    state[key] = value;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).unwrap();
+    let meta = std::collections::HashMap::from([("dae_train_checkpoint".to_string(), state.to_string())]);
+    safetensors::serialize_to_file(tensors.iter(), Some(meta), ckpt).unwrap();
+}
+
+#[test]
+fn a_checkpoint_of_another_executable_or_other_data_is_set_aside() {
+    let cfg = job("dae-gcn", "", "epochs = 3\npatience = 0");
+    let opts = TrainOptions { interrupt_after_epoch: Some(1), ..Default::default() };
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value) in [
+        ("binary_sha256", serde_json::json!("0000")),
+        ("data_fingerprint", serde_json::json!("other")),
+        ("binary_sha256", serde_json::Value::Null),
+    ] {
+        let run = dir.path().join(format!("{key}-{value}"));
+        train_with(&cfg, &run, &AtomicBool::new(false), &opts).unwrap_err();
+        let ckpt = run.join(dae_train::checkpoint::FILE);
+        forge(&ckpt, key, value.clone());
+        let m = train(&cfg, &run, &AtomicBool::new(false)).unwrap();
+        assert_eq!((m.resumed_from_epoch, m.epochs_run), (0, 3), "{key} = {value}: the checkpoint must not be used");
+    }
+    // The unforged control resumes.
+    let run = dir.path().join("control");
+    train_with(&cfg, &run, &AtomicBool::new(false), &opts).unwrap_err();
+    let ckpt = run.join(dae_train::checkpoint::FILE);
+    forge(&ckpt, "format", serde_json::json!(1));
+    assert_eq!(train(&cfg, &run, &AtomicBool::new(false)).unwrap().resumed_from_epoch, 1);
+}
