@@ -88,17 +88,24 @@ pub fn solve_spd(mut a: Vec<Vec<f64>>, b: &[f64]) -> Vec<f64> {
     x
 }
 
+/// The common width of the rows of `x`, after checking that `x` and the
+/// labels `y` have the same length and no row is ragged.
+pub(crate) fn feature_width(x: &[Vec<f64>], y: &[u8]) -> Result<usize, MetricError> {
+    if x.len() != y.len() {
+        return Err(MetricError::Length { scores: x.len(), labels: y.len() });
+    }
+    let d = x.first().map_or(0, |r| r.len());
+    if let Some((row, r)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
+        return Err(MetricError::Ragged { row, got: r.len(), expected: d });
+    }
+    Ok(d)
+}
+
 impl LogisticRegression {
     /// Fits on rows `x` with labels `y` (0/1) and L2 strength `lambda`
     /// (on the mean log-loss scale).
     pub fn fit(x: &[Vec<f64>], y: &[u8], lambda: f64) -> Result<LogisticRegression, MetricError> {
-        if x.len() != y.len() {
-            return Err(MetricError::Length { scores: x.len(), labels: y.len() });
-        }
-        let d = x.first().map_or(0, |r| r.len());
-        if let Some((row, r)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
-            return Err(MetricError::Ragged { row, got: r.len(), expected: d });
-        }
+        let d = feature_width(x, y)?;
         let standardizer = Standardizer::fit(x);
         let z: Vec<Vec<f64>> = x.iter().map(|r| std::iter::once(1.0).chain(standardizer.apply(r)).collect()).collect();
         let n = z.len() as f64;

@@ -35,13 +35,7 @@ impl RbfSvm {
     /// Fits on rows `x` (labels `y`, 0/1) with box constraint `c` and
     /// `gamma = 1 / d` on standardised features.
     pub fn fit(x: &[Vec<f64>], y: &[u8], c: f64) -> Result<RbfSvm, MetricError> {
-        if x.len() != y.len() {
-            return Err(MetricError::Length { scores: x.len(), labels: y.len() });
-        }
-        let d = x.first().map_or(0, |r| r.len());
-        if let Some((row, r)) = x.iter().enumerate().find(|(_, r)| r.len() != d) {
-            return Err(MetricError::Ragged { row, got: r.len(), expected: d });
-        }
+        let d = crate::logistic::feature_width(x, y)?;
         if let Some((index, &value)) = y.iter().enumerate().find(|(_, &v)| v > 1) {
             return Err(MetricError::BadLabel { index, value });
         }

@@ -100,26 +100,25 @@ pub fn leace_binary(rows: &[Vec<f32>], labels: &[u8], ridge: f64) -> Option<(Vec
     }
     mu.iter_mut().for_each(|m| *m /= n);
     let delta: Vec<f64> = (0..d).map(|j| class[1][j] / count[1] as f64 - class[0][j] / count[0] as f64).collect();
-    let mut cov = vec![0.0; d * d];
+    let mut cov = vec![vec![0.0; d]; d];
     for r in rows {
         let c: Vec<f64> = r.iter().zip(&mu).map(|(&v, m)| v as f64 - m).collect();
-        for i in 0..d {
-            for j in 0..d {
-                cov[i * d + j] += c[i] * c[j];
+        for (row, ci) in cov.iter_mut().zip(&c) {
+            for (v, cj) in row.iter_mut().zip(&c) {
+                *v += ci * cj;
             }
         }
     }
-    cov.iter_mut().for_each(|v| *v /= n);
-    let trace: f64 = (0..d).map(|i| cov[i * d + i]).sum();
+    cov.iter_mut().flatten().for_each(|v| *v /= n);
+    let trace: f64 = (0..d).map(|i| cov[i][i]).sum();
     if !(trace > 0.0 && trace.is_finite()) {
         return None;
     }
-    for i in 0..d {
-        cov[i * d + i] += ridge * trace / d as f64;
+    for (i, row) in cov.iter_mut().enumerate() {
+        row[i] += ridge * trace / d as f64;
     }
     // Positive definite: the ridge is positive since the trace is.
-    let a: Vec<Vec<f64>> = cov.chunks(d).map(|r| r.to_vec()).collect();
-    let s = dae_metrics::solve_spd(a, &delta);
+    let s = dae_metrics::solve_spd(cov, &delta);
     let q: f64 = delta.iter().zip(&s).map(|(a, b)| a * b).sum();
     if !(q > 0.0) {
         return None;

@@ -6,10 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-/// The trainer's exit code for a config it refuses.
-pub const EXIT_BAD_CONFIG: i32 = 2;
-/// The trainer's exit code for a run whose loss became NaN or infinite.
-pub const EXIT_DIVERGED: i32 = 4;
+use crate::runs::{EXIT_BAD_CONFIG, EXIT_DIVERGED};
 
 /// How one attempt of a job ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -253,9 +253,7 @@ pub fn run_local(
                         });
                         continue;
                     }
-                    // --force starts an incomplete run over: its checkpoint goes to the archive too.
-                    let partial = opts.policy.force && status == Status::Incomplete;
-                    if partial || matches!(status, Status::Done | Status::Stale { .. } | Status::Failed { .. }) {
+                    if opts.policy.archives_first(&status) {
                         if let Err(e) = rd.archive(results) {
                             release(&mut cpu_free, &mut gpus);
                             finish_failed_launch(job, attempt, &rd, e.to_string(), &mut summary, on_event);

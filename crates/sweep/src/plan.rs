@@ -177,6 +177,14 @@ pub struct RerunPolicy {
 }
 
 impl RerunPolicy {
+    /// Whether a run folder with this status is moved to the archive before
+    /// the job runs: finished or failed runs that are redone, and, with
+    /// `--force`, an incomplete run (its checkpoint included), which then
+    /// starts over instead of resuming.
+    pub fn archives_first(&self, status: &Status) -> bool {
+        matches!(status, Status::Done | Status::Stale { .. } | Status::Failed { .. }) || (self.force && *status == Status::Incomplete)
+    }
+
     /// Whether a job with this status runs, and why.
     pub fn decide(&self, status: &Status, current_version: &str) -> (Action, String) {
         match status {

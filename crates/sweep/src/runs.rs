@@ -61,6 +61,10 @@ pub struct ExitRecord {
     pub seconds: f64,
 }
 
+/// The trainer's exit code for a config it refuses.
+pub const EXIT_BAD_CONFIG: i32 = 2;
+/// The trainer's exit code for a run whose loss became NaN or infinite.
+pub const EXIT_DIVERGED: i32 = 4;
 /// The trainer's exit code for "interrupted; the run stays incomplete".
 pub const EXIT_INTERRUPTED: i32 = 5;
 

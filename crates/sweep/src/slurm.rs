@@ -321,9 +321,7 @@ pub fn run_slurm(
                 planned[i].job.short_id()
             )));
         }
-        // --force starts an incomplete run over: its checkpoint goes to the archive too.
-        let partial = opts.policy.force && status == Status::Incomplete;
-        if partial || matches!(status, Status::Done | Status::Stale { .. } | Status::Failed { .. }) {
+        if opts.policy.archives_first(&status) {
             std::fs::create_dir_all(&rd.path).map_err(io_err(&rd.path, "cannot create"))?;
             rd.archive(results)?;
         }

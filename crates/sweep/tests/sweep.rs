@@ -57,6 +57,17 @@ impl Study {
             })
             .collect()
     }
+    /// The id of the one job the plan lists as failed.
+    fn the_failed_job(&self) -> String {
+        let plan = self.plan(&[]);
+        let failed: Vec<_> = plan.iter().filter(|j| j["status"] == "failed").collect();
+        assert_eq!(failed.len(), 1, "{plan:?}");
+        failed[0]["id"].as_str().unwrap().to_string()
+    }
+    /// How often the trainer was started on job `id`.
+    fn starts_of(&self, id: &str) -> usize {
+        self.ledger().iter().filter(|(w, i)| w == "start" && i == id).count()
+    }
     fn done_ids(&self) -> BTreeSet<String> {
         let runs = self.path("results/runs");
         std::fs::read_dir(runs)
@@ -146,12 +157,9 @@ fn failures_are_reported_with_their_log_retried_and_rerun_only_on_request() {
     let out = text(&o);
     assert!(out.contains("FAIL") && out.contains("exit 3") && out.contains("log.txt"), "{out}");
     assert!(out.contains("retry"), "{out}");
-    let plan = s.plan(&[]);
-    let failed: Vec<_> = plan.iter().filter(|j| j["status"] == "failed").collect();
-    assert_eq!(failed.len(), 1);
-    let id = failed[0]["id"].as_str().unwrap().to_string();
+    let id = s.the_failed_job();
     // 1 attempt + 2 retries.
-    assert_eq!(s.ledger().iter().filter(|(w, i)| w == "start" && *i == id).count(), 3);
+    assert_eq!(s.starts_of(&id), 3);
     let log = std::fs::read_to_string(s.path(&format!("results/runs/{id}/log.txt"))).unwrap();
     assert_eq!(log.matches("failing as the config asks").count(), 3, "every attempt's output is kept: {log}");
     // Not rerun by default; rerun with --rerun-failed.
@@ -171,11 +179,8 @@ fn a_diverged_job_is_not_retried() {
     let o = s.run(&["run", "--retries", "3"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("exit 4"), "{}", text(&o));
-    let plan = s.plan(&[]);
-    let failed: Vec<_> = plan.iter().filter(|j| j["status"] == "failed").collect();
-    assert_eq!(failed.len(), 1, "{plan:?}");
-    let id = failed[0]["id"].as_str().unwrap().to_string();
-    assert_eq!(s.ledger().iter().filter(|(w, i)| w == "start" && *i == id).count(), 1, "one attempt, no retries");
+    let id = s.the_failed_job();
+    assert_eq!(s.starts_of(&id), 1, "one attempt, no retries");
 }
 
 #[test]

@@ -34,6 +34,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
+use crate::adam::named_vars;
 use crate::methods::TrainerState;
 
 /// The checkpoint's file name inside a run folder.
@@ -104,14 +105,12 @@ fn err(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
 /// The variables of `varmap` by name, as they are now (no copy; for
 /// writing them out at once).
 pub fn current(varmap: &VarMap) -> BTreeMap<String, Tensor> {
-    let data = varmap.data().lock().expect("varmap lock");
-    data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+    named_vars(varmap, |_| true).into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect()
 }
 
 /// Copies of the variables of `varmap`, by name.
 pub fn snapshot(varmap: &VarMap) -> candle_core::Result<BTreeMap<String, Tensor>> {
-    let data = varmap.data().lock().expect("varmap lock");
-    data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?))).collect()
+    current(varmap).into_iter().map(|(k, t)| Ok((k, t.copy()?))).collect()
 }
 
 fn temp_name(dir: &Path) -> PathBuf {

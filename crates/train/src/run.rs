@@ -293,16 +293,15 @@ pub fn train_with(cfg: &JobConfig, out: &Path, stop: &AtomicBool, opts: &TrainOp
             None
         }
     };
-    match previous {
-        Some(c) if other(&c.state).is_some() => {
+    match previous.map(|c| (other(&c.state), c)) {
+        Some((Some(what), c)) => {
             tracing::warn!(
                 checkpoint = %ckpt_path.display(),
                 made_by = %c.state.code_version,
-                "the checkpoint is of {}; starting from epoch 1",
-                other(&c.state).unwrap_or_default()
+                "the checkpoint is of {what}; starting from epoch 1"
             );
         }
-        Some(c) => {
+        Some((None, c)) => {
             let tensors = c.tensors(&dev).map_err(|e| ckpt_error(e.reason))?;
             checkpoint::restore_vars(&varmap, &checkpoint::with_prefix(&tensors, "model"), "model").map_err(ckpt_error)?;
             let best = checkpoint::with_prefix(&tensors, "best");
@@ -497,17 +496,13 @@ fn probes(
             rows.iter().map(|r| ranges.iter().flat_map(|rg| r[rg.clone()].iter().map(|&v| v as f64)).collect()).collect()
         };
         let (xtr, xte) = (pick(&train.latents), pick(&test.latents));
-        if let Ok(m) = dae_metrics::LogisticRegression::fit(&xtr, &train.labels, 1e-2) {
-            let s: Vec<f64> = xte.iter().map(|r| m.predict(r)).collect();
+        if let Some(s) = Probe::Linear.fit_score(&xtr, &train.labels, &xte.iter().collect::<Vec<_>>()) {
             out.insert(name.to_string(), auc_or_half(&s, &test.labels));
         }
         if let Some(a) = cross_validated_probe(&xte, &test.labels, &patients, PROBE_FOLDS, Probe::Linear) {
             cv.insert(name.to_string(), a);
         }
-        if !with_rbf {
-            continue;
-        }
-        if let Some(a) = cross_validated_probe(&xte, &test.labels, &patients, PROBE_FOLDS, Probe::Rbf) {
+        if let Some(a) = with_rbf.then(|| cross_validated_probe(&xte, &test.labels, &patients, PROBE_FOLDS, Probe::Rbf)).flatten() {
             cv_rbf.insert(name.to_string(), a);
         }
     }
