@@ -1,0 +1,33 @@
+//! `dae-runfolder`: the contract between the trainer that writes a run
+//! folder, the runner that starts and watches it, and the reporter that
+//! reads it (as `nextest-metadata` is nextest's).
+//!
+//! - [`files`]: every file name in a run folder, and [`RunFolder`], the
+//!   paths of one folder. No other crate spells a run-folder file name.
+//! - [`ExitCode`]: the trainer's documented exit codes.
+//! - [`Metrics`] (`metrics.json`), [`ExitRecord`] (`exit.json`) and
+//!   [`ProgressRecord`] (`progress.json`, rewritten after every epoch): the
+//!   records, as serde structs both sides share.
+//! - [`resolve`]: the wire types of `dae-train --resolve`.
+//! - [`write_atomic`]: the one way files that others read are written.
+//!
+//! ```
+//! use dae_runfolder::{ExitCode, RunFolder};
+//! let run = RunFolder::new("results".as_ref(), "0123abcd");
+//! assert!(run.metrics().ends_with("runs/0123abcd/metrics.json"));
+//! assert_eq!(ExitCode::from_code(4), Some(ExitCode::Diverged));
+//! assert!(ExitCode::Diverged.repeats_exactly());
+//! ```
+//!
+//! This crate depends on serde only: no tensors, no tables, no processes.
+
+mod atomic;
+mod exit;
+pub mod files;
+mod records;
+pub mod resolve;
+
+pub use atomic::write_atomic;
+pub use exit::ExitCode;
+pub use files::RunFolder;
+pub use records::{read_json, ExitRecord, Metrics, ProgressRecord};
