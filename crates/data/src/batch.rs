@@ -37,6 +37,16 @@ impl Normalize {
         let var = (s2 / n - mean * mean).max(1e-12);
         Ok(Normalize { mean: mean as f32, std: var.sqrt() as f32 })
     }
+
+    /// A normalised intensity.
+    pub fn apply(&self, v: f32) -> f32 {
+        (v - self.mean) / self.std
+    }
+
+    /// The intensity a normalised value stands for.
+    pub fn invert(&self, v: f32) -> f32 {
+        v * self.std + self.mean
+    }
 }
 
 fn no_images(s: &Sample) -> DataError {
@@ -146,7 +156,7 @@ pub fn batches<'a>(
             Some(a) => a.apply(img, &mut Rng::new(derive_seed(aug_seed, i as u64))),
             None => img.clone(),
         };
-        let data: Vec<f32> = img.data.iter().map(|v| (v - norm.mean) / norm.std).collect();
+        let data: Vec<f32> = img.data.iter().map(|&v| norm.apply(v)).collect();
         let x = Tensor::from_vec(data, (1, img.height, img.width), device)?;
         let mut y = Vec::with_capacity(1 + n_attr);
         y.push(s.label as f32);

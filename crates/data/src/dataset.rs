@@ -40,6 +40,15 @@ impl DatasetConfig {
             DatasetConfig::Manifest(_) => "manifest",
         }
     }
+    /// Checks the options that need no file: the synthetic generator's
+    /// ranges (the loaders check their folders when they load).
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            DatasetConfig::Synthetic(p) => p.validate(),
+            _ => Ok(()),
+        }
+    }
+
     pub fn image_size(&self) -> usize {
         match self {
             DatasetConfig::Synthetic(p) => p.image_size,

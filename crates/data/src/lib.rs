@@ -51,17 +51,10 @@ pub use stats::AttrStats;
 pub use synth::SynthParams;
 pub use vocab::{AttrSet, Attribute, Cluster, Vocabulary};
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
-/// flushed, then renamed over the target. A reader sees the old file or the
-/// new one, never a half-written one.
+/// Writes `bytes` to `path` atomically ([`dae_runfolder::write_atomic`]):
+/// a reader sees the old file or the new one, never a half-written one.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir).map_err(error::io_err(dir, "cannot create folder"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), unique_suffix()));
-    let mut f = std::fs::File::create(&tmp).map_err(error::io_err(&tmp, "cannot create temporary file"))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(error::io_err(&tmp, "cannot write temporary file"))?;
-    std::fs::rename(&tmp, path).map_err(error::io_err(path, "cannot move file into place"))
+    dae_runfolder::write_atomic(path, bytes).map_err(|source| DataError::Io { path: path.into(), action: "cannot write", source })
 }
 
 /// Quotes a CSV field when it holds a comma, quote or newline (RFC 4180).

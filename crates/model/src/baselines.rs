@@ -9,10 +9,11 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
-use crate::config::{EncoderKind, GuidedVaeConfig, IcadxConfig, ModelConfig};
+use crate::config::{EncoderKind, GuidedVaeConfig, IcadxConfig, Method, ModelConfig};
 use crate::decoder::Decoder;
 use crate::encoder::Encoder;
-use crate::Block;
+use crate::network::{keep_blocks, present_panels, Block, Network, Outputs, ProbeGroup};
+use crate::ModelError;
 
 fn decoder_base(model: &ModelConfig) -> usize {
     if model.encoder == EncoderKind::SmallCnn {
@@ -130,7 +131,19 @@ impl Icadx {
     /// Variable-name prefix of the generator (its own optimiser).
     pub const GENERATOR_PREFIX: &'static str = "generator.";
 
-    pub fn new(model: &ModelConfig, c: &IcadxConfig, image_size: usize, n_attr: usize, vb: VarBuilder) -> Result<Self> {
+    /// Builds the networks; `has_attributes`: whether the training split
+    /// has any attribute in the study's vocabulary (ICADx predicts them).
+    pub fn new(
+        model: &ModelConfig,
+        c: &IcadxConfig,
+        image_size: usize,
+        n_attr: usize,
+        has_attributes: bool,
+        vb: VarBuilder,
+    ) -> std::result::Result<Self, ModelError> {
+        if !has_attributes {
+            return Err(ModelError::MethodNeedsAttributes { method: Method::Icadx.name() });
+        }
         let encoder = Encoder::new(model.encoder, model.width, vb.pp("encoder"))?;
         let h = model.h_dim;
         let feature = linear(encoder.out_dim(), h, vb.pp("heads.feature"))?;
@@ -199,5 +212,73 @@ impl LiDiagnet {
     /// Malignancy logits `[B]` from h.
     pub fn classify(&self, h: &Tensor) -> Result<Tensor> {
         self.classifier.forward(h)?.squeeze(1)
+    }
+}
+
+impl Network for GuidedVae {
+    fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The posterior mean.
+    fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(GuidedVae::encode(self, x, train)?.0)
+    }
+
+    fn evaluate(&self, x: &Tensor) -> Result<Outputs> {
+        let (mu, _) = GuidedVae::encode(self, x, false)?;
+        let logits = self.classify(&self.split(&mu)?.0)?;
+        Ok(Outputs { latent: mu, logits, attr_scores: None, recon: None })
+    }
+
+    fn probe_groups(&self) -> Vec<ProbeGroup> {
+        vec![("z_t", vec!["z_t"]), ("z_rst", vec!["z_rst"])]
+    }
+
+    fn figure3_panels(&self) -> Vec<ProbeGroup> {
+        let all: Vec<&'static str> = self.blocks.iter().map(|b| b.name).collect();
+        present_panels(&self.blocks, vec![("z", all), ("z_t", vec!["z_t"]), ("z_rst", vec!["z_rst"])])
+    }
+
+    fn decode_from(&self, latent: &Tensor, keep: &[&str]) -> Result<Option<Tensor>> {
+        Ok(Some(self.decode(&keep_blocks(&self.blocks, latent, keep)?, false)?))
+    }
+}
+
+impl Network for Icadx {
+    fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.diagnose(x, train)?.feature)
+    }
+
+    fn evaluate(&self, x: &Tensor) -> Result<Outputs> {
+        let d = self.diagnose(x, false)?;
+        Ok(Outputs { latent: d.feature, logits: d.malignancy, attr_scores: Some(d.attributes), recon: None })
+    }
+
+    fn probe_groups(&self) -> Vec<ProbeGroup> {
+        vec![("h", vec!["h"])]
+    }
+}
+
+impl Network for LiDiagnet {
+    fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.features(x, train)
+    }
+
+    fn evaluate(&self, x: &Tensor) -> Result<Outputs> {
+        let h = self.features(x, false)?;
+        Ok(Outputs { logits: self.classify(&h)?, latent: h, attr_scores: None, recon: None })
+    }
+
+    fn probe_groups(&self) -> Vec<ProbeGroup> {
+        vec![("h", vec!["h"])]
     }
 }

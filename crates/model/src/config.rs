@@ -109,28 +109,6 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ModelConfig {
-    /// Every key of the `[model]` table.
-    pub const KEYS: [&'static str; 15] = [
-        "encoder",
-        "width",
-        "disentangle",
-        "attributes",
-        "rec",
-        "h_i",
-        "h_dim",
-        "h_ma_dim",
-        "h_mi_dim",
-        "h_i_dim",
-        "gcn_hidden",
-        "node_features",
-        "tau",
-        "p",
-        "h_i_erase",
-    ];
-
-    /// The encoder and the latent sizes: accepted by every method.
-    pub const SHARED_KEYS: [&'static str; 6] = ["encoder", "width", "h_dim", "h_ma_dim", "h_mi_dim", "h_i_dim"];
-
     /// Checks sizes, ranges and switch combinations for an input of `image_size` pixels.
     pub fn validate(&self, image_size: usize) -> Result<(), ConfigError> {
         let err = |key, problem: String| Err(ConfigError { key, problem });
@@ -163,14 +141,20 @@ impl ModelConfig {
         } else if self.h_dim == 0 {
             return err("h_dim", "0, but disentangle = false needs a latent h".into());
         }
-        if self.encoder == EncoderKind::SmallCnn && self.width == 0 {
-            return err("width", "0; the small CNN needs at least 1 channel".into());
-        }
         if self.attributes == AttributeMode::Gcn && self.gcn_hidden == 0 {
             return err("gcn_hidden", "0, but attributes = \"gcn\" needs a hidden layer".into());
         }
+        self.validate_encoder(image_size)
+    }
+
+    /// The rules every method's encoder and decoder share: the input size and the small CNN's width.
+    fn validate_encoder(&self, image_size: usize) -> Result<(), ConfigError> {
+        if self.encoder == EncoderKind::SmallCnn && self.width == 0 {
+            return Err(ConfigError { key: "width", problem: "0; the small CNN needs at least 1 channel".into() });
+        }
         if !(32..=512).contains(&image_size) || image_size % 16 != 0 {
-            return err("encoder", format!("input size {image_size}: expected a multiple of 16 in 32..=512 (e.g. 32, 64, 128, 224)"));
+            let problem = format!("input size {image_size}: expected a multiple of 16 in 32..=512 (e.g. 32, 64, 128, 224)");
+            return Err(ConfigError { key: "encoder", problem });
         }
         Ok(())
     }
@@ -221,40 +205,6 @@ impl Method {
 
     pub fn is_default(&self) -> bool {
         *self == Method::DaeGcn
-    }
-
-    /// Whether the method predicts the shape and margin attributes (and so needs them in the data).
-    pub fn needs_attributes(self, model: &ModelConfig) -> bool {
-        match self {
-            Method::DaeGcn => model.attributes != AttributeMode::None,
-            Method::Icadx => true,
-            Method::GuidedVae | Method::LiDiagnet => false,
-        }
-    }
-
-    /// The `[model]` keys this method reads. DAE-GCN reads them all; the
-    /// others read the shared encoder and the latent sizes that define their
-    /// latent (see [`GuidedVaeConfig`], [`IcadxConfig`], [`LiDiagnetConfig`]).
-    /// Any method accepts the [`ModelConfig::SHARED_KEYS`] (an experiment
-    /// sets sizes once for all its rows) but only what it reads enters its
-    /// resolved config; DAE-GCN's switches and graph options on another
-    /// method are an error.
-    pub fn model_keys(self) -> &'static [&'static str] {
-        match self {
-            Method::DaeGcn => &ModelConfig::KEYS,
-            Method::GuidedVae => &["encoder", "width", "h_ma_dim", "h_mi_dim", "h_i_dim"],
-            Method::Icadx | Method::LiDiagnet => &["encoder", "width", "h_dim"],
-        }
-    }
-
-    /// The `[loss]` weights this method reads.
-    pub fn loss_keys(self) -> &'static [&'static str] {
-        match self {
-            Method::DaeGcn => &["rec", "attr", "cls"],
-            Method::GuidedVae => &["rec"],
-            Method::Icadx => &["attr", "cls"],
-            Method::LiDiagnet => &["cls"],
-        }
     }
 }
 
@@ -343,12 +293,7 @@ impl MethodSpec {
         if self.method() == Method::DaeGcn {
             return model.validate(image_size);
         }
-        if !(32..=512).contains(&image_size) || image_size % 16 != 0 {
-            return err("encoder", format!("input size {image_size}: expected a multiple of 16 in 32..=512 (e.g. 32, 64, 128, 224)"));
-        }
-        if model.encoder == EncoderKind::SmallCnn && model.width == 0 {
-            return err("width", "0; the small CNN needs at least 1 channel".into());
-        }
+        model.validate_encoder(image_size)?;
         let bad = |key: &'static str, problem: String| Err(ConfigError { key, problem });
         match self {
             MethodSpec::DaeGcn => unreachable!(),

@@ -109,7 +109,7 @@ fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
     }
     dev.synchronize()?;
     let sps = (steps * s.batch) as f64 / t.elapsed().as_secs_f64();
-    println!("{sps:.2} {:.0}", if dev.is_cpu() { dae_train::run::peak_memory_mb() } else { 0.0 });
+    println!("{sps:.2} {:.0}", if dev.is_cpu() { dae_train::peak_memory_mb() } else { 0.0 });
     Ok(())
 }
 

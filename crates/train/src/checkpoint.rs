@@ -1,8 +1,7 @@
 //! The per-epoch checkpoint that lets an interrupted run resume.
 //!
 //! After every epoch the trainer writes `checkpoint.safetensors` in the run
-//! folder, atomically (temp file + rename), one file holding everything the
-//! next epoch depends on:
+//! folder, atomically, one file holding everything the next epoch depends on:
 //!
 //! | tensors | what |
 //! |---|---|
@@ -10,21 +9,20 @@
 //! | `best.<var>` | the snapshot of the best validation epoch so far |
 //! | `optim.<optimiser>.{m,v}.<var>` | each Adam optimiser's moments |
 //!
-//! and, in the file's metadata (key `dae_train_checkpoint`), a JSON
-//! [`CheckpointState`]: the epochs done, the best epoch and AUC, the history
+//! and, in the file's metadata (key `dae_train_checkpoint`), the loop's
+//! [`Progress`] as JSON: the epochs done, the best epoch and AUC, the history
 //! so far, timing counters, each optimiser's step count, the random stream,
-//! and the resolved config, data fingerprint, code version and executable
-//! hash it was made by. (`dae-sweep`
-//! reads `epoch` from that header for its plan; keep the key names.)
+//! and the config, data fingerprint, code version and executable hash it was
+//! made by.
 //!
 //! A run started on a folder that holds a checkpoint of the same config,
-//! data and `dae-train` executable continues after the checkpoint's epoch, and ends with
-//! the same metrics, scores and weights as a run that was never stopped
-//! (shuffling and augmentation are derived from the seed and the epoch
-//! number; the rest is in the file; on the CPU, where the kernels are
-//! deterministic, also across thread counts). A checkpoint of another config,
-//! data set or trainer executable is not used (the run starts from epoch 1
-//! and says so). The checkpoint is removed once the run is done, or
+//! data and `dae-train` executable continues after the checkpoint's epoch
+//! and ends with the same metrics, scores and weights as a run that was
+//! never stopped (shuffling and augmentation are derived from the seed and
+//! the epoch number; the rest is in the file; on the CPU, where the kernels
+//! are deterministic, also across thread counts). A checkpoint of another
+//! config, data set or trainer executable is not used (the run starts from
+//! epoch 1 and says so). The checkpoint is removed once the run is done, or
 //! diverged (resuming would diverge again); other failures keep it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,53 +30,16 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use serde::{Deserialize, Serialize};
 
 use crate::adam::named_vars;
-use crate::methods::TrainerState;
+use crate::progress::{Progress, FORMAT};
 
-/// The checkpoint's file name inside a run folder.
-pub const FILE: &str = "checkpoint.safetensors";
 const META_KEY: &str = "dae_train_checkpoint";
-/// The format this trainer writes and reads.
-pub const FORMAT: u32 = 1;
-
-/// The scalar part of a checkpoint.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointState {
-    pub format: u32,
-    pub code_version: String,
-    /// SHA-256 of the trainer executable that wrote it (`None`: unreadable).
-    /// A checkpoint is used only by the same executable: a dirty tree's
-    /// code version does not change with each edit, the binary does.
-    #[serde(default)]
-    pub binary_sha256: Option<String>,
-    /// The data set's fingerprint (`metrics.json`'s `data_fingerprint`;
-    /// empty in checkpoints that predate it, which then match no data).
-    #[serde(default)]
-    pub data_fingerprint: String,
-    /// The resolved config (`JobConfig::canonical`) of the run.
-    pub config: String,
-    /// Epochs finished (validation and best-epoch bookkeeping included).
-    pub epoch: usize,
-    /// Whether training had ended (last epoch, or early stopping): a
-    /// resumed run goes straight to the test evaluation.
-    pub training_done: bool,
-    pub best_auc: f64,
-    pub best_epoch: usize,
-    pub train_seen: usize,
-    pub train_seconds: f64,
-    /// Wall seconds of the run up to the checkpoint, over all attempts.
-    pub wall_seconds: f64,
-    /// `history.csv` as it stood.
-    pub history: String,
-    pub trainer: TrainerState,
-}
 
 /// A checkpoint read from disk: its state, and its tensors still unparsed
 /// (so a checkpoint that will not be used costs no device memory).
 pub struct Checkpoint {
-    pub state: CheckpointState,
+    pub state: Progress,
     path: PathBuf,
     bytes: Vec<u8>,
 }
@@ -113,75 +74,53 @@ pub fn snapshot(varmap: &VarMap) -> candle_core::Result<BTreeMap<String, Tensor>
     current(varmap).into_iter().map(|(k, t)| Ok((k, t.copy()?))).collect()
 }
 
-fn temp_name(dir: &Path) -> PathBuf {
-    dir.join(format!(".{FILE}.tmp.{}", std::process::id()))
+/// The tensors of a checkpoint: the network, the best snapshot, the optimisers' moments.
+pub struct Tensors<'a> {
+    pub model: BTreeMap<String, Tensor>,
+    pub best: Option<&'a BTreeMap<String, Tensor>>,
+    pub optim: BTreeMap<String, Tensor>,
 }
 
-/// Removes temporary checkpoint files that a killed writer left in `dir`.
-pub fn clear_temporaries(dir: &Path) {
-    let prefix = format!(".{FILE}.tmp.");
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Writes the checkpoint into `dir` atomically; on failure the temporary
-/// file is removed and the previous checkpoint stays as it was.
-pub fn save(
-    dir: &Path,
-    state: &CheckpointState,
-    model: &BTreeMap<String, Tensor>,
-    best: Option<&BTreeMap<String, Tensor>>,
-    optim: BTreeMap<String, Tensor>,
-) -> Result<(), CheckpointError> {
-    let path = dir.join(FILE);
+/// Writes the checkpoint to `path` atomically; on failure the previous
+/// checkpoint stays as it was.
+pub fn save(path: &Path, state: &Progress, t: Tensors) -> Result<(), CheckpointError> {
     let mut all: BTreeMap<String, Tensor> = BTreeMap::new();
     // Host copies first: candle's safetensors view unwraps a failed device copy.
-    let host = |t: &Tensor| t.to_device(&Device::Cpu).map_err(|e| err(&path, format!("cannot copy a tensor to the host: {e}")));
-    for (k, t) in optim {
-        all.insert(k, host(&t)?);
+    let host = |t: &Tensor| t.to_device(&Device::Cpu).map_err(|e| err(path, format!("cannot copy a tensor to the host: {e}")));
+    for (k, v) in t.optim {
+        all.insert(k, host(&v)?);
     }
-    for (k, t) in model {
-        all.insert(format!("model.{k}"), host(t)?);
+    for (k, v) in t.model {
+        all.insert(format!("model.{k}"), host(&v)?);
     }
-    for (k, t) in best.into_iter().flatten() {
-        all.insert(format!("best.{k}"), host(t)?);
+    for (k, v) in t.best.into_iter().flatten() {
+        all.insert(format!("best.{k}"), host(v)?);
     }
     let meta = HashMap::from([(META_KEY.to_string(), serde_json::to_string(state).expect("checkpoint state serialises"))]);
-    let tmp = temp_name(dir);
-    let written = safetensors::serialize_to_file(all.iter(), Some(meta), &tmp)
-        .map_err(|e| err(&tmp, format!("cannot write: {e}")))
-        .and_then(|()| std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(&tmp, format!("cannot sync: {e}"))))
-        .and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| err(&path, format!("cannot move into place: {e}"))));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let bytes = safetensors::serialize(all.iter(), Some(meta)).map_err(|e| err(path, format!("cannot serialise: {e}")))?;
+    dae_runfolder::write_atomic(path, &bytes).map_err(|e| err(path, format!("cannot write: {e}")))
 }
 
-/// Reads the checkpoint in `dir`, if there is one, without parsing its
+/// Reads the checkpoint at `path`, if there is one, without parsing its
 /// tensors. A file that is there but cannot be read is an error (it is
 /// never silently ignored).
-pub fn load(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
-    let path = dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
+pub fn load(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
+    let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(err(&path, format!("cannot read: {e}"))),
+        Err(e) => return Err(err(path, format!("cannot read: {e}"))),
     };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(&path, format!("not a safetensors file: {e}")))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(path, format!("not a safetensors file: {e}")))?;
     let text = meta
         .metadata()
         .as_ref()
         .and_then(|m| m.get(META_KEY))
-        .ok_or_else(|| err(&path, format!("no `{META_KEY}` metadata: not a dae-train checkpoint")))?;
-    let state: CheckpointState = serde_json::from_str(text).map_err(|e| err(&path, format!("bad `{META_KEY}` metadata: {e}")))?;
+        .ok_or_else(|| err(path, format!("no `{META_KEY}` metadata: not a dae-train checkpoint")))?;
+    let state: Progress = serde_json::from_str(text).map_err(|e| err(path, format!("bad `{META_KEY}` metadata: {e}")))?;
     if state.format != FORMAT {
-        return Err(err(&path, format!("checkpoint format {} (this dae-train reads format {FORMAT})", state.format)));
+        return Err(err(path, format!("checkpoint format {} (this dae-train reads format {FORMAT})", state.format)));
     }
-    Ok(Some(Checkpoint { state, path, bytes }))
+    Ok(Some(Checkpoint { state, path: path.into(), bytes }))
 }
 
 /// The tensors stored under `prefix.`, with the prefix stripped.

@@ -1,52 +1,46 @@
 //! `dae-train`: trains ONE job from a config and writes its run folder.
 //!
 //! The sweep runner starts the `dae-train` binary once per job (locally or
-//! as a Slurm array task); nothing else trains. A run folder holds, written
-//! atomically with the completion marker `done` last:
+//! as a Slurm array task); nothing else trains. The run folder's files,
+//! records and exit codes are the contract in `dae-runfolder`; the trainer
+//! writes every file atomically, `incomplete` first and `done` last.
 //!
-//! | file | what |
-//! |---|---|
-//! | `config.toml` | the resolved job config (all defaults filled in) |
-//! | `metrics.json` | `test_auc`, `val_auc`, `test_auc_ci95` (DeLong), attribute accuracy, probe AUCs (`probe_auc`: fitted on the training split; `probe_auc_test_cv`: 5-fold by patient within the test split; `probe_auc_test_cv_rbf`: the same with an RBF-kernel SVM, left out above 2,500 test samples), epochs, timing, memory, device, code version, status |
-//! | `history.csv` | per epoch: each loss term, validation AUC and attribute accuracy, learning rate, seconds |
-//! | `scores.csv` | per test sample: `sample_id`, `patient`, `label`, `score`, then the predicted attribute per cluster |
-//! | `model.safetensors` | the selected (best validation AUC) weights, with the fitted h_i eraser when `model.h_i_erase` is on |
-//! | `figure3-*.png`, `figure3.json` | reconstructions of fixed test samples from h, [h_ma, h_mi], h_i, h_ma, h_mi (Guided-VAE: z, z_t, z_rst; methods without a decoder write none) |
-//! | `incomplete` | present while the run is in progress or was interrupted |
-//! | `checkpoint.safetensors` | written after every epoch while the run is in progress, removed when it is done ([`checkpoint`]): a run started again on the folder resumes from it |
-//! | `done` | the completion marker, written last |
+//! The path of one job:
 //!
-//! The config's `method` picks DAE-GCN (default) or one of the baselines
-//! Guided-VAE, ICADx, Li et al.; [`methods`] holds each one's training
-//! step, and every method writes the same files and `metrics.json` keys
-//! (attribute accuracy where the method predicts attributes, probe AUCs for
-//! its latent blocks). `history.csv` has the common columns, then the
-//! method's own (e.g. Guided-VAE's `adversary_acc`).
+//! - [`job`]: the raw [`JobConfig`] is checked once into a [`Job`];
+//! - [`data`]: the data set, its split, and the statistics fitted on the
+//!   training split ([`data::RunData`]);
+//! - [`methods`]: the job's method (DAE-GCN, Guided-VAE, ICADx, Li et al.),
+//!   each one type behind the [`methods::Method`] trait;
+//! - [`run`]: the loop, whose state ([`progress::Progress`]) is what the
+//!   [`checkpoint`] saves after every epoch, with the [`progress::History`];
+//! - [`evaluate`], [`probes`] and [`artefacts`]: the test metrics, the
+//!   latent probes, and `scores.csv`, Figure 3, the model and `metrics.json`.
 //!
-//! Exit codes ([`exit`]): 0 success, 2 bad config, 3 data error, 4 diverged,
-//! 5 interrupted, 1 anything else.
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! let job = dae_train::Job::load("experiments/jobs/dae-gcn-smoke.toml".as_ref())?;
+//! let metrics = dae_train::train(&job, "results/runs/smoke".as_ref(), &AtomicBool::new(false))?;
+//! println!("test AUC {:.3}", metrics.test_auc);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
-//! This crate knows the data, model, losses and metrics crates; it knows
-//! nothing of sweeps, job ids or reports.
+//! This crate knows the data, model, losses and metrics crates and the
+//! run-folder contract; it knows nothing of sweeps, job ids or reports.
 
 pub mod adam;
+pub mod artefacts;
 pub mod checkpoint;
-pub mod config;
+pub mod data;
+pub mod evaluate;
+pub mod job;
 pub mod methods;
+pub mod probes;
+pub mod progress;
 pub mod run;
 
-pub use config::JobConfig;
-pub use run::{train, train_with, RunError, RunOutcome, TrainOptions};
-
-/// The documented exit codes of `dae-train`.
-pub mod exit {
-    pub const SUCCESS: u8 = 0;
-    pub const OTHER: u8 = 1;
-    pub const BAD_CONFIG: u8 = 2;
-    pub const DATA_ERROR: u8 = 3;
-    pub const DIVERGED: u8 = 4;
-    pub const INTERRUPTED: u8 = 5;
-}
+pub use job::{Job, JobConfig, JobError};
+pub use run::{train, train_with, RunError, TrainOptions};
 
 /// The code version compiled into this binary (`0.1.0+<commit>[-dirty]`).
 pub const CODE_VERSION: &str = env!("DAE_CODE_VERSION");
@@ -62,6 +56,14 @@ pub fn binary_sha256() -> Option<&'static str> {
         Some(format!("{:x}", sha2::Sha256::digest(&bytes)))
     })
     .as_deref()
+}
+
+/// Peak resident memory of this process in MiB (VmHWM), 0 where unknown.
+pub fn peak_memory_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Keeps large tensor buffers in glibc's heap instead of fresh `mmap`s.

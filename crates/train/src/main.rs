@@ -1,9 +1,9 @@
 //! `dae-train --config JOB.toml --out DIR`: trains one job and writes its run folder.
 //!
-//! Exit codes: 0 success, 1 other error, 2 bad config, 3 data error,
-//! 4 diverged (NaN or infinite loss), 5 interrupted (SIGINT/SIGTERM; the run
-//! stays marked `incomplete`, and a later start on the same folder resumes
-//! after its last finished epoch unless `--fresh`).
+//! Exit codes ([`dae_runfolder::ExitCode`]): 0 success, 1 other error, 2 bad
+//! config, 3 data error, 4 diverged (NaN or infinite loss), 5 interrupted
+//! (SIGINT/SIGTERM; the run stays marked `incomplete`, and a later start on
+//! the same folder resumes after its last finished epoch unless `--fresh`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,13 +11,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Parser;
-use dae_train::{exit, train_with, JobConfig, TrainOptions};
+use dae_runfolder::ExitCode as Exit;
+use dae_train::{train_with, Job, TrainOptions};
 
 #[derive(Parser)]
 #[command(name = "dae-train", version = dae_train::CODE_VERSION, about = "Train one DAE-GCN job from a config file")]
-#[command(
-    after_help = "Example:\n  dae-train --config experiments/jobs/dae-gcn-smoke.toml --out results/runs/smoke\n\nExit codes: 0 success, 1 other error, 2 bad config, 3 data error, 4 diverged, 5 interrupted.\n\nAn interrupted run (exit 5, or killed) resumes after its last finished epoch when started again on the same --out with the same config, data and dae-train executable; --fresh starts it over."
-)]
+#[command(after_help = format!(
+    "Example:\n  dae-train --config experiments/jobs/dae-gcn-smoke.toml --out results/runs/smoke\n\nExit codes: {}.\n\nAn interrupted run (exit 5, or killed) resumes after its last finished epoch when started again on the same --out with the same config, data and dae-train executable; --fresh starts it over.",
+    Exit::SUMMARY
+))]
 struct Cli {
     /// The job config (TOML).
     #[arg(long, required_unless_present = "resolve")]
@@ -26,8 +28,8 @@ struct Cli {
     #[arg(long, required_unless_present = "resolve")]
     out: Option<PathBuf>,
     /// For the sweep runner: read a JSON array of job configs (TOML texts) on
-    /// stdin, check and resolve each without training, and print one JSON
-    /// object `{"code_version", "results": [{"ok": {"config", "data"}} | {"error": "..."}]}`.
+    /// stdin, check and resolve each without training, and print one
+    /// `dae_runfolder::resolve::Response` as JSON.
     #[arg(long, conflicts_with_all = ["config", "out"])]
     resolve: bool,
     /// Start from epoch 1 even where --out holds a checkpoint of this job
@@ -40,23 +42,20 @@ fn resolve_stdin() -> ExitCode {
     let mut input = String::new();
     if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut input) {
         eprintln!("error: cannot read stdin: {e}");
-        return ExitCode::from(exit::OTHER);
+        return Exit::Other.into();
     }
     let texts: Vec<String> = match serde_json::from_str(&input) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: stdin: expected a JSON array of TOML texts: {e}");
-            return ExitCode::from(exit::BAD_CONFIG);
+            return Exit::BadConfig.into();
         }
     };
-    let results: Vec<serde_json::Value> = dae_train::config::resolve_batch(&texts)
-        .into_iter()
-        .map(|r| match r {
-            Ok(v) => serde_json::json!({ "ok": v }),
-            Err(e) => serde_json::json!({ "error": e }),
-        })
-        .collect();
-    println!("{}", serde_json::json!({ "code_version": dae_train::CODE_VERSION, "results": results }));
+    let response = dae_runfolder::resolve::Response {
+        code_version: dae_train::CODE_VERSION.to_string(),
+        results: dae_train::job::resolve_batch(&texts),
+    };
+    println!("{}", serde_json::to_string(&response).expect("serialises"));
     ExitCode::SUCCESS
 }
 
@@ -73,11 +72,11 @@ fn main() -> ExitCode {
         return resolve_stdin();
     }
     let (config, out) = (cli.config.expect("clap requires --config"), cli.out.expect("clap requires --out"));
-    let cfg = match JobConfig::load(&config) {
-        Ok(c) => c,
+    let job = match Job::load(&config) {
+        Ok(j) => j,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(exit::BAD_CONFIG);
+            return Exit::BadConfig.into();
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -86,7 +85,8 @@ fn main() -> ExitCode {
             eprintln!("warning: cannot handle signal {sig}: {e}");
         }
     }
-    match train_with(&cfg, &out, &stop, &TrainOptions { fresh: cli.fresh, ..Default::default() }) {
+    let opts = TrainOptions { fresh: cli.fresh, ..TrainOptions::from_env() };
+    match train_with(&job, &out, &stop, &opts) {
         Ok(m) => {
             println!(
                 "done: test AUC {:.4} (val {:.4}, best epoch {} of {}), {:.1} s; results in {}",
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = e.exit_code();
             eprintln!("error: {:#}", anyhow::Error::new(e));
-            ExitCode::from(code)
+            code.into()
         }
     }
 }

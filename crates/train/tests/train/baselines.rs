@@ -3,21 +3,25 @@
 //! writes the same artefacts, each adversarial part moves the way its design
 //! says, and options of the wrong method are refused before training.
 
-mod common;
+use super::common;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use dae_data::batch::{batches, BatchSpec, Normalize};
-use dae_data::split::split_samples;
-use dae_data::{AttrStats, Dataset};
-use dae_model::{init_weights, Icadx, Network};
-use dae_train::methods::{Step, Trainer};
-use dae_train::{train, JobConfig};
+use dae_data::batch::{batches, BatchSpec};
+use dae_data::rng::Rng;
+use dae_model::{init_weights, Icadx, IcadxConfig};
+use dae_runfolder::ExitCode;
+use dae_train::data::RunData;
+use dae_train::methods::icadx::IcadxMethod;
+use dae_train::methods::{Build, Method, Step};
+use dae_train::TrainOptions;
+use dae_train::{train, Job, JobConfig};
 
-/// A tiny synthetic job of `method` with extra TOML appended.
+/// A tiny synthetic job of `method` with extra TOML appended (the raw
+/// config, for tests that change it; [`Job::new`] checks it).
 fn job(method: &str, extra: &str) -> JobConfig {
     std::env::set_var("DAE_CACHE", std::env::temp_dir().join("dae-train-test-cache"));
     let model = match method {
@@ -29,7 +33,8 @@ fn job(method: &str, extra: &str) -> JobConfig {
          [split]\nratios = [0.6, 0.2, 0.2]\n[model]\nwidth = 4\n{model}\n\
          [optim]\nlr = 0.002\nbatch_size = 16\nepochs = 2\npatience = 0\n[output]\nfigure3_samples = 2\nsave_model = false\n"
     );
-    JobConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    Job::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    toml::from_str(&text).unwrap()
 }
 
 /// Column `name` of a run's history.csv, one value per epoch.
@@ -50,7 +55,7 @@ fn every_baseline_writes_the_same_artefacts_as_dae_gcn() {
     {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        let cfg = job(method, "");
+        let cfg = Job::new(job(method, "")).unwrap();
         let o = train(&cfg, &out, &AtomicBool::new(false)).unwrap_or_else(|e| panic!("{method}: {e:#}"));
         assert!(out.join("done").exists() && !out.join("incomplete").exists(), "{method}");
         let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
@@ -90,7 +95,7 @@ fn every_baseline_writes_the_same_artefacts_as_dae_gcn() {
         let resolved = std::fs::read_to_string(out.join("config.toml")).unwrap();
         assert!(resolved.contains(&format!("method = \"{method}\"")), "{resolved}");
         assert!(!resolved.contains("tau"), "{method}: DAE-GCN's tau in {resolved}");
-        assert_eq!(JobConfig::parse(&resolved).unwrap(), cfg, "{method}: config.toml reads back as the job");
+        assert_eq!(Job::parse(&resolved).unwrap(), cfg, "{method}: config.toml reads back as the job");
     }
 }
 
@@ -109,7 +114,7 @@ fn guided_vae_inhibition_keeps_the_adversary_on_z_rst_at_chance() {
         }
         cfg.optim.epochs = 8;
         cfg.optim.batch_size = 32;
-        train(&cfg, &dir.path().join("run"), &AtomicBool::new(false)).unwrap();
+        train(&Job::new(cfg).unwrap(), &dir.path().join("run"), &AtomicBool::new(false)).unwrap();
         history(&dir.path().join("run"), "adversary_acc")
     };
     let (on, off) = (run(true), run(false));
@@ -129,7 +134,7 @@ fn li_laplacian_lowers_the_within_class_spread() {
             s.confound = 1.0;
         }
         cfg.optim.epochs = 4;
-        train(&cfg, &dir.path().join("run"), &AtomicBool::new(false)).unwrap();
+        train(&Job::new(cfg).unwrap(), &dir.path().join("run"), &AtomicBool::new(false)).unwrap();
         history(&dir.path().join("run"), "within_class_spread")
     };
     let (with, without) = (run(1.0), run(0.0));
@@ -154,26 +159,24 @@ fn icadx_generator_updates_make_its_samples_score_as_more_real() {
     if let dae_data::DatasetConfig::Synthetic(s) = &mut cfg.dataset {
         s.patients = 120;
     }
-    let vocab = cfg.vocab().unwrap();
-    let ds = Dataset::load(&cfg.dataset, &cfg.split, None).unwrap();
-    let split = split_samples(&ds.samples, &cfg.split).unwrap();
-    let stats = AttrStats::from_samples(split.train.iter().map(|&i| &ds.samples[i]), &vocab);
-    let norm = Normalize::fit(&ds.samples, &split.train).unwrap();
+    let job = Job::new(cfg).unwrap();
+    let data = RunData::load(&job, &TrainOptions::from_env().cache_dir).unwrap();
     let dev = Device::Cpu;
     let vm = VarMap::new();
-    let net = Network::new(&cfg.method_spec(), &cfg.model, 32, &vocab, &stats, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-    init_weights(&vm, cfg.seed).unwrap();
-    let clusters = vocab.clusters().into_iter().map(|(_, r)| r).collect();
-    let mut trainer = Trainer::new(&net, &vm, &cfg, clusters).unwrap();
-    let spec = BatchSpec { batch_size: 16, vocab: &vocab, normalize: norm, shuffle_seed: Some(3), augment: None, keep_last: false };
+    let build =
+        Build { job: &job, data: &data, varmap: &vm, adam: candle_nn::ParamsAdamW { lr: 0.002, weight_decay: 0.0, ..Default::default() } };
+    let mut method = IcadxMethod::new(&build, &IcadxConfig::default(), VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+    init_weights(&vm, job.seed).unwrap();
+    let mut rng = Rng::new(dae_data::rng::derive_seed(job.seed, 0x6e6f_6973_65));
+    let spec = BatchSpec { batch_size: 16, shuffle_seed: Some(3), keep_last: false, ..data.eval_spec() };
     for epoch in 0..3 {
         let spec = BatchSpec { shuffle_seed: Some(epoch), ..spec.clone() };
-        for b in batches(&ds.samples, &split.train, &spec, &dev).unwrap() {
-            assert!(matches!(trainer.step(&net, &b.unwrap()).unwrap(), Step::Done(_)));
+        for b in batches(&data.samples, &data.split.train, &spec, &dev).unwrap() {
+            assert!(matches!(method.step(&b.unwrap(), &mut rng).unwrap(), Step::Done(_)));
         }
     }
-    let Network::Icadx(m) = &net else { unreachable!() };
-    let b = batches(&ds.samples, &split.val, &BatchSpec { keep_last: true, shuffle_seed: None, ..spec }, &dev)
+    let m = method.net();
+    let b = batches(&data.samples, &data.split.val, &BatchSpec { keep_last: true, shuffle_seed: None, ..spec }, &dev)
         .unwrap()
         .next()
         .unwrap()
@@ -206,7 +209,7 @@ fn icadx_generator_updates_make_its_samples_score_as_more_real() {
 
 #[test]
 fn options_of_another_method_and_unknown_methods_are_refused_with_the_choices() {
-    let err = |text: &str| JobConfig::parse(text).unwrap_err();
+    let err = |text: &str| Job::parse(text).unwrap_err().to_string();
     let e = err("method = \"vae\"\n");
     assert!(e.contains("method") && e.contains("dae-gcn") && e.contains("guided-vae") && e.contains("li-diagnet"), "{e}");
     let e = err("[icadx]\nnoise_dim = 64\n");
@@ -229,8 +232,8 @@ fn icadx_on_a_data_set_without_attributes_fails_before_training() {
     let imgs = common::manifest_without_attributes(dir.path());
     let mut cfg = job("icadx", "");
     cfg.dataset = dae_data::DatasetConfig::Manifest(dae_data::manifest::ManifestOptions { root: imgs, image_size: 32 });
-    let e = train(&cfg, &dir.path().join("run"), &AtomicBool::new(false)).unwrap_err();
+    let e = train(&Job::new(cfg).unwrap(), &dir.path().join("run"), &AtomicBool::new(false)).unwrap_err();
     assert!(e.to_string().contains("method = \"icadx\"") && e.to_string().contains("li-diagnet"), "{e}");
-    assert_eq!(e.exit_code(), dae_train::exit::BAD_CONFIG);
+    assert_eq!(e.exit_code(), ExitCode::BadConfig);
     assert!(!dir.path().join("run/history.csv").exists());
 }

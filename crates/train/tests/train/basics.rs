@@ -1,9 +1,8 @@
-//! Tests of the trainer: losses fall, gradients reach exactly the enabled
-//! parameter groups, a run folder is complete and consistent, runs are
-//! reproducible, and bad configs fail before training.
+//! The trainer: losses fall, gradients reach exactly the enabled parameter
+//! groups, a run folder is complete and consistent, runs are reproducible,
+//! and bad configs fail before training.
 
-mod common;
-
+use super::common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -13,7 +12,8 @@ use candle_nn::{Optimizer, VarBuilder, VarMap};
 use dae_data::batch::{batches, BatchSpec, Normalize};
 use dae_data::{AttrStats, DatasetConfig, SplitSpec, SynthParams, Vocabulary};
 use dae_model::{init_weights, AttributeMode, DaeGcn, ModelConfig};
-use dae_train::{train, JobConfig};
+use dae_runfolder::ExitCode;
+use dae_train::{train, Job, JobConfig};
 
 fn tiny_job(dir: &Path) -> JobConfig {
     let text = r#"
@@ -179,7 +179,7 @@ fn h_i_erase_removes_the_class_mean_difference_from_h_i_and_leaves_the_other_blo
 #[test]
 fn a_run_folder_is_complete_consistent_and_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_job(dir.path());
+    let cfg = Job::new(tiny_job(dir.path())).unwrap();
     let out = dir.path().join("run");
     let m = train(&cfg, &out, &AtomicBool::new(false)).unwrap();
     for f in ["config.toml", "metrics.json", "history.csv", "scores.csv", "model.safetensors", "figure3.json", "done"] {
@@ -205,24 +205,24 @@ fn a_run_folder_is_complete_consistent_and_never_overwritten() {
     let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 1 + m.epochs_run);
     // The resolved config reloads to the same job.
-    let resolved: JobConfig = toml::from_str(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
+    let resolved = Job::parse(&std::fs::read_to_string(out.join("config.toml")).unwrap()).unwrap();
     assert_eq!(resolved, cfg);
     // A finished run is never overwritten.
     let e = train(&cfg, &out, &AtomicBool::new(false)).unwrap_err();
     assert!(e.to_string().contains("already holds a finished run"), "{e}");
-    assert_eq!(e.exit_code(), dae_train::exit::BAD_CONFIG);
+    assert_eq!(e.exit_code(), ExitCode::BadConfig);
 }
 
 #[test]
 fn the_same_seed_gives_the_same_metrics_and_an_interrupt_leaves_the_run_incomplete() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tiny_job(dir.path());
+    let cfg = Job::new(tiny_job(dir.path())).unwrap();
     let a = train(&cfg, &dir.path().join("a"), &AtomicBool::new(false)).unwrap();
     let b = train(&cfg, &dir.path().join("b"), &AtomicBool::new(false)).unwrap();
     assert_eq!((a.test_auc, a.val_auc), (b.test_auc, b.val_auc));
     assert_eq!(std::fs::read(dir.path().join("a/scores.csv")).unwrap(), std::fs::read(dir.path().join("b/scores.csv")).unwrap());
     let e = train(&cfg, &dir.path().join("c"), &AtomicBool::new(true)).unwrap_err();
-    assert_eq!(e.exit_code(), dae_train::exit::INTERRUPTED);
+    assert_eq!(e.exit_code(), ExitCode::Interrupted);
     assert!(dir.path().join("c/incomplete").exists() && !dir.path().join("c/done").exists());
 }
 
@@ -232,7 +232,7 @@ fn bad_configs_fail_before_training_with_the_key_named() {
     let write = |text: &str| {
         let p = dir.path().join("job.toml");
         std::fs::write(&p, text).unwrap();
-        JobConfig::load(&p).unwrap_err().to_string()
+        Job::load(&p).unwrap_err().to_string()
     };
     let e = write("[model]\ntua = 0.3\n");
     assert!(e.contains("job.toml") && e.contains("tua") && e.contains("tau") && e.contains("line 2"), "{e}");
@@ -254,9 +254,9 @@ fn bad_configs_fail_before_training_with_the_key_named() {
     let imgs = common::manifest_without_attributes(dir.path());
     let mut cfg = tiny_job(dir.path());
     cfg.dataset = DatasetConfig::Manifest(dae_data::manifest::ManifestOptions { root: imgs, image_size: 32 });
-    let e = train(&cfg, &dir.path().join("run"), &AtomicBool::new(false)).unwrap_err();
+    let e = train(&Job::new(cfg).unwrap(), &dir.path().join("run"), &AtomicBool::new(false)).unwrap_err();
     assert!(e.to_string().contains("needs attribute labels"), "{e}");
-    assert_eq!(e.exit_code(), dae_train::exit::BAD_CONFIG);
+    assert_eq!(e.exit_code(), ExitCode::BadConfig);
     assert!(!dir.path().join("run/history.csv").exists());
 }
 
@@ -267,8 +267,8 @@ fn a_diverging_run_stops_at_once_and_says_so() {
     // Adam's first step moves every weight by about lr: 1e30 overflows f32 within a batch or two.
     cfg.optim.lr = 1e30;
     let out = dir.path().join("run");
-    let e = train(&cfg, &out, &AtomicBool::new(false)).unwrap_err();
-    assert_eq!(e.exit_code(), dae_train::exit::DIVERGED, "{e}");
+    let e = train(&Job::new(cfg).unwrap(), &out, &AtomicBool::new(false)).unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Diverged, "{e}");
     assert!(e.to_string().contains("diverged"), "{e}");
     let failed = std::fs::read_to_string(out.join("failed")).unwrap();
     assert!(failed.contains("diverged at epoch 1"), "{failed}");

@@ -6,11 +6,12 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use dae_train::{train, train_with, JobConfig, TrainOptions};
+use dae_runfolder::ExitCode;
+use dae_train::{train, train_with, Job, TrainOptions};
 
 /// A tiny synthetic job of `method` with extra TOML lines under `[model]`
 /// and `[optim]` (which must set `epochs`).
-fn job(method: &str, model: &str, optim: &str) -> JobConfig {
+fn job(method: &str, model: &str, optim: &str) -> Job {
     std::env::set_var("DAE_CACHE", std::env::temp_dir().join("dae-train-test-cache"));
     let blocks = match method {
         "dae-gcn" => "h_ma_dim = 8\nh_mi_dim = 8\nh_i_dim = 8\ngcn_hidden = 8",
@@ -22,7 +23,7 @@ fn job(method: &str, model: &str, optim: &str) -> JobConfig {
          [split]\nratios = [0.6, 0.2, 0.2]\n[model]\nwidth = 4\n{blocks}\n{model}\n\
          [optim]\nlr = 0.002\nbatch_size = 16\n{optim}\n[output]\nfigure3_samples = 1\n"
     );
-    JobConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    Job::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 fn json(dir: &Path) -> serde_json::Map<String, serde_json::Value> {
@@ -45,21 +46,21 @@ fn history(dir: &Path) -> Vec<Vec<String>> {
 
 /// Runs `cfg` once straight through and once interrupted after epoch
 /// `cut` and started again; the two run folders must agree.
-fn resumed_equals_uninterrupted(cfg: &JobConfig, cut: usize) {
+fn resumed_equals_uninterrupted(cfg: &Job, cut: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("straight"), dir.path().join("resumed"));
     train(cfg, &a, &AtomicBool::new(false)).unwrap();
 
-    let opts = TrainOptions { interrupt_after_epoch: Some(cut), ..Default::default() };
+    let opts = TrainOptions { interrupt_after_epoch: Some(cut), ..TrainOptions::from_env() };
     let e = train_with(cfg, &b, &AtomicBool::new(false), &opts).unwrap_err();
-    assert_eq!(e.exit_code(), dae_train::exit::INTERRUPTED);
-    assert!(b.join("incomplete").exists() && b.join(dae_train::checkpoint::FILE).exists() && !b.join("done").exists());
+    assert_eq!(e.exit_code(), ExitCode::Interrupted);
+    assert!(b.join("incomplete").exists() && b.join(dae_runfolder::files::CHECKPOINT).exists() && !b.join("done").exists());
     assert_eq!(history(&b).len(), 1 + cut);
     let m = train(cfg, &b, &AtomicBool::new(false)).unwrap();
     assert_eq!(m.resumed_from_epoch, cut);
-    assert!(!b.join(dae_train::checkpoint::FILE).exists(), "a finished run keeps no checkpoint");
+    assert!(!b.join(dae_runfolder::files::CHECKPOINT).exists(), "a finished run keeps no checkpoint");
 
-    let method = cfg.method.name();
+    let method = cfg.method_kind().name();
     for f in ["scores.csv", "model.safetensors"] {
         assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{method}: {f} differs after resuming");
     }
@@ -119,7 +120,7 @@ fn icadx_and_li_resume_to_the_same_run() {
 }
 
 fn out_has_checkpoint(dir: &Path) -> bool {
-    dir.join(dae_train::checkpoint::FILE).exists()
+    dir.join(dae_runfolder::files::CHECKPOINT).exists()
 }
 
 #[test]
@@ -127,13 +128,14 @@ fn checkpoints_of_another_job_are_not_used_and_broken_ones_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let cfg = job("dae-gcn", "", "epochs = 3\npatience = 0");
-    let opts = TrainOptions { interrupt_after_epoch: Some(2), ..Default::default() };
+    let opts = TrainOptions { interrupt_after_epoch: Some(2), ..TrainOptions::from_env() };
     train_with(&cfg, &run, &AtomicBool::new(false), &opts).unwrap_err();
 
     // Another learning rate on the same folder: the checkpoint is ignored
     // and the run starts at epoch 1 (and ends like a fresh run of that job).
-    let mut other = cfg.clone();
-    other.optim.lr = 0.001;
+    let mut raw: dae_train::JobConfig = toml::from_str(cfg.canonical()).unwrap();
+    raw.optim.lr = 0.001;
+    let other = Job::new(raw).unwrap();
     assert!(out_has_checkpoint(&run));
     let m = train(&other, &run, &AtomicBool::new(false)).unwrap();
     assert_eq!((m.resumed_from_epoch, m.epochs_run), (0, 3));
@@ -143,20 +145,20 @@ fn checkpoints_of_another_job_are_not_used_and_broken_ones_are_errors() {
     // A damaged checkpoint: an error naming the file and the way out.
     let run = dir.path().join("damaged");
     train_with(&cfg, &run, &AtomicBool::new(false), &opts).unwrap_err();
-    let ckpt = run.join(dae_train::checkpoint::FILE);
+    let ckpt = run.join(dae_runfolder::files::CHECKPOINT);
     let bytes = std::fs::read(&ckpt).unwrap();
     std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
     let e = train(&cfg, &run, &AtomicBool::new(false)).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("checkpoint.safetensors") && msg.contains("--fresh") && msg.contains("delete it"), "{msg}");
-    assert_eq!(e.exit_code(), dae_train::exit::BAD_CONFIG);
+    assert_eq!(e.exit_code(), ExitCode::BadConfig);
     // --fresh removes the checkpoint at once (an interrupt before the first
     // epoch ends cannot bring it back), starts over, and ends like a run
     // that never stopped.
-    let e = train_with(&cfg, &run, &AtomicBool::new(true), &TrainOptions { fresh: true, ..Default::default() }).unwrap_err();
-    assert_eq!(e.exit_code(), dae_train::exit::INTERRUPTED);
+    let e = train_with(&cfg, &run, &AtomicBool::new(true), &TrainOptions { fresh: true, ..TrainOptions::from_env() }).unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Interrupted);
     assert!(!ckpt.exists());
-    let m = train_with(&cfg, &run, &AtomicBool::new(false), &TrainOptions { fresh: true, ..Default::default() }).unwrap();
+    let m = train_with(&cfg, &run, &AtomicBool::new(false), &TrainOptions { fresh: true, ..TrainOptions::from_env() }).unwrap();
     let straight = train(&cfg, &dir.path().join("straight"), &AtomicBool::new(false)).unwrap();
     assert_eq!(m.resumed_from_epoch, 0);
     assert_eq!((m.test_auc, m.val_auc, m.best_epoch), (straight.test_auc, straight.val_auc, straight.best_epoch));
@@ -176,7 +178,7 @@ fn forge(ckpt: &Path, key: &str, value: serde_json::Value) {
 #[test]
 fn a_checkpoint_of_another_executable_or_other_data_is_set_aside() {
     let cfg = job("dae-gcn", "", "epochs = 3\npatience = 0");
-    let opts = TrainOptions { interrupt_after_epoch: Some(1), ..Default::default() };
+    let opts = TrainOptions { interrupt_after_epoch: Some(1), ..TrainOptions::from_env() };
     let dir = tempfile::tempdir().unwrap();
     for (key, value) in [
         ("binary_sha256", serde_json::json!("0000")),
@@ -185,7 +187,7 @@ fn a_checkpoint_of_another_executable_or_other_data_is_set_aside() {
     ] {
         let run = dir.path().join(format!("{key}-{value}"));
         train_with(&cfg, &run, &AtomicBool::new(false), &opts).unwrap_err();
-        let ckpt = run.join(dae_train::checkpoint::FILE);
+        let ckpt = run.join(dae_runfolder::files::CHECKPOINT);
         forge(&ckpt, key, value.clone());
         let m = train(&cfg, &run, &AtomicBool::new(false)).unwrap();
         assert_eq!((m.resumed_from_epoch, m.epochs_run), (0, 3), "{key} = {value}: the checkpoint must not be used");
@@ -193,7 +195,7 @@ fn a_checkpoint_of_another_executable_or_other_data_is_set_aside() {
     // The unforged control resumes.
     let run = dir.path().join("control");
     train_with(&cfg, &run, &AtomicBool::new(false), &opts).unwrap_err();
-    let ckpt = run.join(dae_train::checkpoint::FILE);
+    let ckpt = run.join(dae_runfolder::files::CHECKPOINT);
     forge(&ckpt, "format", serde_json::json!(1));
     assert_eq!(train(&cfg, &run, &AtomicBool::new(false)).unwrap().resumed_from_epoch, 1);
 }

@@ -1,0 +1,221 @@
+//! DAE-GCN and its ablation rows: one model whose four switches
+//! (`disentangle`, `attributes`, `rec`, `h_i`) make the paper's Table 2.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+use dae_data::{AttrStats, Vocabulary};
+
+use crate::config::{AttributeMode, EncoderKind, ModelConfig};
+use crate::network::{keep_blocks, present_panels, Block, Network, Outputs, ProbeGroup};
+use crate::{decoder, encoder, erase, graph, ModelError};
+
+#[derive(Debug)]
+enum AttrHead {
+    None,
+    Multitask(Linear),
+    Gcn(graph::Gcn),
+}
+
+/// DAE-GCN and its ablations.
+#[derive(Debug)]
+pub struct DaeGcn {
+    cfg: ModelConfig,
+    encoder: encoder::Encoder,
+    heads: Vec<Linear>,
+    blocks: Vec<Block>,
+    attr: AttrHead,
+    classifier: Linear,
+    decoder: Option<decoder::Decoder>,
+    /// Linear label erasure on h_i (`h_i_erase`), and h_i's index in `heads`.
+    eraser: Option<(usize, erase::LabelEraser)>,
+}
+
+impl DaeGcn {
+    /// Builds the model from a config checked by [`crate::MethodSpec::validate`].
+    /// `stats` are the training split's attribute counts (needed for
+    /// `attributes = "gcn"`).
+    pub fn new(
+        cfg: &ModelConfig,
+        image_size: usize,
+        vocab: &Vocabulary,
+        stats: &AttrStats,
+        vb: VarBuilder,
+    ) -> std::result::Result<Self, ModelError> {
+        if cfg.attributes != AttributeMode::None && stats.t.iter().all(|&t| t == 0) {
+            return Err(ModelError::NoAttributes { mode: if cfg.attributes == AttributeMode::Gcn { "gcn" } else { "multitask" } });
+        }
+        let encoder = encoder::Encoder::new(cfg.encoder, cfg.width, vb.pp("encoder"))?;
+        let sizes: Vec<(&'static str, usize)> = if cfg.disentangle {
+            let mut v = vec![("h_ma", cfg.h_ma_dim), ("h_mi", cfg.h_mi_dim)];
+            if cfg.h_i {
+                v.push(("h_i", cfg.h_i_dim));
+            }
+            v
+        } else {
+            vec![("h", cfg.h_dim)]
+        };
+        let mut blocks = Vec::new();
+        let mut heads = Vec::new();
+        let mut at = 0;
+        for (name, d) in sizes {
+            heads.push(linear(encoder.out_dim(), d, vb.pp(format!("heads.{name}")))?);
+            blocks.push(Block { name, range: at..at + d });
+            at += d;
+        }
+        let att_dim = if cfg.disentangle { cfg.h_ma_dim } else { cfg.h_dim };
+        let cls_dim = if cfg.disentangle { cfg.h_ma_dim + cfg.h_mi_dim } else { cfg.h_dim };
+        let attr = match cfg.attributes {
+            AttributeMode::None => AttrHead::None,
+            AttributeMode::Multitask => AttrHead::Multitask(linear(att_dim, vocab.len(), vb.pp("attr.multitask"))?),
+            AttributeMode::Gcn => {
+                let adj = graph::adjacency(stats, cfg.tau, cfg.p);
+                let feats = graph::node_features(vocab, cfg.node_features).map_err(ModelError::Features)?;
+                AttrHead::Gcn(graph::Gcn::new(&adj, &feats, cfg.gcn_hidden, att_dim, vb.pp("attr.gcn"))?)
+            }
+        };
+        let classifier = linear(cls_dim, 1, vb.pp("classifier"))?;
+        let base = if cfg.encoder == EncoderKind::SmallCnn { cfg.width } else { 32 };
+        let decoder = if cfg.rec { Some(decoder::Decoder::new(at, base, image_size, vb.pp("decoder"))?) } else { None };
+        let eraser = match blocks.iter().position(|b| b.name == "h_i") {
+            Some(k) if cfg.h_i_erase => Some((k, erase::LabelEraser::new(cfg.h_i_dim, vb.pp("eraser.h_i"))?)),
+            _ => None,
+        };
+        Ok(Self { cfg: cfg.clone(), encoder, heads, blocks, attr, classifier, decoder, eraser })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The latent blocks, in order.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// One block of a latent batch (contiguous, as CUDA matmuls need).
+    pub fn block(&self, latent: &Tensor, name: &str) -> Result<Option<Tensor>> {
+        match self.blocks.iter().find(|b| b.name == name) {
+            Some(b) => Ok(Some(latent.narrow(1, b.range.start, b.range.len())?.contiguous()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The columns the classifier reads: `[h_ma, h_mi]`, or `h`.
+    pub fn classifier_input(&self, latent: &Tensor) -> Result<Tensor> {
+        if self.cfg.disentangle {
+            latent.narrow(1, 0, self.cfg.h_ma_dim + self.cfg.h_mi_dim)?.contiguous()
+        } else {
+            Ok(latent.clone())
+        }
+    }
+
+    fn attr_input(&self, latent: &Tensor) -> Result<Tensor> {
+        if self.cfg.disentangle {
+            latent.narrow(1, 0, self.cfg.h_ma_dim)?.contiguous()
+        } else {
+            Ok(latent.clone())
+        }
+    }
+
+    /// The latent of a batch of images `[B, 1, H, W]`.
+    pub fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let f = self.encoder.forward_t(x, train)?;
+        let mut parts: Vec<Tensor> = self.heads.iter().map(|h| h.forward(&f)).collect::<Result<_>>()?;
+        if let Some((k, e)) = &self.eraser {
+            parts[*k] = e.forward(&parts[*k])?;
+        }
+        Tensor::cat(&parts, 1)
+    }
+
+    /// Whether h_i goes through a [`erase::LabelEraser`] (`h_i_erase`).
+    pub fn has_eraser(&self) -> bool {
+        self.eraser.is_some()
+    }
+
+    /// h_i before erasure, `[B, h_i_dim]`, of a batch of images (what the
+    /// eraser is fitted on); `None` without an eraser.
+    pub fn h_i_before_erasure(&self, x: &Tensor, train: bool) -> Result<Option<Tensor>> {
+        match &self.eraser {
+            Some((k, _)) => Ok(Some(self.heads[*k].forward(&self.encoder.forward_t(x, train)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Refits the eraser on rows of h_i before erasure and their 0/1 labels;
+    /// `false` when it had to become the identity (see [`erase::LabelEraser::fit`])
+    /// or there is none.
+    pub fn fit_eraser(&self, rows: &[Vec<f32>], labels: &[u8]) -> Result<bool> {
+        match &self.eraser {
+            Some((_, e)) => e.fit(rows, labels),
+            None => Ok(false),
+        }
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Outputs> {
+        let mut out = self.forward_heads(x, train)?;
+        if let Some(d) = &self.decoder {
+            out.recon = Some(d.forward_t(&out.latent, train)?);
+        }
+        Ok(out)
+    }
+
+    /// The latent, logits and attribute scores without running the decoder
+    /// (`recon` is `None`): what evaluation needs.
+    pub fn forward_heads(&self, x: &Tensor, train: bool) -> Result<Outputs> {
+        let latent = self.encode(x, train)?;
+        let logits = self.classifier.forward(&self.classifier_input(&latent)?)?.squeeze(1)?;
+        let attr_scores = match &self.attr {
+            AttrHead::None => None,
+            AttrHead::Multitask(l) => Some(l.forward(&self.attr_input(&latent)?)?),
+            AttrHead::Gcn(g) => Some(self.attr_input(&latent)?.matmul(&g.weights()?.t()?)?),
+        };
+        Ok(Outputs { latent, logits, attr_scores, recon: None })
+    }
+
+    /// Decodes from the named blocks only, the others zeroed (Figure 3).
+    /// `None` when the model has no decoder.
+    pub fn decode_from(&self, latent: &Tensor, keep: &[&str]) -> Result<Option<Tensor>> {
+        let Some(d) = &self.decoder else { return Ok(None) };
+        Ok(Some(d.forward_t(&keep_blocks(&self.blocks, latent, keep)?, false)?))
+    }
+}
+
+impl Network for DaeGcn {
+    fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        DaeGcn::encode(self, x, train)
+    }
+
+    fn evaluate(&self, x: &Tensor) -> Result<Outputs> {
+        self.forward_heads(x, false)
+    }
+
+    /// `ma_mi` and `h_i`, or `h` without separate blocks.
+    fn probe_groups(&self) -> Vec<ProbeGroup> {
+        if !self.cfg.disentangle {
+            return vec![("h", vec!["h"])];
+        }
+        let mut g = vec![("ma_mi", vec!["h_ma", "h_mi"])];
+        if self.cfg.h_i {
+            g.push(("h_i", vec!["h_i"]));
+        }
+        g
+    }
+
+    fn figure3_panels(&self) -> Vec<ProbeGroup> {
+        if !self.cfg.rec {
+            return Vec::new();
+        }
+        let all: Vec<&'static str> = self.blocks.iter().map(|b| b.name).collect();
+        let candidates =
+            vec![("h", all), ("h_ma+h_mi", vec!["h_ma", "h_mi"]), ("h_i", vec!["h_i"]), ("h_ma", vec!["h_ma"]), ("h_mi", vec!["h_mi"])];
+        present_panels(&self.blocks, candidates)
+    }
+
+    fn decode_from(&self, latent: &Tensor, keep: &[&str]) -> Result<Option<Tensor>> {
+        DaeGcn::decode_from(self, latent, keep)
+    }
+}

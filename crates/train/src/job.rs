@@ -1,0 +1,490 @@
+//! The job configuration in two stages: [`JobConfig`], the raw TOML
+//! (`dae-train --config JOB.toml`, unknown keys rejected), and [`Job`], the
+//! checked and resolved job every later layer takes. A `Job` is made once,
+//! by [`Job::parse`] or [`Job::new`]; nothing downstream checks it again.
+
+use std::path::Path;
+
+use dae_data::batch::Augment;
+use dae_data::{DatasetConfig, SplitSpec, Vocabulary};
+use dae_model::{EncoderKind, GuidedVaeConfig, IcadxConfig, LiDiagnetConfig, Method, MethodSpec, ModelConfig};
+use serde::{Deserialize, Serialize};
+
+/// Weights of the loss terms: L = rec * L_rec + attr * L_attr + cls * L_cls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossWeights {
+    pub rec: f64,
+    pub attr: f64,
+    pub cls: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self { rec: 1.0, attr: 1.0, cls: 1.0 }
+    }
+}
+
+/// Optimiser and schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay (0 = plain Adam, the default).
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation AUC (0 = never).
+    pub patience: usize,
+    /// Training augmentation; `augment = false` is written as an empty table with all switches off.
+    pub augment: Augment,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self { lr: 1e-3, weight_decay: 0.0, batch_size: 32, epochs: 30, patience: 8, augment: Augment::default() }
+    }
+}
+
+/// What to write besides the metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Number of fixed test samples drawn for the Figure 3 reconstructions.
+    pub figure3_samples: usize,
+    pub save_model: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self { figure3_samples: 4, save_model: true }
+    }
+}
+
+/// One training job as written (the raw stage).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Seed of weights, shuffling and augmentation.
+    #[serde(default)]
+    pub seed: u64,
+    /// `cpu`, `cuda` (device 0 of `CUDA_VISIBLE_DEVICES`) or `cuda:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// `dae-gcn` (the default; its switches are in `[model]`), `guided-vae`,
+    /// `icadx` or `li-diagnet` (options in the table of that name).
+    #[serde(default, skip_serializing_if = "Method::is_default")]
+    pub method: Method,
+    /// The attributes the study uses (CBIS-DDSM names); default: the four
+    /// classic shapes and five margins.
+    #[serde(default)]
+    pub vocabulary: Option<Vec<String>>,
+    #[serde(default)]
+    pub dataset: DatasetConfig,
+    #[serde(default)]
+    pub split: SplitSpec,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub loss: LossWeights,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// Options of `method = "guided-vae"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided_vae: Option<GuidedVaeConfig>,
+    /// Options of `method = "icadx"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icadx: Option<IcadxConfig>,
+    /// Options of `method = "li-diagnet"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub li_diagnet: Option<LiDiagnetConfig>,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+
+/// Where a job trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    /// A CUDA device by its index among `CUDA_VISIBLE_DEVICES` (`cuda` is `cuda:0`).
+    Cuda(usize),
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl Device {
+    /// Parses `cpu`, `cuda` or `cuda:N`.
+    pub fn parse(s: &str) -> Option<Device> {
+        match s {
+            "cpu" => Some(Device::Cpu),
+            "cuda" => Some(Device::Cuda(0)),
+            _ => s.strip_prefix("cuda:")?.parse().ok().map(Device::Cuda),
+        }
+    }
+}
+
+/// Why a job config was refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum JobError {
+    /// TOML syntax or types, as the toml crate words it (with line and column).
+    #[error("{0}")]
+    Toml(String),
+    /// A value TOML types cannot rule out, at a dotted key.
+    #[error("{key}: {problem}")]
+    Key { key: String, problem: String },
+}
+
+impl JobError {
+    fn key(key: impl Into<String>, problem: impl Into<String>) -> JobError {
+        JobError::Key { key: key.into(), problem: problem.into() }
+    }
+
+    /// The dotted key at fault, where there is one.
+    pub fn key_name(&self) -> Option<&str> {
+        match self {
+            JobError::Key { key, .. } => Some(key),
+            JobError::Toml(_) => None,
+        }
+    }
+}
+
+/// A refused job file: the file and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {error}")]
+pub struct JobFileError {
+    pub path: String,
+    #[source]
+    pub error: JobError,
+}
+
+/// A checked, resolved job: what the trainer runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub seed: u64,
+    pub device: Device,
+    /// The method with its options.
+    pub method: MethodSpec,
+    pub vocab: Vocabulary,
+    pub dataset: DatasetConfig,
+    pub split: SplitSpec,
+    pub model: ModelConfig,
+    pub loss: LossWeights,
+    pub optim: OptimConfig,
+    pub output: OutputConfig,
+    /// The canonical text ([`Job::canonical`]).
+    canonical: String,
+}
+
+impl Job {
+    /// Reads and checks a job file.
+    pub fn load(path: &Path) -> Result<Job, JobFileError> {
+        let err = |error: JobError| JobFileError { path: path.display().to_string(), error };
+        let text = std::fs::read_to_string(path).map_err(|e| err(JobError::Toml(format!("cannot read: {e}"))))?;
+        Job::parse(&text).map_err(err)
+    }
+
+    /// Parses and checks a job config's text: TOML and type errors with
+    /// their line, options of another method, then the values.
+    pub fn parse(text: &str) -> Result<Job, JobError> {
+        let toml_err = |e: toml::de::Error| JobError::Toml(e.to_string().trim_end().to_string());
+        let raw: toml::Table = toml::from_str(text).map_err(toml_err)?;
+        let cfg: JobConfig = toml::from_str(text).map_err(toml_err)?;
+        check_method_keys(&cfg, &raw)?;
+        Job::new(cfg)
+    }
+
+    /// Checks a raw config and resolves it (the method's option table filled
+    /// with its defaults).
+    pub fn new(cfg: JobConfig) -> Result<Job, JobError> {
+        let device =
+            Device::parse(&cfg.device).ok_or_else(|| JobError::key("device", format!("`{}`; expected cpu, cuda or cuda:N", cfg.device)))?;
+        let vocab = match &cfg.vocabulary {
+            None => Vocabulary::default(),
+            Some(names) => Vocabulary::from_names(names).map_err(|e| JobError::key("vocabulary", e))?,
+        };
+        let method = method_spec(&cfg);
+        method.validate(&cfg.model, cfg.dataset.image_size()).map_err(|e| {
+            let key = if e.key.contains('.') { e.key.to_string() } else { format!("model.{}", e.key) };
+            JobError::key(key, e.problem)
+        })?;
+        cfg.split.validate().map_err(data_key)?;
+        cfg.dataset.validate().map_err(|e| match data_key(e) {
+            JobError::Key { key, problem } if !key.contains('.') => JobError::key(format!("dataset.{key}"), problem),
+            other => other,
+        })?;
+        check_optim(&cfg.optim)?;
+        check_loss(&cfg.loss)?;
+        let canonical = canonical(&cfg, &method)?;
+        // The job holds exactly what its canonical text says (keys the
+        // method does not read take their defaults), so equal jobs are one job.
+        let cfg: JobConfig =
+            toml::from_str(&canonical).map_err(|e| JobError::Toml(format!("the canonical config does not parse back: {e}")))?;
+        let JobConfig { seed, dataset, split, model, loss, optim, output, .. } = cfg;
+        Ok(Job { seed, device, method, vocab, dataset, split, model, loss, optim, output, canonical })
+    }
+
+    /// The canonical text: every default filled in, in a fixed key order,
+    /// with only the `[model]` and `[loss]` keys the method reads (so a
+    /// DAE-GCN setting cannot split one baseline job into several ids). What
+    /// the run folder's `config.toml` holds and what a job id hashes; it
+    /// parses back to the same job.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
+
+    /// The method's kind.
+    pub fn method_kind(&self) -> Method {
+        self.method.method()
+    }
+}
+
+fn data_key(e: dae_data::DataError) -> JobError {
+    match e {
+        dae_data::DataError::Config { key, problem } => JobError::Key { key, problem },
+        other => JobError::Toml(other.to_string()),
+    }
+}
+
+/// The method with its options (defaults where the table is absent).
+fn method_spec(cfg: &JobConfig) -> MethodSpec {
+    match cfg.method {
+        Method::DaeGcn => MethodSpec::DaeGcn,
+        Method::GuidedVae => MethodSpec::GuidedVae(cfg.guided_vae.clone().unwrap_or_default()),
+        Method::Icadx => MethodSpec::Icadx(cfg.icadx.clone().unwrap_or_default()),
+        Method::LiDiagnet => MethodSpec::LiDiagnet(cfg.li_diagnet.clone().unwrap_or_default()),
+    }
+}
+
+fn check_optim(o: &OptimConfig) -> Result<(), JobError> {
+    if !(o.lr > 0.0 && o.lr.is_finite()) {
+        return Err(JobError::key("optim.lr", format!("{} must be positive", o.lr)));
+    }
+    if o.weight_decay < 0.0 {
+        return Err(JobError::key("optim.weight_decay", format!("{} must be >= 0", o.weight_decay)));
+    }
+    if o.batch_size < 2 {
+        return Err(JobError::key("optim.batch_size", format!("{} must be at least 2 (batch norm needs two samples)", o.batch_size)));
+    }
+    if o.epochs == 0 {
+        return Err(JobError::key("optim.epochs", "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn check_loss(l: &LossWeights) -> Result<(), JobError> {
+    for (k, v) in [("loss.rec", l.rec), ("loss.attr", l.attr), ("loss.cls", l.cls)] {
+        if !(v >= 0.0 && v.is_finite()) {
+            return Err(JobError::key(k, format!("{v} must be a finite weight >= 0")));
+        }
+    }
+    Ok(())
+}
+
+/// The `[model]` keys of a baseline whose latent is z = [z_t, z_rst]
+/// (Guided-VAE: z_t has the size of [h_ma, h_mi], z_rst that of h_i).
+#[derive(Serialize)]
+struct SplitLatentModel {
+    encoder: EncoderKind,
+    width: usize,
+    h_ma_dim: usize,
+    h_mi_dim: usize,
+    h_i_dim: usize,
+}
+
+/// The `[model]` keys of a baseline with one feature h (ICADx, Li et al.).
+#[derive(Serialize)]
+struct FeatureModel {
+    encoder: EncoderKind,
+    width: usize,
+    h_dim: usize,
+}
+
+#[derive(Serialize)]
+struct RecLoss {
+    rec: f64,
+}
+
+#[derive(Serialize)]
+struct AttrClsLoss {
+    attr: f64,
+    cls: f64,
+}
+
+#[derive(Serialize)]
+struct ClsLoss {
+    cls: f64,
+}
+
+fn table(v: impl Serialize) -> toml::Table {
+    toml::Table::try_from(v).expect("a config table serialises to TOML")
+}
+
+/// What of `[model]` a method reads, as a table.
+fn model_view(method: Method, m: &ModelConfig) -> toml::Table {
+    match method {
+        Method::DaeGcn => table(m),
+        Method::GuidedVae => {
+            table(SplitLatentModel { encoder: m.encoder, width: m.width, h_ma_dim: m.h_ma_dim, h_mi_dim: m.h_mi_dim, h_i_dim: m.h_i_dim })
+        }
+        Method::Icadx | Method::LiDiagnet => table(FeatureModel { encoder: m.encoder, width: m.width, h_dim: m.h_dim }),
+    }
+}
+
+/// What of `[loss]` a method reads, as a table.
+fn loss_view(method: Method, l: &LossWeights) -> toml::Table {
+    match method {
+        Method::DaeGcn => table(l),
+        Method::GuidedVae => table(RecLoss { rec: l.rec }),
+        Method::Icadx => table(AttrClsLoss { attr: l.attr, cls: l.cls }),
+        Method::LiDiagnet => table(ClsLoss { cls: l.cls }),
+    }
+}
+
+/// The keys of `table` ("model" or "loss") that `method` reads.
+fn keys_read(method: Method, table: &str) -> Vec<String> {
+    let view = if table == "model" {
+        model_view(method, &ModelConfig { h_i_erase: true, ..ModelConfig::default() })
+    } else {
+        loss_view(method, &LossWeights::default())
+    };
+    view.keys().cloned().collect()
+}
+
+/// `[model]` keys every method accepts (the encoder and the latent sizes,
+/// so an experiment sets them once for all its rows): those some baseline reads.
+fn shared_model_keys() -> Vec<String> {
+    Method::ALL.iter().filter(|m| **m != Method::DaeGcn).flat_map(|m| keys_read(*m, "model")).collect()
+}
+
+/// The canonical text of a checked config ([`Job::canonical`]).
+fn canonical(cfg: &JobConfig, method: &MethodSpec) -> Result<String, JobError> {
+    let m = method.method();
+    let mut t = table(cfg);
+    t.insert("model".into(), toml::Value::Table(model_view(m, &cfg.model)));
+    t.insert("loss".into(), toml::Value::Table(loss_view(m, &cfg.loss)));
+    let own = match method {
+        MethodSpec::DaeGcn => None,
+        MethodSpec::GuidedVae(g) => Some(table(g)),
+        MethodSpec::Icadx(c) => Some(table(c)),
+        MethodSpec::LiDiagnet(c) => Some(table(c)),
+    };
+    if let Some(own) = own {
+        t.insert(m.table().into(), toml::Value::Table(own));
+    }
+    toml::to_string(&t).map_err(|e| JobError::Toml(format!("cannot write the canonical config: {e}")))
+}
+
+/// Rejects options that belong to a method other than the job's: another
+/// method's table, or a `[model]` / `[loss]` key the method does not read.
+fn check_method_keys(cfg: &JobConfig, raw: &toml::Table) -> Result<(), JobError> {
+    let m = cfg.method;
+    let names = Method::ALL.map(|x| format!("\"{}\"", x.name())).join(", ");
+    for other in Method::ALL.into_iter().filter(|o| *o != m && *o != Method::DaeGcn) {
+        if let Some(t) = raw.get(other.table()) {
+            let key = t.as_table().and_then(|t| t.keys().next()).map(|k| format!("{}.{k}", other.table()));
+            let problem = format!(
+                "an option of method = \"{}\", but this job's method is \"{}\"; set method = \"{}\" or remove [{}] (methods: {names})",
+                other.name(),
+                m.name(),
+                other.name(),
+                other.table()
+            );
+            return Err(JobError::key(key.unwrap_or_else(|| other.table().to_string()), problem));
+        }
+    }
+    let shared = shared_model_keys();
+    for table in ["model", "loss"] {
+        let Some(t) = raw.get(table).and_then(|t| t.as_table()) else { continue };
+        let allowed = keys_read(m, table);
+        let stray = t.keys().find(|k| !allowed.contains(k) && !(table == "model" && shared.contains(k)));
+        if let Some(key) = stray {
+            return Err(JobError::key(format!("{table}.{key}"), not_read(m, table, key, &allowed)));
+        }
+    }
+    Ok(())
+}
+
+/// The message for a `[model]` / `[loss]` key method `m` does not read.
+fn not_read(m: Method, table: &str, key: &str, allowed: &[String]) -> String {
+    let owners: Vec<String> =
+        Method::ALL.iter().filter(|x| keys_read(**x, table).iter().any(|k| k == key)).map(|x| format!("\"{}\"", x.name())).collect();
+    let reads = allowed.iter().map(|k| format!("{table}.{k}")).collect::<Vec<_>>().join(", ");
+    let own = if m == Method::DaeGcn { String::new() } else { format!(" and its own [{}] table", m.table()) };
+    format!(
+        "not an option of method = \"{}\" (it is read by {}); method \"{}\" reads {}{own}",
+        m.name(),
+        owners.join(", "),
+        m.name(),
+        if reads.is_empty() { "nothing there".to_string() } else { reads },
+    )
+}
+
+/// Parses, checks and resolves job configs given as TOML texts (the batch
+/// form behind `dae-train --resolve`). The data fingerprint is computed once
+/// per distinct data set and split.
+pub fn resolve_batch(texts: &[String]) -> Vec<dae_runfolder::resolve::Answer> {
+    use dae_runfolder::resolve::{Answer, Refusal, Resolved};
+    let mut fingerprints: std::collections::HashMap<String, Result<String, String>> = std::collections::HashMap::new();
+    let refuse = |key: Option<String>, message: String| Answer::Error(Refusal { key, message });
+    texts
+        .iter()
+        .map(|text| {
+            let job = match Job::parse(text) {
+                Ok(j) => j,
+                Err(e) => return refuse(e.key_name().map(str::to_string), e.to_string()),
+            };
+            let key = serde_json::to_string(&(&job.dataset, &job.split)).expect("serialises");
+            let data = fingerprints
+                .entry(key)
+                .or_insert_with(|| job.dataset.source_fingerprint(&job.split).map_err(|e| format!("{:#}", anyhow::Error::new(e))))
+                .clone();
+            let gpu = match job.device {
+                Device::Cpu => None,
+                Device::Cuda(n) => Some(n),
+            };
+            match data {
+                Ok(data) => Answer::Ok(Resolved { config: job.canonical().to_string(), data, gpu }),
+                Err(e) => refuse(None, e),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_key_is_read_by_dae_gcn_and_the_shared_ones_by_some_baseline() {
+        let all = keys_read(Method::DaeGcn, "model");
+        assert!(all.contains(&"h_i_erase".to_string()) && all.contains(&"tau".to_string()));
+        let shared = shared_model_keys();
+        for k in ["encoder", "width", "h_dim", "h_ma_dim", "h_mi_dim", "h_i_dim"] {
+            assert!(shared.contains(&k.to_string()), "{k}");
+        }
+        assert!(!shared.contains(&"tau".to_string()));
+    }
+
+    #[test]
+    fn a_baselines_canonical_config_holds_only_what_it_reads_and_parses_back() {
+        let job = Job::parse("method = \"li-diagnet\"\n[model]\nh_ma_dim = 3\n").unwrap();
+        let t: toml::Table = toml::from_str(job.canonical()).unwrap();
+        let model: Vec<&String> = t["model"].as_table().unwrap().keys().collect();
+        assert_eq!(model, ["encoder", "width", "h_dim"]);
+        assert_eq!(t["loss"].as_table().unwrap().keys().collect::<Vec<_>>(), ["cls"]);
+        assert!(t.contains_key("li_diagnet"));
+        assert_eq!(Job::parse(job.canonical()).unwrap(), job);
+    }
+}
