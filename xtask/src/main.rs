@@ -126,15 +126,15 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     }
     let bin = |name: &str| target_dir().join(if name == "dae-report" { "debug" } else { profile_dir }).join(name);
     let results = project_root().join(&r.results);
-    let mut common: Vec<String> = vec!["--profile".into(), r.profile.clone(), "--results".into(), results.display().to_string()];
+    let common: Vec<String> = vec!["--profile".into(), r.profile.clone(), "--results".into(), results.display().to_string()];
     let trainer = match &r.trainer {
         Some(t) => project_root().join(t),
         None => target_dir().join(profile_dir).join("dae-train"),
     };
-    common.extend(["--trainer".into(), trainer.display().to_string()]);
     let jobs = r.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let mut run = Command::new(bin("dae-sweep"));
-    run.current_dir(project_root()).arg("run").args(REPRODUCE).args(&common).args(["--backend", &r.backend, "--jobs", &jobs.to_string()]);
+    run.current_dir(project_root()).arg("run").args(REPRODUCE).args(&common).arg("--trainer").arg(&trainer);
+    run.args(["--backend", &r.backend, "--jobs", &jobs.to_string()]);
     if let Some(g) = &r.gpus {
         run.args(["--gpus", g]);
     }
@@ -182,18 +182,14 @@ fn build_dev_like_tests() -> std::io::Result<std::process::ExitStatus> {
     cargo().args(["test", "--workspace", "--no-run", "--quiet"]).status()
 }
 
-/// Builds the tools (release) and starts the reporter.
+/// Builds the reporter (dev, as the tests build it) and starts it; it reads
+/// the plan manifests `plan` and `run` write, so no trainer is built.
 fn report(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
-    let built = build_release()?;
+    let built = build_dev_like_tests()?;
     if !built.success() {
         return Ok(built);
     }
-    let mut c = Command::new(target_dir().join("debug").join("dae-report"));
-    c.current_dir(project_root()).arg(cmd).args(args);
-    if !args.iter().any(|a| a == "--trainer" || a == "--help" || a == "-h") {
-        c.arg("--trainer").arg(target_dir().join("release").join("dae-train"));
-    }
-    c.status()
+    Command::new(target_dir().join("debug").join("dae-report")).current_dir(project_root()).arg(cmd).args(args).status()
 }
 
 /// The target folder cargo builds into.

@@ -23,7 +23,7 @@ fn main() {
         std::fs::write(
             d.join("metrics.json"),
             format!(
-                r#"{{"test_auc": {}, "val_auc": 0.7, "test_auc_ci95": [0.6, 0.8], "attr_acc": {{"shape": 0.5, "margin": 0.4, "mean": 0.45}}, "probe_auc": {{"ma_mi": 0.7, "h_i": 0.6}}, "best_epoch": 5, "epochs_run": 8, "wall_seconds": 30.5, "device": "cpu", "code_version": "x", "status": "done"}}"#,
+                r#"{{"test_auc": {}, "method": "dae-gcn", "val_auc": 0.7, "test_auc_ci95": [0.6, 0.8], "attr_acc": {{"shape": 0.5, "margin": 0.4, "mean": 0.45}}, "probe_auc": {{"ma_mi": 0.7, "h_i": 0.6}}, "best_epoch": 5, "epochs_run": 8, "wall_seconds": 30.5, "train_samples_per_second": 100.0, "peak_memory_mb": 300.0, "device": "cpu", "code_version": "x", "status": "done", "n_train": 600, "n_val": 200, "n_test": 200}}"#,
                 0.5 + (i % 100) as f64 / 1000.0
             ),
         )

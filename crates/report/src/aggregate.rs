@@ -11,13 +11,12 @@
 //!   reference row on the same test samples.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use dae_metrics::{bootstrap_auc_ci, bootstrap_mean_auc_ci, delong_test, roc_auc};
 use polars::prelude::*;
 use toml::Value;
 
-use crate::collect::{to_dataframe, Collection, RunRecord};
+use crate::collect::{to_dataframe, Collection, RunRecord, Scores};
 use crate::ReportError;
 
 /// Bootstrap resamples (pROC's default).
@@ -65,32 +64,6 @@ impl RowStats {
     pub fn stat(&self, metric: &str) -> Option<Stat> {
         self.stats.get(metric).copied()
     }
-}
-
-/// Per-sample test scores of one run: sample id -> (label, score).
-pub type Scores = BTreeMap<String, (u8, f64)>;
-
-/// Reads `scores.csv` (`sample_id`, `patient`, `label`, `score`, ...).
-pub fn read_scores(dir: &Path) -> Result<Scores, ReportError> {
-    let path = dir.join("scores.csv");
-    let mut rdr = csv::Reader::from_path(&path).map_err(|e| ReportError::Scores { path: path.clone(), problem: e.to_string() })?;
-    let headers = rdr.headers().map_err(|e| ReportError::Scores { path: path.clone(), problem: e.to_string() })?.clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| ReportError::Scores { path: path.clone(), problem: format!("no `{name}` column") })
-    };
-    let (ci, li, si) = (col("sample_id")?, col("label")?, col("score")?);
-    let mut out = BTreeMap::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| ReportError::Scores { path: path.clone(), problem: e.to_string() })?;
-        let bad = |what: &str| ReportError::Scores { path: path.clone(), problem: format!("line {}: bad {what}", i + 2) };
-        let label: u8 = rec[li].trim().parse().map_err(|_| bad("label"))?;
-        let score: f64 = rec[si].trim().parse().map_err(|_| bad("score"))?;
-        out.insert(rec[ci].to_string(), (label, score));
-    }
-    Ok(out)
 }
 
 /// Scores of several runs on one test set, aligned by sample id; `None`
@@ -170,7 +143,7 @@ pub fn aggregate(c: &Collection) -> Result<Vec<RowStats>, ReportError> {
         let first = runs[0];
         let mut sets = Vec::new();
         for r in runs.iter().filter(|r| r.is_done()) {
-            sets.push(read_scores(&r.dir)?);
+            sets.push(r.scores()?);
         }
         let (ci, kind, avg) = match aligned(&sets) {
             Some((labels, scores)) => {
@@ -208,7 +181,13 @@ pub fn aggregate(c: &Collection) -> Result<Vec<RowStats>, ReportError> {
             delong: None,
         });
     }
-    // DeLong against the reference row with the same axes.
+    delong_against_reference(c, &mut rows, &scores_of);
+    Ok(rows)
+}
+
+/// DeLong's test of each row's seed-averaged scores against the reference
+/// row with the same axes, where both share one test set.
+fn delong_against_reference(c: &Collection, rows: &mut [RowStats], scores_of: &HashMap<String, Vec<Scores>>) {
     if let Some(reference) = &c.experiment.reference {
         let refs: HashMap<String, usize> = rows
             .iter()
@@ -232,7 +211,6 @@ pub fn aggregate(c: &Collection) -> Result<Vec<RowStats>, ReportError> {
             }
         }
     }
-    Ok(rows)
 }
 
 fn axes_key(axes: &[(String, Value)]) -> String {

@@ -1,13 +1,19 @@
 //! Runs into records and a polars DataFrame: one row per run, a column per
 //! axis and per metric. Runs that failed or never ran are rows too (their
 //! metrics empty), so nothing is dropped silently.
+//!
+//! This module is the reporter's only reader of run folders: the metrics,
+//! and on demand a run's per-sample scores ([`RunRecord::scores`]), its
+//! history ([`RunRecord::history`]) and its Figure 3 ([`RunRecord::figure3`]).
+//! An experiment's jobs come from the runner's plan manifest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use dae_runfolder::{read_json, Metrics, RunFolder};
 use dae_sweep::experiment::{flatten, Variant};
-use dae_sweep::plan::{show, Plan};
-use dae_sweep::{Experiment, RunDir};
+use dae_sweep::plan::show;
+use dae_sweep::{Experiment, Manifest, RunDir, Status, SweepError};
 use polars::prelude::*;
 use rayon::prelude::*;
 use toml::Value;
@@ -62,13 +68,14 @@ pub struct Collection {
     pub planned_seeds: usize,
 }
 
-/// Reads `metrics.json`: numbers flattened with `_` (arrays of two as `_lo`,
-/// `_hi`), `device` and `code_version` as strings.
+/// Reads `metrics.json` as the trainer's [`Metrics`]: numbers flattened with
+/// `_` (arrays of two as `_lo`, `_hi`), `device` and `code_version` as
+/// strings. Empty where the file is missing or not a metrics record.
 pub fn read_metrics(dir: &Path) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
     let mut nums = BTreeMap::new();
     let mut strs = BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(dir.join("metrics.json")) else { return (nums, strs) };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return (nums, strs) };
+    let Ok(m) = read_json::<Metrics>(&RunFolder::at(dir).metrics()) else { return (nums, strs) };
+    let v = serde_json::to_value(&m).expect("metrics serialise");
     fn walk(prefix: &str, v: &serde_json::Value, nums: &mut BTreeMap<String, f64>, strs: &mut BTreeMap<String, String>) {
         match v {
             serde_json::Value::Number(n) => {
@@ -96,51 +103,50 @@ pub fn read_metrics(dir: &Path) -> (BTreeMap<String, f64>, BTreeMap<String, Stri
     (nums, strs)
 }
 
-/// Collects the runs of an experiment's plan (every planned job, whatever
-/// its status).
-pub fn collect_plan(exp: &Experiment, plan: &Plan, results: &Path) -> Collection {
-    let runs: Vec<RunRecord> = plan
-        .jobs
-        .par_iter()
-        .map(|pj| {
-            let job = &pj.job;
-            let rd = RunDir::new(results, &job.id);
-            let (metrics, strings) = if matches!(pj.status, dae_sweep::Status::Done | dae_sweep::Status::Stale { .. }) {
-                read_metrics(&rd.path)
-            } else {
-                Default::default()
-            };
-            let axes: Vec<(String, Value)> = job.params.iter().filter(|(k, _)| k != "variant" && k != "seed").cloned().collect();
-            let label = match &job.variant {
-                Some(v) => exp.variants.iter().find(|x| &x.name == v).map(|x| x.label.clone()).unwrap_or_else(|| v.clone()),
-                None => axes.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" "),
-            };
-            let exit_code = match &pj.status {
-                dae_sweep::Status::Failed { exit, .. } => *exit,
-                _ => None,
-            };
-            RunRecord {
-                id: job.id.clone(),
-                experiment: exp.name.clone(),
-                variant: job.variant.clone(),
-                label,
-                axes,
-                seed: job.seed,
-                status: pj.status.word().to_string(),
-                exit_code,
-                metrics,
-                strings,
-                dir: rd.path,
-            }
-        })
-        .collect();
+/// Collects the runs of an experiment under a profile (default: the file's
+/// default profile), as the runner's plan manifest lists them, whatever
+/// their status.
+pub fn collect(exp: &Experiment, profile: Option<&str>, results: &Path) -> Result<Collection, SweepError> {
+    let profile = exp.select_profile(profile)?.map(|(n, _)| n.to_string());
+    let manifest = Manifest::read(results, &exp.name, profile.as_deref())?;
+    let runs: Vec<RunRecord> = manifest.jobs.par_iter().map(|job| record(exp, job, results, &manifest.code_version)).collect();
     let seeds: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
-    Collection {
+    Ok(Collection {
         experiment: exp.clone(),
-        profile: plan.profile.clone(),
+        profile,
         runs,
-        not_implemented: plan.not_implemented.clone(),
+        not_implemented: exp.variants.iter().filter(|v| !v.implemented).cloned().collect(),
         planned_seeds: seeds.len(),
+    })
+}
+
+/// One planned job's run as the report sees it.
+fn record(exp: &Experiment, job: &dae_sweep::manifest::ManifestJob, results: &Path, code_version: &str) -> RunRecord {
+    let rd = RunDir::new(results, &job.id);
+    let status = rd.status(code_version);
+    let (metrics, strings) =
+        if matches!(status, Status::Done | Status::Stale { .. }) { read_metrics(&rd.path) } else { Default::default() };
+    let axes: Vec<(String, Value)> = job.params.iter().filter(|(k, _)| k != "variant" && k != "seed").cloned().collect();
+    let label = match &job.variant {
+        Some(v) => exp.variants.iter().find(|x| &x.name == v).map(|x| x.label.clone()).unwrap_or_else(|| v.clone()),
+        None => axes.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" "),
+    };
+    let exit_code = match &status {
+        Status::Failed { exit, .. } => *exit,
+        _ => None,
+    };
+    RunRecord {
+        id: job.id.clone(),
+        experiment: exp.name.clone(),
+        variant: job.variant.clone(),
+        label,
+        axes,
+        seed: job.seed,
+        status: status.word().to_string(),
+        exit_code,
+        metrics,
+        strings,
+        dir: rd.path,
     }
 }
 
@@ -156,9 +162,9 @@ pub fn collect_folder(results: &Path) -> Result<Vec<RunRecord>, ReportError> {
     let mut rows: Vec<(RunRecord, Vec<(String, Value)>)> = entries
         .par_iter()
         .map(|dir| {
-            let rd = RunDir { path: dir.clone() };
+            let rd = RunDir::at(dir.clone());
             let status = rd.status_unlocked("");
-            let (metrics, strings) = if status == dae_sweep::Status::Done { read_metrics(dir) } else { Default::default() };
+            let (metrics, strings) = if status == Status::Done { read_metrics(dir) } else { Default::default() };
             let config: Vec<(String, Value)> = std::fs::read_to_string(rd.job_toml())
                 .ok()
                 .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
@@ -166,7 +172,7 @@ pub fn collect_folder(results: &Path) -> Result<Vec<RunRecord>, ReportError> {
                 .unwrap_or_default();
             let seed = config.iter().find(|(k, _)| k == "seed").and_then(|(_, v)| v.as_integer()).unwrap_or(0) as u64;
             let exit_code = match status {
-                dae_sweep::Status::Failed { exit, .. } => exit,
+                Status::Failed { exit, .. } => exit,
                 _ => None,
             };
             let rec = RunRecord {
@@ -200,6 +206,127 @@ pub fn collect_folder(results: &Path) -> Result<Vec<RunRecord>, ReportError> {
     let mut out: Vec<RunRecord> = rows.into_iter().map(|(r, _)| r).collect();
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
+}
+
+/// Per-sample test scores of one run: sample id -> (label, score).
+pub type Scores = BTreeMap<String, (u8, f64)>;
+
+/// Reads `scores.csv` (`sample_id`, `patient`, `label`, `score`, ...).
+pub fn read_scores(dir: &Path) -> Result<Scores, ReportError> {
+    let path = RunFolder::at(dir).scores();
+    let mut rdr = csv::Reader::from_path(&path).map_err(|e| ReportError::Scores { path: path.clone(), problem: e.to_string() })?;
+    let headers = rdr.headers().map_err(|e| ReportError::Scores { path: path.clone(), problem: e.to_string() })?.clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| ReportError::Scores { path: path.clone(), problem: format!("no `{name}` column") })
+    };
+    let (ci, li, si) = (col("sample_id")?, col("label")?, col("score")?);
+    let mut out = BTreeMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| ReportError::Scores { path: path.clone(), problem: e.to_string() })?;
+        let bad = |what: &str| ReportError::Scores { path: path.clone(), problem: format!("line {}: bad {what}", i + 2) };
+        let label: u8 = rec[li].trim().parse().map_err(|_| bad("label"))?;
+        let score: f64 = rec[si].trim().parse().map_err(|_| bad("score"))?;
+        out.insert(rec[ci].to_string(), (label, score));
+    }
+    Ok(out)
+}
+
+/// A small grey image.
+#[derive(Clone, Debug)]
+pub struct GreyImage {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+/// A run's Figure 3: the panel names, then per sample its caption lines and
+/// one image per panel.
+pub struct Figure3Data {
+    pub panels: Vec<String>,
+    pub samples: Vec<(Vec<String>, Vec<GreyImage>)>,
+}
+
+impl RunRecord {
+    /// The run's per-sample test scores.
+    pub fn scores(&self) -> Result<Scores, ReportError> {
+        read_scores(&self.dir)
+    }
+
+    /// The run's `history.csv` as one map per epoch (empty where unreadable).
+    pub fn history(&self) -> Vec<BTreeMap<String, f64>> {
+        let Ok(mut rdr) = csv::Reader::from_path(RunFolder::at(&self.dir).history()) else { return Vec::new() };
+        let Ok(headers) = rdr.headers().cloned() else { return Vec::new() };
+        rdr.records()
+            .flatten()
+            .map(|r| headers.iter().zip(r.iter()).filter_map(|(h, v)| v.trim().parse::<f64>().ok().map(|x| (h.to_string(), x))).collect())
+            .collect()
+    }
+
+    /// Whether the run drew Figure 3.
+    pub fn has_figure3(&self) -> bool {
+        RunFolder::at(&self.dir).figure3().exists()
+    }
+
+    /// The run's Figure 3 (`None` when it drew no sample).
+    pub fn figure3(&self) -> Result<Option<Figure3Data>, ReportError> {
+        let path = RunFolder::at(&self.dir).figure3();
+        let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
+        let items: Vec<serde_json::Value> = serde_json::from_str(&text)
+            .map_err(|x| ReportError::Figure { name: "figure3".into(), problem: format!("{}: {x}", path.display()) })?;
+        let mut out = Figure3Data { panels: Vec::new(), samples: Vec::new() };
+        for it in &items {
+            let Some(file) = it.get("file").and_then(|f| f.as_str()) else { continue };
+            out.panels = it
+                .get("panels")
+                .and_then(|p| p.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let tiles = self.figure3_tiles(file, out.panels.len().max(1))?;
+            if !tiles.is_empty() {
+                out.samples.push((figure3_caption(it), tiles));
+            }
+        }
+        Ok((!out.samples.is_empty()).then_some(out))
+    }
+
+    /// The `n` panels of one Figure 3 strip.
+    fn figure3_tiles(&self, file: &str, n: usize) -> Result<Vec<GreyImage>, ReportError> {
+        let img = image::open(self.dir.join(file))
+            .map_err(|x| ReportError::Figure { name: "figure3".into(), problem: format!("{file}: {x}") })?
+            .to_luma8();
+        let (w, h) = (img.width() as usize / n, img.height() as usize);
+        if w == 0 {
+            return Ok(Vec::new());
+        }
+        Ok((0..n)
+            .map(|k| GreyImage {
+                width: w,
+                height: h,
+                pixels: (0..h)
+                    .flat_map(|y| (0..w).map(move |x| (k * w + x, y)))
+                    .map(|(x, y)| img.get_pixel(x as u32, y as u32).0[0])
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
+/// A Figure 3 sample's caption: id, truth and score, true and predicted attributes.
+fn figure3_caption(it: &serde_json::Value) -> Vec<String> {
+    let list = |k: &str| {
+        it.get(k).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+    };
+    let label_s = if it.get("label").and_then(|v| v.as_u64()) == Some(1) { "malignant" } else { "benign" };
+    let score = it.get("score").and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+    vec![
+        it.get("sample_id").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+        format!("truth: {label_s}; P(malignant) = {score:.2}"),
+        format!("true attributes: {}", list("true_attributes")),
+        format!("predicted: {}", list("predicted_attributes")),
+    ]
 }
 
 /// The runs as a DataFrame: `id`, `experiment`, `variant`, `label`, one
@@ -250,18 +377,16 @@ pub fn to_dataframe(runs: &[RunRecord]) -> PolarsResult<DataFrame> {
     DataFrame::new_infer_height(cols)
 }
 
-/// Writes `<dir>/<stem>.parquet` and `<dir>/<stem>.csv`, each through a
-/// temporary name.
+/// Writes `<dir>/<stem>.parquet` and `<dir>/<stem>.csv`, each atomically.
 pub fn write_frames(df: &mut DataFrame, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, ReportError> {
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
     let mut out = Vec::new();
     for ext in ["parquet", "csv"] {
         let path = dir.join(format!("{stem}.{ext}"));
-        let tmp = dir.join(format!(".{stem}.{ext}.tmp.{}", std::process::id()));
-        let file = std::fs::File::create(&tmp).map_err(|source| ReportError::Io { path: tmp.clone(), source })?;
-        let written = if ext == "parquet" { ParquetWriter::new(file).finish(df).map(|_| ()) } else { CsvWriter::new(file).finish(df) };
+        let mut bytes = Vec::new();
+        let cursor = std::io::Cursor::new(&mut bytes);
+        let written = if ext == "parquet" { ParquetWriter::new(cursor).finish(df).map(|_| ()) } else { CsvWriter::new(cursor).finish(df) };
         written.map_err(|e| ReportError::Polars { what: format!("writing {}", path.display()), source: e })?;
-        std::fs::rename(&tmp, &path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
+        dae_runfolder::write_atomic(&path, &bytes).map_err(|source| ReportError::Io { path: path.clone(), source })?;
         out.push(path);
     }
     Ok(out)

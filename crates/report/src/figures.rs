@@ -13,8 +13,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::aggregate::{read_scores, RowStats};
-use crate::collect::{Collection, RunRecord};
+use crate::aggregate::RowStats;
+use crate::collect::{Collection, GreyImage, RunRecord};
 use crate::ReportError;
 
 const FONT: &str = "sans-serif";
@@ -75,29 +75,34 @@ pub trait Figure {
 /// Draws a figure to `<dir>/<name>.png` and `.svg`; returns the paths.
 pub fn save<F: Figure>(fig: &F, dir: &Path, name: &str) -> Result<Vec<PathBuf>, ReportError> {
     init_font();
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
     let err = |problem: String| ReportError::Figure { name: name.to_string(), problem };
-    let size = fig.size();
-    let png = dir.join(format!("{name}.png"));
-    let svg = dir.join(format!("{name}.svg"));
-    let tmp_png = dir.join(format!(".tmp-{}-{name}.png", std::process::id()));
-    let tmp_svg = dir.join(format!(".tmp-{}-{name}.svg", std::process::id()));
+    let (w, h) = fig.size();
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
     {
-        let root = BitMapBackend::new(&tmp_png, size).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|x| err(e(x)))?;
         fig.draw(&root).map_err(err)?;
         root.present().map_err(|x| err(e(x)))?;
     }
+    let mut svg = String::new();
     {
-        let root = SVGBackend::new(&tmp_svg, size).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|x| err(e(x)))?;
         fig.draw(&root).map_err(err)?;
         root.present().map_err(|x| err(e(x)))?;
     }
-    for (t, p) in [(&tmp_png, &png), (&tmp_svg, &svg)] {
-        std::fs::rename(t, p).map_err(|source| ReportError::Io { path: p.clone(), source })?;
+    let mut png = Vec::new();
+    image::RgbImage::from_raw(w, h, rgb)
+        .expect("the buffer has the figure's size")
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|x| err(e(x)))?;
+    let mut out = Vec::new();
+    for (ext, bytes) in [("png", png.as_slice()), ("svg", svg.as_bytes())] {
+        let p = dir.join(format!("{name}.{ext}"));
+        dae_runfolder::write_atomic(&p, bytes).map_err(|source| ReportError::Io { path: p.clone(), source })?;
+        out.push(p);
     }
-    Ok(vec![png, svg])
+    Ok(out)
 }
 
 fn style(size: u32) -> TextStyle<'static> {
@@ -183,33 +188,37 @@ impl Figure for Heatmap {
                     .map_err(e)?;
             }
         }
-        // Colour bar.
-        let mut cb = ChartBuilder::on(&bar)
-            .margin_top(60)
-            .margin_bottom(76)
-            .margin_right(50)
-            .y_label_area_size(0)
-            .right_y_label_area_size(50)
-            .build_cartesian_2d(0f64..1.0, lo..hi)
-            .map_err(e)?;
-        cb.configure_mesh()
-            .disable_mesh()
-            .disable_x_axis()
-            .y_labels(5)
-            .y_label_formatter(&|v| format!("{v:.2}"))
-            .label_style(style(14))
-            .draw()
-            .map_err(e)?;
-        let steps = 50;
-        cb.draw_series((0..steps).map(|k| {
-            let a = lo + (hi - lo) * k as f64 / steps as f64;
-            let b = lo + (hi - lo) * (k + 1) as f64 / steps as f64;
-            Rectangle::new([(0.0, a), (1.0, b)], viridis(k as f64 / (steps - 1) as f64).filled())
-        }))
-        .map_err(e)?;
-        bar.draw(&Text::new(self.metric.clone(), (0, 30), style(16))).map_err(e)?;
-        Ok(())
+        colour_bar(&bar, lo, hi, &self.metric)
     }
+}
+
+/// The colour scale of a heatmap, from `lo` to `hi`, with the metric's name above it.
+fn colour_bar<DB: DrawingBackend>(bar: &DrawingArea<DB, Shift>, lo: f64, hi: f64, metric: &str) -> DrawResult {
+    let mut cb = ChartBuilder::on(bar)
+        .margin_top(60)
+        .margin_bottom(76)
+        .margin_right(50)
+        .y_label_area_size(0)
+        .right_y_label_area_size(50)
+        .build_cartesian_2d(0f64..1.0, lo..hi)
+        .map_err(e)?;
+    cb.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_labels(5)
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .label_style(style(14))
+        .draw()
+        .map_err(e)?;
+    let steps = 50;
+    cb.draw_series((0..steps).map(|k| {
+        let a = lo + (hi - lo) * k as f64 / steps as f64;
+        let b = lo + (hi - lo) * (k + 1) as f64 / steps as f64;
+        Rectangle::new([(0.0, a), (1.0, b)], viridis(k as f64 / (steps - 1) as f64).filled())
+    }))
+    .map_err(e)?;
+    bar.draw(&Text::new(metric.to_string(), (0, 30), style(16))).map_err(e)?;
+    Ok(())
 }
 
 /// Marginal line plots with error bars: a metric against each axis.
@@ -391,14 +400,6 @@ pub struct Figure3 {
     pub samples: Vec<(Vec<String>, Vec<GreyImage>)>,
 }
 
-/// A small grey image.
-#[derive(Clone, Debug)]
-pub struct GreyImage {
-    pub width: usize,
-    pub height: usize,
-    pub pixels: Vec<u8>,
-}
-
 const CELL: i32 = 120;
 
 impl Figure for Figure3 {
@@ -532,15 +533,6 @@ impl Figure for Probe {
 
 // ---------- building the figures of an experiment ----------
 
-fn history(dir: &Path) -> Vec<BTreeMap<String, f64>> {
-    let Ok(mut rdr) = csv::Reader::from_path(dir.join("history.csv")) else { return Vec::new() };
-    let Ok(headers) = rdr.headers().cloned() else { return Vec::new() };
-    rdr.records()
-        .flatten()
-        .map(|r| headers.iter().zip(r.iter()).filter_map(|(h, v)| v.trim().parse::<f64>().ok().map(|x| (h.to_string(), x))).collect())
-        .collect()
-}
-
 /// Splits a label into lines of at most `width` characters, at spaces.
 fn wrap(label: &str, width: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
@@ -570,261 +562,220 @@ fn members<'a>(c: &'a Collection, r: &RowStats) -> Vec<&'a RunRecord> {
 
 /// Writes every figure that applies to the experiment; returns the paths.
 pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    let name = &c.experiment.name;
-    let mut out = Vec::new();
-    let profile = c.profile.as_deref().unwrap_or("-");
     // A sweep: exactly two [matrix] axes and no named rows.
     let axes: Vec<String> = c.experiment.axes.iter().filter(|a| a.origin == "matrix").flat_map(|a| a.keys.clone()).collect();
-    let is_sweep = axes.len() == 2 && c.experiment.variants.is_empty();
-    if is_sweep {
-        // The heatmaps and marginals; rows lacking an axis (from [[include]]) are left out.
-        let val = |r: &RowStats, k: usize| r.axes.iter().find(|(a, _)| *a == axes[k]).map(|(_, v)| show(v));
-        let uniq = |k: usize| {
-            let mut v: Vec<String> = Vec::new();
-            for r in rows {
-                if let Some(x) = val(r, k) {
-                    if !v.contains(&x) {
-                        v.push(x);
-                    }
-                }
-            }
-            v.sort_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)));
-            v
-        };
-        let (xs, ys) = (uniq(0), uniq(1));
-        let short_name = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
-        for (metric, pretty) in [("test_auc", "test AUC"), ("attr_acc_mean", "attribute accuracy")] {
-            let values: Vec<Vec<Option<(f64, usize)>>> = ys
-                .iter()
-                .map(|y| {
-                    xs.iter()
-                        .map(|x| {
-                            rows.iter()
-                                .find(|r| val(r, 0).as_ref() == Some(x) && val(r, 1).as_ref() == Some(y))
-                                .and_then(|r| r.stat(metric))
-                                .map(|s| (s.mean, s.n))
-                        })
-                        .collect()
-                })
-                .collect();
-            if values.iter().flatten().all(|v| v.is_none()) {
-                continue;
-            }
-            let fig = Heatmap {
-                title: format!("{name}: {pretty} over {} x {} (profile {profile})", short_name(&axes[0]), short_name(&axes[1])),
-                x_name: axes[0].clone(),
-                y_name: axes[1].clone(),
-                xs: xs.clone(),
-                ys: ys.clone(),
-                values,
-                metric: pretty.to_string(),
-            };
-            out.extend(save(&fig, dir, &format!("{name}-heatmap-{metric}"))?);
-            // Marginals: per seed, the mean over the other axis; then mean and std over seeds.
-            let mut panels = Vec::new();
-            for k in 0..2 {
-                let mut pts = Vec::new();
-                for v in &uniq(k) {
-                    let mut per_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-                    for run in c.runs.iter().filter(|r| r.is_done() && r.axes.iter().any(|(a, x)| *a == axes[k] && show(x) == *v)) {
-                        if let Some(m) = run.metrics.get(metric) {
-                            per_seed.entry(run.seed).or_default().push(*m);
-                        }
-                    }
-                    let means: Vec<f64> = per_seed.values().map(|xs| xs.iter().sum::<f64>() / xs.len() as f64).collect();
-                    if means.is_empty() {
-                        continue;
-                    }
-                    let mean = means.iter().sum::<f64>() / means.len() as f64;
-                    let std = if means.len() > 1 {
-                        (means.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (means.len() - 1) as f64).sqrt()
-                    } else {
-                        f64::NAN
-                    };
-                    pts.push((v.parse::<f64>().unwrap_or(0.0), mean, std, means.len()));
-                }
-                panels.push((axes[k].clone(), pts));
-            }
-            let fig = Marginals {
-                title: format!("{name}: {pretty}, averaged over the other axis; error bars: std over seeds"),
-                metric: pretty.to_string(),
-                panels,
-            };
-            out.extend(save(&fig, dir, &format!("{name}-marginals-{metric}"))?);
+    if axes.len() == 2 && c.experiment.variants.is_empty() {
+        return sweep_figures(c, rows, &axes, dir);
+    }
+    let mut out = roc_figure(c, rows, dir)?;
+    out.extend(training_figure(c, rows, dir)?);
+    out.extend(probe_figure(c, rows, dir)?);
+    out.extend(figure3_figure(c, rows, dir)?);
+    Ok(out)
+}
+
+fn profile(c: &Collection) -> &str {
+    c.profile.as_deref().unwrap_or("-")
+}
+
+/// The value of axis `key` in a row, as written.
+fn axis_value(r: &RowStats, key: &str) -> Option<String> {
+    r.axes.iter().find(|(a, _)| a == key).map(|(_, v)| show(v))
+}
+
+/// The distinct values of an axis over the rows, in numeric order.
+fn axis_values(rows: &[RowStats], key: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for x in rows.iter().filter_map(|r| axis_value(r, key)) {
+        if !v.contains(&x) {
+            v.push(x);
         }
     }
-    if !is_sweep {
-        // ROC curves of the rows (seed-averaged scores).
-        let mut curves = Vec::new();
-        for r in rows {
-            let mut sets = Vec::new();
-            for run in members(c, r) {
-                sets.push(read_scores(&run.dir)?);
-            }
-            let Some(first) = sets.first() else { continue };
-            let aligned = sets.iter().all(|s| s.keys().eq(first.keys()));
-            let (labels, scores): (Vec<u8>, Vec<f64>) = if aligned {
-                first.iter().map(|(id, (y, _))| (*y, sets.iter().map(|s| s[id].1).sum::<f64>() / sets.len() as f64)).unzip()
-            } else {
-                sets.iter().flat_map(|s| s.values().copied()).unzip()
-            };
-            if let Ok(pts) = roc_curve(&scores, &labels) {
-                let auc = dae_metrics::roc_auc(&scores, &labels).unwrap_or(f64::NAN);
-                curves.push((short(&r.label), auc, pts.iter().map(|p| (p.fpr, p.tpr)).collect()));
-            }
+    v.sort_by(|a, b| a.parse::<f64>().unwrap_or(0.0).total_cmp(&b.parse::<f64>().unwrap_or(0.0)));
+    v
+}
+
+/// The heatmaps and marginals of a two-axis sweep; rows lacking an axis
+/// (from [[include]]) are left out.
+fn sweep_figures(c: &Collection, rows: &[RowStats], axes: &[String], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let name = &c.experiment.name;
+    let (xs, ys) = (axis_values(rows, &axes[0]), axis_values(rows, &axes[1]));
+    let short_name = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
+    let mut out = Vec::new();
+    for (metric, pretty) in [("test_auc", "test AUC"), ("attr_acc_mean", "attribute accuracy")] {
+        let cell = |x: &String, y: &String| {
+            rows.iter()
+                .find(|r| axis_value(r, &axes[0]).as_ref() == Some(x) && axis_value(r, &axes[1]).as_ref() == Some(y))
+                .and_then(|r| r.stat(metric))
+                .map(|s| (s.mean, s.n))
+        };
+        let values: Vec<Vec<Option<(f64, usize)>>> = ys.iter().map(|y| xs.iter().map(|x| cell(x, y)).collect()).collect();
+        if values.iter().flatten().all(|v| v.is_none()) {
+            continue;
         }
-        if !curves.is_empty() {
-            out.extend(save(
-                &Roc { title: format!("{name}: ROC curves (seed-averaged scores, profile {profile})"), curves },
-                dir,
-                &format!("{name}-roc"),
-            )?);
-        }
-        // Training curves.
-        let quantities = [
-            ("loss_cls", "L_cls (training)"),
-            ("loss_attr", "L_attr (training)"),
-            ("loss_rec", "L_rec (training)"),
-            ("val_auc", "validation AUC"),
-        ];
-        let mut panels = Vec::new();
-        for (key, title) in quantities {
-            let mut series = Vec::new();
-            for r in rows {
-                let hs: Vec<Vec<BTreeMap<String, f64>>> = members(c, r).iter().map(|run| history(&run.dir)).collect();
-                let epochs = hs.iter().map(|h| h.len()).max().unwrap_or(0);
-                let mut pts = Vec::new();
-                for ep in 0..epochs {
-                    let vals: Vec<f64> = hs.iter().filter_map(|h| h.get(ep).and_then(|m| m.get(key))).copied().collect();
-                    if vals.is_empty() {
-                        continue;
-                    }
-                    let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-                    let (lo, hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-                    pts.push(((ep + 1) as f64, mean, lo, hi));
-                }
-                // A term a row does not train is all zeros: leave it out of that panel.
-                if pts.iter().all(|p| p.1 == 0.0) && key != "val_auc" {
-                    pts.clear();
-                }
-                series.push((short(&r.label), pts));
-            }
-            panels.push((title.to_string(), series));
-        }
-        out.extend(save(
-            &Curves { title: format!("{name}: training curves, mean over seeds (band: min to max), profile {profile}"), panels },
-            dir,
-            &format!("{name}-training"),
-        )?);
-        // The disentanglement probe.
-        let mut probe_rows = Vec::new();
-        for r in rows {
-            let mut bars = Vec::new();
-            // Guided-VAE's target block z_t plays [h_ma, h_mi]'s part, its rest z_rst h_i's.
-            // Probes fitted on the training split, then cross-validated within the test split
-            // (the one to read for model.h_i_erase, whose eraser is fitted on the training split),
-            // linear and RBF-kernel (what a linear erasure leaves, the kernel probe may read).
-            for (key, label) in [
-                ("probe_auc_ma_mi", "disease block: [h_ma, h_mi] or z_t, fitted on train"),
-                ("probe_auc_z_t", "disease block: [h_ma, h_mi] or z_t, fitted on train"),
-                ("probe_auc_h", "h (one block), fitted on train"),
-                ("probe_auc_h_i", "irrelevant block: h_i or z_rst, fitted on train (noise for h_i_erase)"),
-                ("probe_auc_z_rst", "irrelevant block: h_i or z_rst, fitted on train (noise for h_i_erase)"),
-                ("probe_auc_test_cv_ma_mi", "disease block, cross-validated on test"),
-                ("probe_auc_test_cv_z_t", "disease block, cross-validated on test"),
-                ("probe_auc_test_cv_h", "h, cross-validated on test"),
-                ("probe_auc_test_cv_h_i", "irrelevant block, cross-validated on test"),
-                ("probe_auc_test_cv_z_rst", "irrelevant block, cross-validated on test"),
-                ("probe_auc_test_cv_rbf_ma_mi", "disease block, cross-validated on test, RBF SVM"),
-                ("probe_auc_test_cv_rbf_z_t", "disease block, cross-validated on test, RBF SVM"),
-                ("probe_auc_test_cv_rbf_h", "h, cross-validated on test, RBF SVM"),
-                ("probe_auc_test_cv_rbf_h_i", "irrelevant block, cross-validated on test, RBF SVM"),
-                ("probe_auc_test_cv_rbf_z_rst", "irrelevant block, cross-validated on test, RBF SVM"),
-            ] {
-                if let Some(s) = r.stat(key) {
-                    bars.push((label.to_string(), s.mean, s.std));
-                }
-            }
-            if !bars.is_empty() {
-                probe_rows.push((format!("{} {}", r.variant.as_deref().unwrap_or(""), r.label).trim().to_string(), bars));
-            }
-        }
-        if !probe_rows.is_empty() {
-            out.extend(save(
-                &Probe { title: format!("{name}: label information by latent block (test split, profile {profile})"), rows: probe_rows },
-                dir,
-                &format!("{name}-probe"),
-            )?);
-        }
-        // Figure 3 from the reference row (or the first row with reconstructions).
-        let order: Vec<&RowStats> = rows.iter().filter(|r| r.variant == c.experiment.reference).chain(rows.iter()).collect();
-        for r in order {
-            let Some(run) = members(c, r).into_iter().min_by_key(|x| x.seed).filter(|x| x.dir.join("figure3.json").exists()) else {
-                continue;
-            };
-            if let Some(fig) = figure3(run, &r.label)? {
-                out.extend(save(&fig, dir, &format!("{name}-figure3"))?);
-                break;
-            }
-        }
+        let fig = Heatmap {
+            title: format!("{name}: {pretty} over {} x {} (profile {})", short_name(&axes[0]), short_name(&axes[1]), profile(c)),
+            x_name: axes[0].clone(),
+            y_name: axes[1].clone(),
+            xs: xs.clone(),
+            ys: ys.clone(),
+            values,
+            metric: pretty.to_string(),
+        };
+        out.extend(save(&fig, dir, &format!("{name}-heatmap-{metric}"))?);
+        let panels = (0..2).map(|k| (axes[k].clone(), marginal(c, rows, &axes[k], metric))).collect();
+        let fig = Marginals {
+            title: format!("{name}: {pretty}, averaged over the other axis; error bars: std over seeds"),
+            metric: pretty.to_string(),
+            panels,
+        };
+        out.extend(save(&fig, dir, &format!("{name}-marginals-{metric}"))?);
     }
     Ok(out)
 }
 
-fn figure3(run: &RunRecord, label: &str) -> Result<Option<Figure3>, ReportError> {
-    let path = run.dir.join("figure3.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io { path: path.clone(), source })?;
-    let items: Vec<serde_json::Value> = serde_json::from_str(&text)
-        .map_err(|x| ReportError::Figure { name: "figure3".into(), problem: format!("{}: {x}", path.display()) })?;
-    let mut samples = Vec::new();
-    let mut panels: Vec<String> = Vec::new();
-    for it in &items {
-        let Some(file) = it.get("file").and_then(|f| f.as_str()) else { continue };
-        panels = it
-            .get("panels")
-            .and_then(|p| p.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let img = image::open(run.dir.join(file))
-            .map_err(|x| ReportError::Figure { name: "figure3".into(), problem: format!("{file}: {x}") })?
-            .to_luma8();
-        let n = panels.len().max(1);
-        let (w, h) = (img.width() as usize / n, img.height() as usize);
-        if w == 0 {
+/// One axis's marginal: per value, per seed the mean over the other axis;
+/// then (value, mean, std, n) over seeds.
+fn marginal(c: &Collection, rows: &[RowStats], key: &str, metric: &str) -> Vec<(f64, f64, f64, usize)> {
+    let mut pts = Vec::new();
+    for v in &axis_values(rows, key) {
+        let mut per_seed: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for run in c.runs.iter().filter(|r| r.is_done() && r.axes.iter().any(|(a, x)| a == key && show(x) == *v)) {
+            if let Some(m) = run.metrics.get(metric) {
+                per_seed.entry(run.seed).or_default().push(*m);
+            }
+        }
+        let means: Vec<f64> = per_seed.values().map(|xs| xs.iter().sum::<f64>() / xs.len() as f64).collect();
+        if means.is_empty() {
             continue;
         }
-        let tiles: Vec<GreyImage> = (0..n)
-            .map(|k| GreyImage {
-                width: w,
-                height: h,
-                pixels: (0..h)
-                    .flat_map(|y| (0..w).map(move |x| (k * w + x, y)))
-                    .map(|(x, y)| img.get_pixel(x as u32, y as u32).0[0])
-                    .collect(),
-            })
-            .collect();
-        let list = |k: &str| {
-            it.get(k)
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default()
+        let mean = means.iter().sum::<f64>() / means.len() as f64;
+        let std = if means.len() > 1 {
+            (means.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (means.len() - 1) as f64).sqrt()
+        } else {
+            f64::NAN
         };
-        let label_s = if it.get("label").and_then(|v| v.as_u64()) == Some(1) { "malignant" } else { "benign" };
-        let score = it.get("score").and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
-        let caption = vec![
-            it.get("sample_id").and_then(|v| v.as_str()).unwrap_or("").to_string(),
-            format!("truth: {label_s}; P(malignant) = {score:.2}"),
-            format!("true attributes: {}", list("true_attributes")),
-            format!("predicted: {}", list("predicted_attributes")),
-        ];
-        samples.push((caption, tiles));
+        pts.push((v.parse::<f64>().unwrap_or(0.0), mean, std, means.len()));
     }
-    if samples.is_empty() {
-        return Ok(None);
+    pts
+}
+
+/// ROC curves of the rows (seed-averaged scores where the seeds share a test set).
+fn roc_figure(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let mut curves = Vec::new();
+    for r in rows {
+        let sets = members(c, r).iter().map(|run| run.scores()).collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = sets.first() else { continue };
+        let aligned = sets.iter().all(|s| s.keys().eq(first.keys()));
+        let (labels, scores): (Vec<u8>, Vec<f64>) = if aligned {
+            first.iter().map(|(id, (y, _))| (*y, sets.iter().map(|s| s[id].1).sum::<f64>() / sets.len() as f64)).unzip()
+        } else {
+            sets.iter().flat_map(|s| s.values().copied()).unzip()
+        };
+        if let Ok(pts) = roc_curve(&scores, &labels) {
+            let auc = dae_metrics::roc_auc(&scores, &labels).unwrap_or(f64::NAN);
+            curves.push((short(&r.label), auc, pts.iter().map(|p| (p.fpr, p.tpr)).collect()));
+        }
     }
-    Ok(Some(Figure3 {
-        title: format!("Figure 3: reconstructions from latent blocks ({label}, seed {}; other blocks zeroed)", run.seed),
-        panels: panels.iter().map(|p| if p == "input" { "input".to_string() } else { format!("from {p}") }).collect(),
-        samples,
-    }))
+    if curves.is_empty() {
+        return Ok(Vec::new());
+    }
+    let name = &c.experiment.name;
+    save(&Roc { title: format!("{name}: ROC curves (seed-averaged scores, profile {})", profile(c)), curves }, dir, &format!("{name}-roc"))
+}
+
+/// Training curves: per row, the mean over seeds of each quantity per epoch
+/// with its min-max band.
+fn training_figure(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let quantities = [
+        ("loss_cls", "L_cls (training)"),
+        ("loss_attr", "L_attr (training)"),
+        ("loss_rec", "L_rec (training)"),
+        ("val_auc", "validation AUC"),
+    ];
+    let histories: Vec<Vec<Vec<BTreeMap<String, f64>>>> =
+        rows.iter().map(|r| members(c, r).iter().map(|run| run.history()).collect()).collect();
+    let mut panels = Vec::new();
+    for (key, title) in quantities {
+        let mut series = Vec::new();
+        for (r, hs) in rows.iter().zip(&histories) {
+            let epochs = hs.iter().map(|h| h.len()).max().unwrap_or(0);
+            let mut pts = Vec::new();
+            for ep in 0..epochs {
+                let vals: Vec<f64> = hs.iter().filter_map(|h| h.get(ep).and_then(|m| m.get(key))).copied().collect();
+                if vals.is_empty() {
+                    continue;
+                }
+                let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+                let (lo, hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+                pts.push(((ep + 1) as f64, mean, lo, hi));
+            }
+            // A term a row does not train is all zeros: leave it out of that panel.
+            if pts.iter().all(|p| p.1 == 0.0) && key != "val_auc" {
+                pts.clear();
+            }
+            series.push((short(&r.label), pts));
+        }
+        panels.push((title.to_string(), series));
+    }
+    let name = &c.experiment.name;
+    let title = format!("{name}: training curves, mean over seeds (band: min to max), profile {}", profile(c));
+    save(&Curves { title, panels }, dir, &format!("{name}-training"))
+}
+
+/// The probe bars, by metrics key. Guided-VAE's target block z_t plays
+/// [h_ma, h_mi]'s part, its rest z_rst h_i's. Probes fitted on the training
+/// split, then cross-validated within the test split (the one to read for
+/// model.h_i_erase, whose eraser is fitted on the training split), linear
+/// and RBF-kernel (what a linear erasure leaves, the kernel probe may read).
+const PROBE_BARS: [(&str, &str); 15] = [
+    ("probe_auc_ma_mi", "disease block: [h_ma, h_mi] or z_t, fitted on train"),
+    ("probe_auc_z_t", "disease block: [h_ma, h_mi] or z_t, fitted on train"),
+    ("probe_auc_h", "h (one block), fitted on train"),
+    ("probe_auc_h_i", "irrelevant block: h_i or z_rst, fitted on train (noise for h_i_erase)"),
+    ("probe_auc_z_rst", "irrelevant block: h_i or z_rst, fitted on train (noise for h_i_erase)"),
+    ("probe_auc_test_cv_ma_mi", "disease block, cross-validated on test"),
+    ("probe_auc_test_cv_z_t", "disease block, cross-validated on test"),
+    ("probe_auc_test_cv_h", "h, cross-validated on test"),
+    ("probe_auc_test_cv_h_i", "irrelevant block, cross-validated on test"),
+    ("probe_auc_test_cv_z_rst", "irrelevant block, cross-validated on test"),
+    ("probe_auc_test_cv_rbf_ma_mi", "disease block, cross-validated on test, RBF SVM"),
+    ("probe_auc_test_cv_rbf_z_t", "disease block, cross-validated on test, RBF SVM"),
+    ("probe_auc_test_cv_rbf_h", "h, cross-validated on test, RBF SVM"),
+    ("probe_auc_test_cv_rbf_h_i", "irrelevant block, cross-validated on test, RBF SVM"),
+    ("probe_auc_test_cv_rbf_z_rst", "irrelevant block, cross-validated on test, RBF SVM"),
+];
+
+/// The disentanglement probe: label information by latent block.
+fn probe_figure(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let mut probe_rows = Vec::new();
+    for r in rows {
+        let bars: Vec<(String, f64, f64)> =
+            PROBE_BARS.iter().filter_map(|(key, label)| r.stat(key).map(|s| (label.to_string(), s.mean, s.std))).collect();
+        if !bars.is_empty() {
+            probe_rows.push((format!("{} {}", r.variant.as_deref().unwrap_or(""), r.label).trim().to_string(), bars));
+        }
+    }
+    if probe_rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let name = &c.experiment.name;
+    let title = format!("{name}: label information by latent block (test split, profile {})", profile(c));
+    save(&Probe { title, rows: probe_rows }, dir, &format!("{name}-probe"))
+}
+
+/// Figure 3 from the reference row (or the first row with reconstructions).
+fn figure3_figure(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let order: Vec<&RowStats> = rows.iter().filter(|r| r.variant == c.experiment.reference).chain(rows.iter()).collect();
+    for r in order {
+        let Some(run) = members(c, r).into_iter().min_by_key(|x| x.seed).filter(|x| x.has_figure3()) else { continue };
+        let Some(data) = run.figure3()? else { continue };
+        let fig = Figure3 {
+            title: format!("Figure 3: reconstructions from latent blocks ({}, seed {}; other blocks zeroed)", r.label, run.seed),
+            panels: data.panels.iter().map(|p| if p == "input" { "input".to_string() } else { format!("from {p}") }).collect(),
+            samples: data.samples,
+        };
+        return save(&fig, dir, &format!("{}-figure3", c.experiment.name));
+    }
+    Ok(Vec::new())
 }

@@ -13,16 +13,17 @@
 //!   marginals, ROC curves, training curves, the Figure 3 grid, the
 //!   disentanglement probe.
 //!
-//! The only crate that links polars and plotters; it knows no candle. Job
-//! ids and statuses come from `dae-sweep`'s plan.
+//! The only crate that links polars and plotters; it knows no candle and
+//! starts no trainer. An experiment's jobs come from the runner's plan
+//! manifest, their statuses from `dae-sweep`'s run-folder view, their files
+//! through `dae-runfolder`'s names; [`collect`] is the only module that
+//! reads run folders.
 //!
 //! ```no_run
-//! use dae_report::{aggregate::aggregate, collect::collect_plan, tables};
-//! use dae_sweep::{plan, Experiment, RerunPolicy, TrainerResolver};
+//! use dae_report::{aggregate::aggregate, collect::collect, tables};
+//! use dae_sweep::Experiment;
 //! let exp = Experiment::load("experiments/table2-ablation.toml".as_ref())?;
-//! let resolver = TrainerResolver { program: "target/release/dae-train".into() };
-//! let p = plan::plan(&exp, Some("quick"), &resolver, "results".as_ref(), RerunPolicy::default())?;
-//! let c = collect_plan(&exp, &p, "results".as_ref());
+//! let c = collect(&exp, Some("quick"), "results".as_ref())?;
 //! let rows = aggregate(&c)?;
 //! print!("{}", tables::build(&c, &rows).to_markdown());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -54,8 +55,6 @@ pub enum ReportError {
     },
     #[error("{}: {problem}", path.display())]
     Scores { path: PathBuf, problem: String },
-    #[error("{}: {problem}", path.display())]
-    Write { path: PathBuf, problem: String },
     #[error("figure {name}: {problem}")]
     Figure { name: String, problem: String },
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dae_sweep::experiment::Variant;
+use dae_sweep::experiment::{Layout, Variant};
 use dae_sweep::plan::show;
 use toml::Value;
 
@@ -101,11 +101,6 @@ fn check(v: Option<&Value>) -> String {
     }
 }
 
-/// Which layout an experiment's table uses (`[experiment] report = ...`).
-pub fn layout(c: &Collection) -> &str {
-    c.experiment.report.as_deref().unwrap_or(if c.experiment.variants.is_empty() { "sweep" } else { "methods" })
-}
-
 fn common_notes(c: &Collection) -> Vec<String> {
     let mut n = vec![format!(
         "AUC: test AUC, mean ± standard deviation (n − 1) over the seeds that finished (n); 95% CI: bootstrap of the seed-mean AUC over the test samples ({BOOTSTRAP_RESAMPLES} stratified resamples, the same draw for every seed; pooled over runs where their test sets differ)."
@@ -124,11 +119,11 @@ fn common_notes(c: &Collection) -> Vec<String> {
 
 /// Builds the experiment's table in its layout.
 pub fn build(c: &Collection, rows: &[RowStats]) -> Table {
-    match layout(c) {
-        "ablation" => ablation(c, rows),
-        "attributes" => attributes(c, rows),
-        "sweep" => sweep(c, rows),
-        _ => methods(c, rows),
+    match c.experiment.layout() {
+        Layout::Ablation => ablation(c, rows),
+        Layout::Attributes => attributes(c, rows),
+        Layout::Sweep => sweep(c, rows),
+        Layout::Methods => methods(c, rows),
     }
 }
 
@@ -464,8 +459,7 @@ impl Table {
         let mut out = Vec::new();
         for (ext, text) in [("md", self.to_markdown()), ("tex", self.to_latex()), ("csv", self.to_csv())] {
             let p = dir.join(format!("{}.{ext}", self.name));
-            dae_sweep::runs::write_atomic(&p, text.as_bytes())
-                .map_err(|e| ReportError::Write { path: p.clone(), problem: e.to_string() })?;
+            dae_runfolder::write_atomic(&p, text.as_bytes()).map_err(|source| ReportError::Io { path: p.clone(), source })?;
             out.push(p);
         }
         Ok(out)

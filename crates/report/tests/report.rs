@@ -6,10 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use dae_report::aggregate::{aggregate, BOOTSTRAP_RESAMPLES};
-use dae_report::collect::{collect_folder, collect_plan, to_dataframe};
+use dae_report::collect::{collect, collect_folder, to_dataframe};
 use dae_report::{figures, tables};
-use dae_sweep::plan::{plan, RerunPolicy, Resolution, ResolvedConfig, Resolver};
-use dae_sweep::Experiment;
+use dae_runfolder::resolve::Resolved;
+use dae_runfolder::{Metrics, RunFolder};
+use dae_sweep::plan::{plan, Plan, RerunPolicy, Resolution, Resolver};
+use dae_sweep::{Experiment, Manifest};
 
 /// Accepts configs as they are (no trainer needed).
 struct Identity;
@@ -17,9 +19,16 @@ impl Resolver for Identity {
     fn resolve(&self, configs: &[String]) -> Result<Resolution, dae_sweep::SweepError> {
         Ok(Resolution {
             code_version: "test".into(),
-            results: configs.iter().map(|c| Ok(ResolvedConfig { config: c.clone(), data: "d".into() })).collect(),
+            results: configs.iter().map(|c| Ok(Resolved { config: c.clone(), data: "d".into(), gpu: None })).collect(),
         })
     }
+}
+
+/// Plans the experiment and records the plan as the runner does.
+fn planned(exp: &Experiment, results: &Path) -> Plan {
+    let p = plan(exp, None, &Identity, results, RerunPolicy::default()).unwrap();
+    Manifest::of(&p).write(results).unwrap();
+    p
 }
 
 const EXPERIMENT: &str = r#"
@@ -68,13 +77,31 @@ fn scores(shift: f64, seed: u64) -> Vec<(String, u8, f64)> {
 /// A finished run whose `test_auc` is the AUC of its scores, as the trainer writes it.
 fn write_run(dir: &Path, attr: Option<f64>, sc: &[(String, u8, f64)]) {
     std::fs::create_dir_all(dir).unwrap();
-    let test_auc = auc(sc);
-    let attr_json = attr.map(|a| format!(r#"{{"mean": {a}, "shape": {a}, "margin": {a}}}"#)).unwrap_or_else(|| "{}".into());
-    std::fs::write(
-        dir.join("metrics.json"),
-        format!(r#"{{"test_auc": {test_auc}, "val_auc": 0.7, "attr_acc": {attr_json}, "probe_auc": {{"h": 0.6}}, "code_version": "test", "device": "cpu"}}"#),
-    )
-    .unwrap();
+    let attr_acc = attr.map(|a| [("mean", a), ("shape", a), ("margin", a)].map(|(k, v)| (k.to_string(), v)).into()).unwrap_or_default();
+    let m = Metrics {
+        test_auc: auc(sc),
+        method: "dae-gcn".into(),
+        val_auc: 0.7,
+        test_auc_ci95: [0.0, 1.0],
+        attr_acc,
+        probe_auc: [("h".to_string(), 0.6)].into(),
+        probe_auc_test_cv: Default::default(),
+        probe_auc_test_cv_rbf: Default::default(),
+        best_epoch: 2,
+        epochs_run: 2,
+        resumed_from_epoch: 0,
+        wall_seconds: 1.0,
+        train_samples_per_second: 1.0,
+        peak_memory_mb: 1.0,
+        device: "cpu".into(),
+        code_version: "test".into(),
+        status: "done".into(),
+        n_train: 1,
+        n_val: 1,
+        n_test: sc.len(),
+        data_fingerprint: "d".into(),
+    };
+    std::fs::write(RunFolder::at(dir).metrics(), serde_json::to_string(&m).unwrap()).unwrap();
     let mut s = String::from("sample_id,patient,label,score,pred_shape,pred_margin\n");
     for (id, y, x) in sc {
         s.push_str(&format!("{id},p{id},{y},{x},,\n"));
@@ -101,7 +128,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     let exp = Experiment::parse(Path::new("table2-ablation.toml"), EXPERIMENT).unwrap();
-    let p = plan(&exp, None, &Identity, &results, RerunPolicy::default()).unwrap();
+    let p = planned(&exp, &results);
     for j in &p.jobs {
         let run = results.join("runs").join(&j.job.id);
         let (v, s) = (j.job.variant.as_deref().unwrap(), j.job.seed);
@@ -127,8 +154,7 @@ fn fixture() -> Fixture {
 }
 
 fn collection(f: &Fixture) -> dae_report::Collection {
-    let p = plan(&f.exp, None, &Identity, &f.results, RerunPolicy::default()).unwrap();
-    collect_plan(&f.exp, &p, &f.results)
+    collect(&f.exp, None, &f.results).unwrap()
 }
 
 #[test]
@@ -207,8 +233,8 @@ fn rendered_tables_match_their_snapshots() {
         .replace("name = \"table2-ablation\"", "name = \"table1-methods\"")
         + "\n[[variant]]\nname = \"icadx\"\nlabel = \"ICADx\"\nimplemented = false\nnote = \"issue 6\"\npaper = { auc = 0.879 }\n";
     let exp = Experiment::parse(Path::new("table1-methods.toml"), &text).unwrap();
-    let p = plan(&exp, None, &Identity, &f.results, RerunPolicy::default()).unwrap();
-    let c1 = collect_plan(&exp, &p, &f.results);
+    planned(&exp, &f.results);
+    let c1 = collect(&exp, None, &f.results).unwrap();
     let t1 = tables::build(&c1, &aggregate(&c1).unwrap());
     snapshot("table1-methods.md", &t1.to_markdown());
     snapshot("table1-methods.tex", &t1.to_latex());

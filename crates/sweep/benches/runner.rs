@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use dae_sweep::plan::{plan, RerunPolicy, Resolution, ResolvedConfig, Resolver, TrainerResolver};
+use dae_runfolder::resolve::Resolved;
+use dae_sweep::plan::{plan, RerunPolicy, Resolution, Resolver, TrainerResolver};
 use dae_sweep::{run_local, Experiment, Launcher, LocalOptions};
 
 fn workspace_root() -> PathBuf {
@@ -31,7 +32,7 @@ impl Resolver for Identity {
     fn resolve(&self, configs: &[String]) -> Result<Resolution, dae_sweep::SweepError> {
         Ok(Resolution {
             code_version: "bench".into(),
-            results: configs.iter().map(|c| Ok(ResolvedConfig { config: c.clone(), data: "bench".into() })).collect(),
+            results: configs.iter().map(|c| Ok(Resolved { config: c.clone(), data: "bench".into(), gpu: None })).collect(),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! A stand-in for `dae-train` in the runner's tests: the same command line
-//! (`--resolve`, `--config C --out D`), exit codes and run-folder markers,
+//! (`--resolve`, `--config C --out D`), and the same run-folder contract
+//! (`dae-runfolder`: file names, exit codes, records, resolve wire types),
 //! with behaviour set by config keys: `sleep` (seconds), `fail` (exit 3),
 //! `diverge` (exit 4),
 //! `crash` (abort), `value` (written as `test_auc`). Every start and finish
@@ -10,6 +11,9 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use dae_runfolder::resolve::{Answer, Refusal, Resolved, Response};
+use dae_runfolder::{ExitCode, Metrics, RunFolder};
 
 const KEYS: &[&str] = &["seed", "device", "sleep", "fail", "diverge", "crash", "value", "model"];
 const MODEL_KEYS: &[&str] = &["tau", "p"];
@@ -46,38 +50,73 @@ fn ledger(line: &str) {
     }
 }
 
+fn resolve() {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).unwrap();
+    let texts: Vec<String> = serde_json::from_str(&input).unwrap();
+    let refuse = |message: String| Answer::Error(Refusal { key: None, message });
+    let results = texts
+        .iter()
+        .map(|t| {
+            let mut table: toml::Table = match toml::from_str(t) {
+                Ok(x) => x,
+                Err(e) => return refuse(e.to_string()),
+            };
+            if let Err(e) = check(&table) {
+                return refuse(e);
+            }
+            let device = table.entry("device").or_insert_with(|| "cpu".into()).as_str().unwrap_or("cpu").to_string();
+            let gpu = device.strip_prefix("cuda").map(|n| n.trim_start_matches(':').parse().unwrap_or(0));
+            Answer::Ok(Resolved { config: toml::to_string(&table).unwrap(), data: "fake-data".into(), gpu })
+        })
+        .collect();
+    println!("{}", serde_json::to_string(&Response { code_version: version(), results }).unwrap());
+}
+
+fn metrics(value: f64) -> Metrics {
+    Metrics {
+        test_auc: value,
+        method: "fake".into(),
+        val_auc: value,
+        test_auc_ci95: [0.0, 1.0],
+        attr_acc: Default::default(),
+        probe_auc: Default::default(),
+        probe_auc_test_cv: Default::default(),
+        probe_auc_test_cv_rbf: Default::default(),
+        best_epoch: 1,
+        epochs_run: 1,
+        resumed_from_epoch: 0,
+        wall_seconds: 0.0,
+        train_samples_per_second: 0.0,
+        peak_memory_mb: 0.0,
+        device: "cpu".into(),
+        code_version: version(),
+        status: "done".into(),
+        n_train: 0,
+        n_val: 0,
+        n_test: 0,
+        data_fingerprint: "fake-data".into(),
+    }
+}
+
+fn exit(code: ExitCode) -> ! {
+    std::process::exit(code.code() as i32)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--resolve") {
-        let mut input = String::new();
-        std::io::stdin().read_to_string(&mut input).unwrap();
-        let texts: Vec<String> = serde_json::from_str(&input).unwrap();
-        let results: Vec<serde_json::Value> = texts
-            .iter()
-            .map(|t| {
-                let mut table: toml::Table = match toml::from_str(t) {
-                    Ok(x) => x,
-                    Err(e) => return serde_json::json!({ "error": e.to_string() }),
-                };
-                if let Err(e) = check(&table) {
-                    return serde_json::json!({ "error": e });
-                }
-                table.entry("device").or_insert_with(|| "cpu".into());
-                serde_json::json!({ "ok": { "config": toml::to_string(&table).unwrap(), "data": "fake-data" } })
-            })
-            .collect();
-        println!("{}", serde_json::json!({ "code_version": version(), "results": results }));
-        return;
+        return resolve();
     }
-    let (config, out) = (&args[2], std::path::PathBuf::from(&args[4]));
+    let (config, run) = (&args[2], RunFolder::at(&args[4]));
     let cfg: toml::Table = toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
     let id = std::env::var("DAE_JOB_ID").unwrap_or_default();
     ledger(&format!("start {id} {} {}", std::process::id(), std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "-".into())));
-    if out.join("done").exists() {
-        eprintln!("error: {}: already holds a finished run", out.display());
-        std::process::exit(2);
+    if run.is_done() {
+        eprintln!("error: {}: already holds a finished run", run.path.display());
+        exit(ExitCode::BadConfig);
     }
-    std::fs::write(out.join("incomplete"), b"").unwrap();
+    std::fs::write(run.incomplete(), b"").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).unwrap();
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)).unwrap();
@@ -86,7 +125,7 @@ fn main() {
     while t0.elapsed() < Duration::from_secs_f64(secs) {
         if stop.load(Ordering::SeqCst) {
             eprintln!("interrupted");
-            std::process::exit(5);
+            exit(ExitCode::Interrupted);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -95,16 +134,16 @@ fn main() {
     }
     if cfg.get("diverge").and_then(|v| v.as_bool()) == Some(true) {
         eprintln!("error: training diverged (as the config asks)");
-        std::process::exit(4);
+        exit(ExitCode::Diverged);
     }
     if cfg.get("fail").and_then(|v| v.as_bool()) == Some(true) {
         eprintln!("error: failing as the config asks");
-        std::process::exit(3);
+        exit(ExitCode::DataError);
     }
     let value = cfg.get("value").and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64))).unwrap_or(0.5);
-    std::fs::write(out.join("metrics.json"), serde_json::json!({ "test_auc": value, "code_version": version() }).to_string()).unwrap();
-    std::fs::remove_file(out.join("incomplete")).unwrap();
-    std::fs::write(out.join("done"), b"").unwrap();
+    dae_runfolder::write_atomic(&run.metrics(), serde_json::to_string(&metrics(value)).unwrap().as_bytes()).unwrap();
+    std::fs::remove_file(run.incomplete()).unwrap();
+    std::fs::write(run.done(), b"").unwrap();
     ledger(&format!("done {id}"));
     println!("done");
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::runs::{EXIT_BAD_CONFIG, EXIT_DIVERGED};
+use dae_runfolder::ExitCode;
 
 /// How one attempt of a job ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -41,30 +41,23 @@ impl Outcome {
     /// A failure that another attempt could mend: not a bad config (exit 2)
     /// nor a diverged run (exit 4), which the same job repeats exactly.
     pub fn is_retryable(&self) -> bool {
-        self.is_failure() && !matches!(self, Outcome::Fail { exit: EXIT_BAD_CONFIG | EXIT_DIVERGED })
+        let repeats = matches!(self, Outcome::Fail { exit } if ExitCode::from_code(*exit).is_some_and(ExitCode::repeats_exactly));
+        self.is_failure() && !repeats
     }
     /// `passed`, `failed (exit 3)`, ...
     pub fn describe(&self) -> String {
         match self {
             Outcome::Pass => "passed".into(),
             Outcome::Fail { exit: 0 } => "failed (exited 0 without writing `done`)".into(),
-            Outcome::Fail { exit } => format!("failed (exit {exit}{})", exit_meaning(*exit)),
+            Outcome::Fail { exit } => match ExitCode::from_code(*exit) {
+                Some(c) => format!("failed (exit {exit}: {})", c.meaning()),
+                None => format!("failed (exit {exit})"),
+            },
             Outcome::Crashed { signal } => format!("crashed (signal {signal})"),
             Outcome::Interrupted => "interrupted (left incomplete)".into(),
             Outcome::Lost { state } => format!("failed (slurm state {state}, no exit code written)"),
             Outcome::LaunchError { message } => format!("could not start: {message}"),
         }
-    }
-}
-
-/// The trainer's documented exit codes.
-fn exit_meaning(code: i32) -> &'static str {
-    match code {
-        1 => ": error",
-        2 => ": bad config",
-        3 => ": data error",
-        4 => ": diverged",
-        _ => "",
     }
 }
 

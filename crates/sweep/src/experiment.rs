@@ -85,10 +85,23 @@ struct RawMeta {
     /// The variant other rows are compared with (DeLong) in reports.
     #[serde(default)]
     reference: Option<String>,
-    /// How reports lay the results out (`ablation`, `methods`, `attributes`,
-    /// `sweep`, `generic`; read by dae-report).
+    /// How reports lay the results out.
     #[serde(default)]
-    report: Option<String>,
+    report: Option<Layout>,
+}
+
+/// How reports lay an experiment's results out (`[experiment] report = ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// One row per method, AUC (the paper's Table 1).
+    Methods,
+    /// The ablation switches as check marks, AUC (Table 2).
+    Ablation,
+    /// Attribute accuracy (Table 3).
+    Attributes,
+    /// One row per axis combination (a sweep).
+    Sweep,
 }
 
 #[derive(Deserialize)]
@@ -171,7 +184,8 @@ pub struct Experiment {
     pub seeds: Vec<u64>,
     pub default_profile: Option<String>,
     pub reference: Option<String>,
-    pub report: Option<String>,
+    /// The layout the file asks for ([`Experiment::layout`] fills in the default).
+    pub report: Option<Layout>,
     pub base: Table,
     pub axes: Vec<Axis>,
     pub variants: Vec<Variant>,
@@ -212,7 +226,6 @@ impl Experiment {
             }
             SweepError::File { path: path.into(), line: None, message: msg }
         })?;
-        let lines = line_index(text);
         let mut exp = Experiment {
             path: path.into(),
             name: raw.experiment.name,
@@ -228,132 +241,29 @@ impl Experiment {
             exclude: Vec::new(),
             profiles: BTreeMap::new(),
             slurm: raw.slurm,
-            lines,
+            lines: line_index(text),
         };
         if exp.seeds.is_empty() {
             return Err(exp.err("experiment.seeds", "is empty; give at least one seed".into()));
         }
-        for (key, v) in flatten(&raw.matrix, "") {
-            let Value::Array(values) = v else {
-                return Err(exp.err(&format!("matrix.{key}"), format!("expected a list of values, found {}", v.type_str())));
-            };
-            if values.is_empty() {
-                return Err(exp.err(&format!("matrix.{key}"), "is an empty list; an axis needs at least one value".into()));
-            }
-            exp.axes.push(Axis {
-                origin: "matrix".into(),
-                keys: vec![key.clone()],
-                assignments: values.iter().map(|x| vec![(key.clone(), x.clone())]).collect(),
-            });
-        }
+        exp.axes = exp.matrix_axes(&raw.matrix)?;
         for (i, z) in raw.zip.iter().enumerate() {
-            let flat = flatten(z, "");
-            let mut len = None;
-            for (key, v) in &flat {
-                let Value::Array(values) = v else {
-                    return Err(exp.err(&format!("zip[{i}].{key}"), format!("expected a list of values, found {}", v.type_str())));
-                };
-                match len {
-                    None => len = Some((key.clone(), values.len())),
-                    Some((ref k0, n)) if n != values.len() => {
-                        return Err(exp.err(
-                            &format!("zip[{i}].{key}"),
-                            format!(
-                                "has {} values but `{k0}` in the same zip group has {n}; zipped lists must have equal lengths",
-                                values.len()
-                            ),
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-            let Some((_, n)) = len else { continue };
-            if n == 0 {
-                return Err(exp.err(&format!("zip[{i}]"), "has empty lists".into()));
-            }
-            let assignments =
-                (0..n).map(|j| flat.iter().map(|(k, v)| (k.clone(), v.as_array().expect("checked")[j].clone())).collect()).collect();
-            exp.axes.push(Axis { origin: format!("zip[{i}]"), keys: flat.iter().map(|(k, _)| k.clone()).collect(), assignments });
-        }
-        let mut seen = BTreeSet::new();
-        for a in &exp.axes {
-            for k in &a.keys {
-                if !seen.insert(k.clone()) {
-                    return Err(exp.err(&format!("{}.{k}", a.origin), "is varied by two axes; put it in one".into()));
-                }
-                if k == "seed" {
-                    return Err(exp.err(&format!("{}.{k}", a.origin), "seeds are an axis of their own: use experiment.seeds".into()));
-                }
+            if let Some(axis) = exp.zip_axis(i, z)? {
+                exp.axes.push(axis);
             }
         }
-        let mut names = BTreeSet::new();
-        for (i, v) in raw.variant.into_iter().enumerate() {
-            if !names.insert(v.name.clone()) {
-                return Err(exp.err(&format!("variant[{i}].name"), format!("`{}` is used by two variants", v.name)));
-            }
-            exp.variants.push(Variant {
-                label: v.label.unwrap_or_else(|| v.name.clone()),
-                name: v.name,
-                set: flatten(&v.set, ""),
-                implemented: v.implemented,
-                note: v.note,
-                paper: v.paper,
-            });
-        }
-        let variant_names = || exp.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
-        for (kind, rules, dst) in [("include", raw.include, 0), ("exclude", raw.exclude, 1)] {
-            for (i, r) in rules.iter().enumerate() {
-                let flat = flatten(r, "");
-                if flat.is_empty() {
-                    return Err(exp.err(&format!("{kind}[{i}]"), "is empty".into()));
-                }
-                for (k, v) in &flat {
-                    if k == "variant" {
-                        let Some(var) = v.as_str().and_then(|n| exp.variants.iter().find(|x| x.name == n)) else {
-                            return Err(
-                                exp.err(&format!("{kind}[{i}].variant"), format!("{v} is not a variant; variants: {}", variant_names()))
-                            );
-                        };
-                        if kind == "include" && !var.implemented {
-                            return Err(exp.err(
-                                &format!("{kind}[{i}].variant"),
-                                format!("`{}` is marked implemented = false and cannot run", var.name),
-                            ));
-                        }
-                    }
-                    if k == "seed" && !v.as_integer().is_some_and(|x| x >= 0) {
-                        return Err(exp.err(&format!("{kind}[{i}].seed"), format!("{v}: expected a seed (an integer >= 0)")));
-                    }
-                }
-                if dst == 0 {
-                    exp.include.push(flat);
-                } else {
-                    exp.exclude.push(flat);
-                }
-            }
-        }
+        exp.check_axes()?;
+        exp.variants = exp.variants_of(raw.variant)?;
+        exp.include = exp.rules("include", &raw.include)?;
+        exp.exclude = exp.rules("exclude", &raw.exclude)?;
         if let Some(r) = &exp.reference {
             if !exp.variants.iter().any(|v| &v.name == r) {
-                return Err(exp.err("experiment.reference", format!("`{r}` is not a variant; variants: {}", variant_names())));
+                return Err(exp.err("experiment.reference", format!("`{r}` is not a variant; variants: {}", exp.variant_names())));
             }
         }
         for (name, p) in raw.profile {
-            if p.seeds.as_ref().is_some_and(|s| s.is_empty()) {
-                return Err(exp.err(&format!("profile.{name}.seeds"), "is empty".into()));
-            }
-            let mut matrix = Vec::new();
-            for (key, v) in flatten(&p.matrix, "") {
-                let at = format!("profile.{name}.matrix.{key}");
-                if !exp.axes.iter().any(|a| a.origin == "matrix" && a.keys == [key.clone()]) {
-                    return Err(exp.err(&at, "is not an axis of [matrix]; a profile can only change the values of existing axes".into()));
-                }
-                match v {
-                    Value::Array(values) if !values.is_empty() => matrix.push((key, values)),
-                    _ => return Err(exp.err(&at, "expected a non-empty list of values".into())),
-                }
-            }
-            exp.profiles
-                .insert(name, Profile { description: p.description, seeds: p.seeds, set: flatten(&p.set, ""), matrix, slurm: p.slurm });
+            let profile = exp.profile_of(&name, p)?;
+            exp.profiles.insert(name, profile);
         }
         if let Some(d) = &exp.default_profile {
             if !exp.profiles.contains_key(d) {
@@ -361,6 +271,139 @@ impl Experiment {
             }
         }
         Ok(exp)
+    }
+
+    /// The `[matrix]` axes, one per key.
+    fn matrix_axes(&self, matrix: &Table) -> Result<Vec<Axis>, SweepError> {
+        let mut axes = Vec::new();
+        for (key, v) in flatten(matrix, "") {
+            let Value::Array(values) = v else {
+                return Err(self.err(&format!("matrix.{key}"), format!("expected a list of values, found {}", v.type_str())));
+            };
+            if values.is_empty() {
+                return Err(self.err(&format!("matrix.{key}"), "is an empty list; an axis needs at least one value".into()));
+            }
+            let assignments = values.iter().map(|x| vec![(key.clone(), x.clone())]).collect();
+            axes.push(Axis { origin: "matrix".into(), keys: vec![key], assignments });
+        }
+        Ok(axes)
+    }
+
+    /// A `[[zip]]` group as one axis (`None` for an empty group).
+    fn zip_axis(&self, i: usize, z: &Table) -> Result<Option<Axis>, SweepError> {
+        let flat = flatten(z, "");
+        let mut len: Option<(String, usize)> = None;
+        for (key, v) in &flat {
+            let Value::Array(values) = v else {
+                return Err(self.err(&format!("zip[{i}].{key}"), format!("expected a list of values, found {}", v.type_str())));
+            };
+            match &len {
+                None => len = Some((key.clone(), values.len())),
+                Some((k0, n)) if *n != values.len() => {
+                    let problem = format!(
+                        "has {} values but `{k0}` in the same zip group has {n}; zipped lists must have equal lengths",
+                        values.len()
+                    );
+                    return Err(self.err(&format!("zip[{i}].{key}"), problem));
+                }
+                _ => {}
+            }
+        }
+        let Some((_, n)) = len else { return Ok(None) };
+        if n == 0 {
+            return Err(self.err(&format!("zip[{i}]"), "has empty lists".into()));
+        }
+        let assignments =
+            (0..n).map(|j| flat.iter().map(|(k, v)| (k.clone(), v.as_array().expect("checked")[j].clone())).collect()).collect();
+        Ok(Some(Axis { origin: format!("zip[{i}]"), keys: flat.iter().map(|(k, _)| k.clone()).collect(), assignments }))
+    }
+
+    /// No key is varied twice, and the seed is no axis.
+    fn check_axes(&self) -> Result<(), SweepError> {
+        let mut seen = BTreeSet::new();
+        for a in &self.axes {
+            for k in &a.keys {
+                if !seen.insert(k.clone()) {
+                    return Err(self.err(&format!("{}.{k}", a.origin), "is varied by two axes; put it in one".into()));
+                }
+                if k == "seed" {
+                    return Err(self.err(&format!("{}.{k}", a.origin), "seeds are an axis of their own: use experiment.seeds".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn variants_of(&self, raw: Vec<RawVariant>) -> Result<Vec<Variant>, SweepError> {
+        let mut names = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, v) in raw.into_iter().enumerate() {
+            if !names.insert(v.name.clone()) {
+                return Err(self.err(&format!("variant[{i}].name"), format!("`{}` is used by two variants", v.name)));
+            }
+            let label = v.label.unwrap_or_else(|| v.name.clone());
+            out.push(Variant { label, name: v.name, set: flatten(&v.set, ""), implemented: v.implemented, note: v.note, paper: v.paper });
+        }
+        Ok(out)
+    }
+
+    /// The variant names, comma-separated.
+    pub fn variant_names(&self) -> String {
+        self.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `[[include]]` or `[[exclude]]` rules, checked (`kind` names them).
+    fn rules(&self, kind: &str, rules: &[Table]) -> Result<Vec<Vec<(String, Value)>>, SweepError> {
+        let mut out = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let flat = flatten(r, "");
+            if flat.is_empty() {
+                return Err(self.err(&format!("{kind}[{i}]"), "is empty".into()));
+            }
+            for (k, v) in &flat {
+                if k == "variant" {
+                    let Some(var) = v.as_str().and_then(|n| self.variants.iter().find(|x| x.name == n)) else {
+                        return Err(
+                            self.err(&format!("{kind}[{i}].variant"), format!("{v} is not a variant; variants: {}", self.variant_names()))
+                        );
+                    };
+                    if kind == "include" && !var.implemented {
+                        let problem = format!("`{}` is marked implemented = false and cannot run", var.name);
+                        return Err(self.err(&format!("{kind}[{i}].variant"), problem));
+                    }
+                }
+                if k == "seed" && !v.as_integer().is_some_and(|x| x >= 0) {
+                    return Err(self.err(&format!("{kind}[{i}].seed"), format!("{v}: expected a seed (an integer >= 0)")));
+                }
+            }
+            out.push(flat);
+        }
+        Ok(out)
+    }
+
+    /// A `[profile.<name>]`, checked against the `[matrix]` axes.
+    fn profile_of(&self, name: &str, p: RawProfile) -> Result<Profile, SweepError> {
+        if p.seeds.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(self.err(&format!("profile.{name}.seeds"), "is empty".into()));
+        }
+        let mut matrix = Vec::new();
+        for (key, v) in flatten(&p.matrix, "") {
+            let at = format!("profile.{name}.matrix.{key}");
+            if !self.axes.iter().any(|a| a.origin == "matrix" && a.keys == [key.clone()]) {
+                return Err(self.err(&at, "is not an axis of [matrix]; a profile can only change the values of existing axes".into()));
+            }
+            match v {
+                Value::Array(values) if !values.is_empty() => matrix.push((key, values)),
+                _ => return Err(self.err(&at, "expected a non-empty list of values".into())),
+            }
+        }
+        Ok(Profile { description: p.description, seeds: p.seeds, set: flatten(&p.set, ""), matrix, slurm: p.slurm })
+    }
+
+    /// How reports lay the results out: the file's `report`, else `sweep`
+    /// for a file without variants and `methods` for one with.
+    pub fn layout(&self) -> Layout {
+        self.report.unwrap_or(if self.variants.is_empty() { Layout::Sweep } else { Layout::Methods })
     }
 
     /// The profile names, comma-separated.
@@ -524,10 +567,12 @@ fn matches(rule: &[(String, Value)], variant: Option<&str>, cfg: &Table, default
     })
 }
 
-/// TOML values equal, with integers and floats compared as numbers.
+/// TOML values equal, numbers compared as numbers (integers and floats
+/// alike, floats to a relative 1e-12, so `0.1` written twice always matches).
 pub fn values_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Integer(x), Value::Float(y)) | (Value::Float(y), Value::Integer(x)) => (*x as f64) == *y,
+        (Value::Float(x), Value::Float(y)) => (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0),
+        (Value::Integer(x), Value::Float(y)) | (Value::Float(y), Value::Integer(x)) => (*x as f64 - y).abs() < 1e-12,
         _ => a == b,
     }
 }

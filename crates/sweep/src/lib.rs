@@ -6,9 +6,13 @@
 //!   include/exclude, seeds, profiles) and its expansion.
 //! - [`plan`]: jobs with content-hash ids (resolved by the trainer), their
 //!   status, and what a run would do ([`Plan`]).
-//! - [`runs`]: a run folder's status, lock and the runner's files.
-//! - [`local`] and [`slurm`]: the backends; both emit [`Event`]s that
-//!   [`reporter`]s consume.
+//! - [`manifest`]: the plan as the reporter reads it
+//!   (`<results>/plans/<experiment>.<profile>.json`).
+//! - [`runs`]: a run folder's status, lock and the runner's files (names
+//!   and records from `dae-runfolder`).
+//! - [`dispatch`]: the runner's state machine (queue, retries, fail-fast,
+//!   stop, summary), written once; [`local`] and [`slurm`] are its
+//!   [`dispatch::Executor`]s. It emits [`Event`]s that [`reporter`]s consume.
 //!
 //! ```no_run
 //! use dae_sweep::{plan, Experiment, RerunPolicy, TrainerResolver};
@@ -19,10 +23,12 @@
 //! # Ok::<(), dae_sweep::SweepError>(())
 //! ```
 
+pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod experiment;
 pub mod local;
+pub mod manifest;
 pub mod plan;
 pub mod reporter;
 pub mod runs;
@@ -32,6 +38,7 @@ pub use error::SweepError;
 pub use events::{Event, Outcome, Summary};
 pub use experiment::Experiment;
 pub use local::{run_local, Launcher, LocalOptions};
+pub use manifest::Manifest;
 pub use plan::{job_id, Action, Job, Plan, PlannedJob, RerunPolicy, Resolver, TrainerResolver};
 pub use runs::{RunDir, Status};
 pub use slurm::{run_slurm, SlurmCli, SlurmConfig, SlurmOptions};

@@ -6,7 +6,7 @@
 //! `PR_SET_PDEATHSIG = SIGTERM`, so killing the runner, even with SIGKILL,
 //! stops its jobs cleanly (the trainer leaves them incomplete).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -16,10 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use dae_runfolder::{ExitCode, ExitRecord};
+
+use crate::dispatch::{dispatch, Attempt, DispatchOptions, Executor, Report};
 use crate::error::SweepError;
-use crate::events::{Event, JobRef, Outcome, Summary};
+use crate::events::{Event, Outcome, Summary};
 use crate::plan::{Action, Job, PlannedJob, RerunPolicy};
-use crate::runs::{ExitRecord, RunDir, Status, EXIT_INTERRUPTED};
+use crate::runs::{RunDir, Status};
 
 /// How to start a job: `PROGRAM PRE_ARGS... --config <run>/job.toml --out <run>`.
 #[derive(Clone, Debug)]
@@ -103,13 +106,265 @@ struct Running {
     started: Instant,
     gpu: Option<usize>,
     pid: u32,
-    log: PathBuf,
     _lock: File,
 }
 
-/// Runs the planned jobs marked [`Action::Run`]; the others are reported as
-/// skipped. Returns when every job has finished, or after a stop request
-/// (`stop` set, e.g. by SIGINT/SIGTERM) once the running jobs have exited.
+/// The local backend as an [`Executor`]: a pool of CPU and GPU slots, one
+/// process per attempt.
+pub struct LocalExecutor<'a> {
+    planned: &'a [PlannedJob],
+    results: &'a Path,
+    code_version: &'a str,
+    launcher: &'a Launcher,
+    opts: &'a LocalOptions,
+    /// Set by a signal; a job that ends after it was interrupted.
+    stop: &'a AtomicBool,
+    stopping: bool,
+    running: HashMap<usize, Running>,
+    cpu_free: usize,
+    gpus: GpuPool,
+    /// Attempts whose folder another runner holds, and when they were last tried.
+    waiting: Vec<Attempt>,
+    last_wait_check: Instant,
+    waited: HashSet<usize>,
+    tx: mpsc::Sender<(usize, std::io::Result<ExitStatus>)>,
+    rx: mpsc::Receiver<(usize, std::io::Result<ExitStatus>)>,
+}
+
+impl<'a> LocalExecutor<'a> {
+    /// Checks that the plan's jobs fit the pool (CPU slots for CPU jobs,
+    /// GPUs for CUDA jobs, each job on its own `CUDA_VISIBLE_DEVICES`).
+    pub fn new(
+        planned: &'a [PlannedJob],
+        results: &'a Path,
+        code_version: &'a str,
+        launcher: &'a Launcher,
+        opts: &'a LocalOptions,
+        stop: &'a AtomicBool,
+    ) -> Result<Self, SweepError> {
+        let to_run = || planned.iter().filter(|p| p.action == Action::Run);
+        if opts.cpu_slots == 0 && to_run().any(|p| p.job.gpu.is_none()) {
+            return Err(SweepError::Usage("--jobs 0 leaves no slot for the CPU jobs of this plan".into()));
+        }
+        if let Some(p) = to_run().find(|p| p.job.gpu.is_some_and(|g| g > 0)) {
+            return Err(SweepError::Usage(format!(
+                "job {} ({}) asks for CUDA device {}: under the runner use device = \"cuda\"; each job sees only its own GPU through CUDA_VISIBLE_DEVICES",
+                p.job.short_id(),
+                p.job.describe(),
+                p.job.gpu.unwrap_or(0)
+            )));
+        }
+        if opts.gpus.is_empty() {
+            if let Some(p) = to_run().find(|p| p.job.gpu.is_some()) {
+                return Err(SweepError::Usage(format!(
+                    "job {} ({}) asks for a GPU (device = cuda) but no GPUs were given: pass --gpus 0,1 or set CUDA_VISIBLE_DEVICES",
+                    p.job.short_id(),
+                    p.job.describe()
+                )));
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        Ok(LocalExecutor {
+            planned,
+            results,
+            code_version,
+            launcher,
+            opts,
+            stop,
+            stopping: false,
+            running: HashMap::new(),
+            cpu_free: opts.cpu_slots,
+            gpus: GpuPool::new(opts.gpus.len(), opts.jobs_per_gpu),
+            waiting: Vec::new(),
+            last_wait_check: Instant::now(),
+            waited: HashSet::new(),
+            tx,
+            rx,
+        })
+    }
+
+    /// A free slot for the job: `Some(None)` a CPU slot, `Some(Some(g))` GPU `g`.
+    fn take_slot(&mut self, job: &Job) -> Option<Option<usize>> {
+        if job.gpu.is_some() {
+            return self.gpus.take().map(Some);
+        }
+        (self.cpu_free > 0).then(|| {
+            self.cpu_free -= 1;
+            None
+        })
+    }
+
+    fn release(&mut self, gpu: Option<usize>) {
+        match gpu {
+            Some(g) => self.gpus.give(g),
+            None => self.cpu_free += 1,
+        }
+    }
+
+    /// Puts the waiting attempts back in the queue once the wait is over.
+    fn requeue_waiting(&mut self, queue: &mut VecDeque<Attempt>) {
+        if !self.waiting.is_empty() && self.last_wait_check.elapsed() >= self.opts.wait_poll {
+            queue.extend(self.waiting.drain(..));
+            self.last_wait_check = Instant::now();
+        }
+    }
+
+    /// Takes the folder's lock, looks again at its status under it, then
+    /// launches; reports what happened.
+    fn try_start(&mut self, at: Attempt, gpu: Option<usize>, out: &mut Vec<Report>) {
+        let job = &self.planned[at.job].job;
+        let rd = RunDir::new(self.results, &job.id);
+        let lock = match rd.try_lock() {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                self.release(gpu);
+                self.waited.insert(at.job);
+                self.waiting.push(at);
+                return out.push(Report::Waiting { at });
+            }
+            Err(e) => {
+                self.release(gpu);
+                return out.push(launch_error(at, e));
+            }
+        };
+        if let Some(r) = self.recheck(at, &rd) {
+            self.release(gpu);
+            return out.push(r);
+        }
+        match launch(job, at.attempt, &rd, &lock, gpu.map(|g| self.opts.gpus[g].as_str()), self.launcher) {
+            Ok(child) => {
+                let pid = child.id();
+                let tx = self.tx.clone();
+                std::thread::spawn(move || {
+                    let mut child = child;
+                    let r = child.wait();
+                    let _ = tx.send((at.job, r));
+                });
+                let slot = gpu.map_or_else(|| "cpu".into(), |g| format!("gpu {}", self.opts.gpus[g]));
+                out.push(Report::Started { at, slot });
+                self.running.insert(at.job, Running { attempt: at.attempt, started: Instant::now(), gpu, pid, _lock: lock });
+            }
+            Err(e) => {
+                self.release(gpu);
+                out.push(launch_error(at, e));
+            }
+        }
+    }
+
+    /// Under the lock: whether another runner finished the job meanwhile, or
+    /// its status no longer asks for a run; archives a run that is redone.
+    fn recheck(&self, at: Attempt, rd: &RunDir) -> Option<Report> {
+        let status = rd.status_unlocked(self.code_version);
+        let finished = matches!(status, Status::Done | Status::Stale { .. });
+        if finished && (at.attempt > 1 || self.waited.contains(&at.job)) {
+            return Some(Report::Skipped { at, reason: "finished by another runner".into(), elsewhere: true });
+        }
+        if at.attempt > 1 {
+            return None;
+        }
+        let (action, _) = self.opts.policy.decide(&status, self.code_version);
+        if action == Action::Skip {
+            return Some(Report::Skipped { at, reason: format!("{} (changed since the plan)", status.word()), elsewhere: false });
+        }
+        if self.opts.policy.archives_first(&status) {
+            if let Err(e) = rd.archive(self.results) {
+                return Some(launch_error(at, e));
+            }
+        }
+        None
+    }
+
+    /// How an attempt that exited ended; writes its exit record unless the
+    /// runner stopped it (it stays incomplete).
+    fn conclude(&mut self, job: usize, status: std::io::Result<ExitStatus>) -> Report {
+        let r = self.running.remove(&job).expect("a job we started");
+        self.release(r.gpu);
+        let rd = RunDir::new(self.results, &self.planned[job].job.id);
+        let seconds = r.started.elapsed().as_secs_f64();
+        // A Ctrl-C reaches the jobs (same process group) before the dispatcher may have seen the flag.
+        let stopping_now = self.stopping || self.stop.load(Ordering::SeqCst);
+        let passed = matches!(&status, Ok(s) if s.code() == Some(0)) && rd.is_done();
+        let outcome = match &status {
+            Err(e) => Outcome::LaunchError { message: format!("cannot wait for the job: {e}") },
+            Ok(_) if passed => Outcome::Pass,
+            Ok(_) if stopping_now => Outcome::Interrupted,
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(c), _) if ExitCode::from_code(c) == Some(ExitCode::Interrupted) => Outcome::Interrupted,
+                (Some(c), _) => Outcome::Fail { exit: c },
+                (None, sig) => Outcome::Crashed { signal: sig.unwrap_or(0) },
+            },
+        };
+        if let Ok(s) = &status {
+            if passed || !stopping_now {
+                let rec = ExitRecord { exit_code: s.code(), signal: s.signal(), attempt: r.attempt, backend: "local".into(), seconds };
+                if let Err(e) = rd.write_exit(&rec) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        Report::Ended { at: Attempt { job, attempt: r.attempt }, outcome, seconds }
+    }
+}
+
+fn launch_error(at: Attempt, e: SweepError) -> Report {
+    Report::Ended { at, outcome: Outcome::LaunchError { message: e.to_string() }, seconds: 0.0 }
+}
+
+impl Executor for LocalExecutor<'_> {
+    fn start(&mut self, queue: &mut VecDeque<Attempt>, out: &mut Vec<Report>) -> Result<(), SweepError> {
+        self.requeue_waiting(queue);
+        let mut i = 0;
+        while i < queue.len() {
+            let at = queue[i];
+            let Some(gpu) = self.take_slot(&self.planned[at.job].job) else {
+                i += 1;
+                continue;
+            };
+            queue.remove(i);
+            self.try_start(at, gpu, out);
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, out: &mut Vec<Report>) -> Result<(), SweepError> {
+        if self.running.is_empty() {
+            // Only waiting attempts: sleep until they may be tried again.
+            let left = self.opts.wait_poll.saturating_sub(self.last_wait_check.elapsed());
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+            return Ok(());
+        }
+        if let Ok((job, status)) = self.rx.recv_timeout(Duration::from_millis(50)) {
+            out.push(self.conclude(job, status));
+        }
+        while let Ok((job, status)) = self.rx.try_recv() {
+            out.push(self.conclude(job, status));
+        }
+        Ok(())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.running.len() + self.waiting.len()
+    }
+
+    fn stop(&mut self, _out: &mut Vec<Report>) {
+        self.stopping = true;
+        for r in self.running.values() {
+            // SAFETY: kill(2) on a child we started and have not reaped.
+            unsafe {
+                libc::kill(r.pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+
+    fn abandon(&mut self) -> usize {
+        let n = self.waiting.len();
+        self.waiting.clear();
+        n
+    }
+}
+
+/// Runs the planned jobs marked [`Action::Run`] on the local pool (see
+/// [`crate::dispatch::dispatch`]).
 pub fn run_local(
     planned: &[PlannedJob],
     results: &Path,
@@ -119,236 +374,9 @@ pub fn run_local(
     stop: &AtomicBool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Summary, SweepError> {
-    let t0 = Instant::now();
-    let jobs: Vec<&Job> = planned.iter().map(|p| &p.job).collect();
-    if opts.cpu_slots == 0 && planned.iter().any(|p| p.action == Action::Run && !p.job.gpu) {
-        return Err(SweepError::Usage("--jobs 0 leaves no slot for the CPU jobs of this plan".into()));
-    }
-    if let Some(p) = planned.iter().find(|p| p.action == Action::Run && p.job.gpu && p.job.device != "cuda" && p.job.device != "cuda:0") {
-        return Err(SweepError::Usage(format!(
-            "job {} ({}) has device = \"{}\": under the runner use device = \"cuda\"; each job sees only its own GPU through CUDA_VISIBLE_DEVICES",
-            p.job.short_id(),
-            p.job.describe(),
-            p.job.device
-        )));
-    }
-    if opts.gpus.is_empty() {
-        if let Some(p) = planned.iter().find(|p| p.action == Action::Run && p.job.gpu) {
-            return Err(SweepError::Usage(format!(
-                "job {} ({}) asks for a GPU (device = cuda) but no GPUs were given: pass --gpus 0,1 or set CUDA_VISIBLE_DEVICES",
-                p.job.short_id(),
-                p.job.describe()
-            )));
-        }
-    }
-    let mut summary = Summary { planned: planned.len(), ..Summary::default() };
-    let mut queue: VecDeque<(usize, u32)> = VecDeque::new();
-    for (i, p) in planned.iter().enumerate() {
-        if p.action == Action::Run {
-            queue.push_back((i, 1));
-        } else {
-            summary.skipped += 1;
-        }
-    }
-    on_event(&Event::RunStarted { total: planned.len(), to_run: queue.len(), skipped: summary.skipped });
-    for p in planned.iter().filter(|p| p.action == Action::Skip) {
-        on_event(&Event::JobSkipped { job: JobRef::of(&p.job), reason: p.reason.clone() });
-    }
-
-    let (tx, rx) = mpsc::channel::<(usize, std::io::Result<ExitStatus>)>();
-    let mut running: HashMap<usize, Running> = HashMap::new();
-    let mut cpu_free = opts.cpu_slots;
-    let mut gpus = GpuPool::new(opts.gpus.len(), opts.jobs_per_gpu);
-    let mut waiting: Vec<(usize, u32)> = Vec::new();
-    let mut waiting_announced = std::collections::HashSet::new();
-    let mut last_wait_check = Instant::now();
-    let mut stopping = false;
-    let mut halted = false;
-
-    loop {
-        if !stopping && stop.load(Ordering::SeqCst) {
-            stopping = true;
-            on_event(&Event::Stopping { reason: "signal received: stopping the running jobs (they stay incomplete)".into() });
-            for r in running.values() {
-                // SAFETY: kill(2) on a child we started and have not reaped.
-                unsafe {
-                    libc::kill(r.pid as libc::pid_t, libc::SIGTERM);
-                }
-            }
-        }
-        if !stopping && !halted {
-            if !waiting.is_empty() && (queue.is_empty() || last_wait_check.elapsed() >= opts.wait_poll) {
-                if queue.is_empty() && last_wait_check.elapsed() < opts.wait_poll {
-                    std::thread::sleep(opts.wait_poll.saturating_sub(last_wait_check.elapsed()).min(Duration::from_millis(50)));
-                } else {
-                    queue.extend(waiting.drain(..));
-                    last_wait_check = Instant::now();
-                }
-            }
-            let mut i = 0;
-            while i < queue.len() {
-                let (ix, attempt) = queue[i];
-                let job = jobs[ix];
-                let slot = if job.gpu {
-                    match gpus.take() {
-                        Some(g) => Some(Some(g)),
-                        None => None,
-                    }
-                } else if cpu_free > 0 {
-                    cpu_free -= 1;
-                    Some(None)
-                } else {
-                    None
-                };
-                let Some(gpu) = slot else {
-                    i += 1;
-                    continue;
-                };
-                queue.remove(i);
-                let release = |cpu_free: &mut usize, gpus: &mut GpuPool| match gpu {
-                    Some(g) => gpus.give(g),
-                    None => *cpu_free += 1,
-                };
-                let rd = RunDir::new(results, &job.id);
-                let lock = match rd.try_lock() {
-                    Ok(Some(l)) => l,
-                    Ok(None) => {
-                        release(&mut cpu_free, &mut gpus);
-                        if waiting_announced.insert(ix) {
-                            on_event(&Event::JobWaiting { job: JobRef::of(job) });
-                        }
-                        waiting.push((ix, attempt));
-                        continue;
-                    }
-                    Err(e) => {
-                        release(&mut cpu_free, &mut gpus);
-                        finish_failed_launch(job, attempt, &rd, e.to_string(), &mut summary, on_event);
-                        continue;
-                    }
-                };
-                if attempt > 1 && matches!(rd.status_unlocked(code_version), Status::Done | Status::Stale { .. }) {
-                    // Between attempts the folder was unlocked: another runner finished the job.
-                    release(&mut cpu_free, &mut gpus);
-                    summary.done_elsewhere += 1;
-                    on_event(&Event::JobSkipped { job: JobRef::of(job), reason: "finished by another runner".into() });
-                    continue;
-                }
-                if attempt == 1 {
-                    // Under the lock, look again: another runner may have finished it.
-                    let status = rd.status_unlocked(code_version);
-                    let again = matches!(status, Status::Done | Status::Stale { .. }) && waiting_announced.contains(&ix);
-                    if again {
-                        release(&mut cpu_free, &mut gpus);
-                        summary.done_elsewhere += 1;
-                        on_event(&Event::JobSkipped { job: JobRef::of(job), reason: "finished by another runner".into() });
-                        continue;
-                    }
-                    let (action, _) = opts.policy.decide(&status, code_version);
-                    if action == Action::Skip {
-                        release(&mut cpu_free, &mut gpus);
-                        summary.skipped += 1;
-                        on_event(&Event::JobSkipped {
-                            job: JobRef::of(job),
-                            reason: format!("{} (changed since the plan)", status.word()),
-                        });
-                        continue;
-                    }
-                    if opts.policy.archives_first(&status) {
-                        if let Err(e) = rd.archive(results) {
-                            release(&mut cpu_free, &mut gpus);
-                            finish_failed_launch(job, attempt, &rd, e.to_string(), &mut summary, on_event);
-                            continue;
-                        }
-                    }
-                }
-                match launch(job, attempt, &rd, &lock, gpu.map(|g| opts.gpus[g].as_str()), launcher) {
-                    Ok(mut child) => {
-                        let pid = child.id();
-                        let tx = tx.clone();
-                        std::thread::spawn(move || {
-                            let r = child.wait();
-                            let _ = tx.send((ix, r));
-                        });
-                        let slot = match gpu {
-                            Some(g) => format!("gpu {}", opts.gpus[g]),
-                            None => "cpu".into(),
-                        };
-                        on_event(&Event::JobStarted { job: JobRef::of(job), attempt, slot, log: rd.log() });
-                        running.insert(ix, Running { attempt, started: Instant::now(), gpu, pid, log: rd.log(), _lock: lock });
-                    }
-                    Err(e) => {
-                        release(&mut cpu_free, &mut gpus);
-                        finish_failed_launch(job, attempt, &rd, e.to_string(), &mut summary, on_event);
-                        if opts.fail_fast {
-                            halted = true;
-                        }
-                    }
-                }
-            }
-        }
-        if running.is_empty() && (queue.is_empty() && waiting.is_empty() || stopping || halted) {
-            break;
-        }
-        let Ok((ix, status)) = rx.recv_timeout(Duration::from_millis(50)) else { continue };
-        let r = running.remove(&ix).expect("a job we started");
-        match r.gpu {
-            Some(g) => gpus.give(g),
-            None => cpu_free += 1,
-        }
-        let job = jobs[ix];
-        let rd = RunDir::new(results, &job.id);
-        let seconds = r.started.elapsed().as_secs_f64();
-        // A Ctrl-C reaches the jobs (same process group) before this loop may have seen the flag.
-        let stopping_now = stopping || stop.load(Ordering::SeqCst);
-        let passed = matches!(&status, Ok(s) if s.code() == Some(0)) && rd.path.join("done").exists();
-        let outcome = match &status {
-            Err(e) => Outcome::LaunchError { message: format!("cannot wait for the job: {e}") },
-            Ok(_) if passed => Outcome::Pass,
-            Ok(_) if stopping_now => Outcome::Interrupted,
-            Ok(s) => match (s.code(), s.signal()) {
-                (Some(EXIT_INTERRUPTED), _) => Outcome::Interrupted,
-                (Some(c), _) => Outcome::Fail { exit: c },
-                (None, Some(sig)) => Outcome::Crashed { signal: sig },
-                (None, None) => Outcome::Crashed { signal: 0 },
-            },
-        };
-        // A job the runner stopped leaves no exit record: its run stays incomplete.
-        if let Ok(s) = &status {
-            if passed || !stopping_now {
-                let rec = ExitRecord { exit_code: s.code(), signal: s.signal(), attempt: r.attempt, backend: "local".into(), seconds };
-                if let Err(e) = rd.write_exit(&rec) {
-                    tracing::warn!("{e}");
-                }
-            }
-        }
-        drop(r._lock);
-        if outcome.is_retryable() && r.attempt <= opts.retries && !stopping_now {
-            summary.retries += 1;
-            on_event(&Event::JobRetrying { job: JobRef::of(job), attempt: r.attempt, outcome, log: r.log });
-            queue.push_front((ix, r.attempt + 1));
-            continue;
-        }
-        match &outcome {
-            Outcome::Pass => summary.passed += 1,
-            Outcome::Interrupted => summary.interrupted += 1,
-            _ => summary.failed += 1,
-        }
-        let failed = outcome.is_failure();
-        on_event(&Event::JobFinished { job: JobRef::of(job), attempt: r.attempt, outcome, seconds, log: r.log });
-        if failed && opts.fail_fast && !halted {
-            halted = true;
-            on_event(&Event::Stopping { reason: "--fail-fast: a job failed; letting the running jobs finish, starting no more".into() });
-        }
-    }
-    summary.not_started = queue.len() + waiting.len();
-    summary.seconds = t0.elapsed().as_secs_f64();
-    on_event(&Event::RunFinished { summary: summary.clone() });
-    Ok(summary)
-}
-
-fn finish_failed_launch(job: &Job, attempt: u32, rd: &RunDir, message: String, summary: &mut Summary, on_event: &mut dyn FnMut(&Event)) {
-    summary.failed += 1;
-    on_event(&Event::JobFinished { job: JobRef::of(job), attempt, outcome: Outcome::LaunchError { message }, seconds: 0.0, log: rd.log() });
+    let mut exec = LocalExecutor::new(planned, results, code_version, launcher, opts, stop)?;
+    let d = DispatchOptions { retries: opts.retries, fail_fast: opts.fail_fast };
+    dispatch(planned, results, d, &mut exec, stop, on_event)
 }
 
 fn launch(
@@ -361,7 +389,7 @@ fn launch(
 ) -> Result<std::process::Child, SweepError> {
     use std::os::fd::AsRawFd;
     rd.prepare(&job.config)?;
-    let header = format!("attempt {attempt} of job {} ({}) at unix time {}", job.id, job.describe(), unix_now());
+    let header = format!("attempt {attempt} of job {} ({}) at unix time {}", job.id, job.describe(), crate::runs::unix_millis() / 1000);
     let log = rd.open_log(&header)?;
     let log2 = log.try_clone().map_err(|e| SweepError::Io { path: rd.log(), action: "cannot duplicate the log handle", source: e })?;
     let mut cmd = Command::new(&launcher.program);
@@ -382,7 +410,7 @@ fn launch(
             // Die with the runner (SIGTERM: the trainer stops cleanly).
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0);
             if libc::getppid() != parent {
-                libc::_exit(EXIT_INTERRUPTED);
+                libc::_exit(ExitCode::Interrupted.code() as i32);
             }
             // Keep the run folder's lock held while the job lives, even if the runner dies first.
             let flags = libc::fcntl(lock_fd, libc::F_GETFD);
@@ -393,10 +421,6 @@ fn launch(
         });
     }
     cmd.spawn().map_err(|e| SweepError::Io { path: launcher.program.clone(), action: "cannot start the job", source: e })
-}
-
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -11,32 +11,23 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde::Deserialize;
+use dae_runfolder::resolve::{Answer, Refusal, Resolved, Response};
 use sha2::{Digest, Sha256};
 use toml::{Table, Value};
 
 use crate::error::SweepError;
-use crate::experiment::{get_path, Experiment, Variant};
+use crate::experiment::{get_path, values_equal, Experiment, Variant};
 use crate::runs::{RunDir, Status};
 
 /// Bumped when the meaning of a job id changes (what is hashed, or how the
 /// run folder is laid out).
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// A job config as the trainer resolved it.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct ResolvedConfig {
-    /// Canonical TOML with every default filled in.
-    pub config: String,
-    /// The data's source fingerprint.
-    pub data: String,
-}
-
 /// The trainer's answer for a batch of configs.
 #[derive(Clone, Debug)]
 pub struct Resolution {
     pub code_version: String,
-    pub results: Vec<Result<ResolvedConfig, String>>,
+    pub results: Vec<Result<Resolved, Refusal>>,
 }
 
 /// Resolves job configs (given as TOML texts).
@@ -62,19 +53,6 @@ pub struct TrainerResolver {
     pub program: PathBuf,
 }
 
-#[derive(Deserialize)]
-struct WireResolution {
-    code_version: String,
-    results: Vec<WireResult>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum WireResult {
-    Ok(ResolvedConfig),
-    Error(String),
-}
-
 impl Resolver for TrainerResolver {
     fn resolve(&self, configs: &[String]) -> Result<Resolution, SweepError> {
         let err = |message: String| SweepError::Trainer { program: self.program.clone(), message };
@@ -93,8 +71,8 @@ impl Resolver for TrainerResolver {
         if !out.status.success() {
             return Err(err(format!("--resolve failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
         }
-        let wire: WireResolution = serde_json::from_slice(&out.stdout)
-            .map_err(|e| err(format!("unexpected --resolve output ({e}); is it a dae-train binary?")))?;
+        let wire: Response = serde_json::from_slice(&out.stdout)
+            .map_err(|e| err(format!("unexpected --resolve output ({e}); is it a dae-train binary of this workspace?")))?;
         if wire.results.len() != configs.len() {
             return Err(err(format!("answered {} configs for {} asked", wire.results.len(), configs.len())));
         }
@@ -104,8 +82,8 @@ impl Resolver for TrainerResolver {
                 .results
                 .into_iter()
                 .map(|r| match r {
-                    WireResult::Ok(c) => Ok(c),
-                    WireResult::Error(e) => Err(e),
+                    Answer::Ok(c) => Ok(c),
+                    Answer::Error(e) => Err(e),
                 })
                 .collect(),
         })
@@ -124,10 +102,8 @@ pub struct Job {
     /// The canonical resolved config (written to the run folder as `job.toml`).
     pub config: String,
     pub data: String,
-    /// Does the job want a GPU (`device = "cuda..."`)?
-    pub gpu: bool,
-    /// The config's `device` (`cpu`, `cuda`, `cuda:N`).
-    pub device: String,
+    /// The CUDA device index the job asks for (`None`: the CPU), as the trainer read its `device`.
+    pub gpu: Option<usize>,
 }
 
 impl Job {
@@ -137,8 +113,13 @@ impl Job {
     }
     /// `variant=row7 model.tau=0.4 seed=1`.
     pub fn describe(&self) -> String {
-        self.params.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" ")
+        describe(&self.params)
     }
+}
+
+/// Parameters as `key=value` words.
+pub fn describe(params: &[(String, Value)]) -> String {
+    params.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" ")
 }
 
 /// A value as a user wrote it (strings without quotes).
@@ -197,7 +178,11 @@ impl RerunPolicy {
                 "started but never finished; runs again (resuming after its last finished epoch where the trainer left a checkpoint)"
                     .into(),
             ),
-            Status::Running => (Action::Skip, "running now (another runner holds its lock)".into()),
+            // Waited for, not skipped: a runner killed outright leaves its job
+            // holding the lock while it stops, and then unfinished.
+            Status::Running => {
+                (Action::Run, "running now under another runner; waits for its lock, then reruns it only if unfinished".into())
+            }
             Status::Done if self.force => (Action::Run, "done; rerun because of --force (the old run is archived)".into()),
             Status::Done => (Action::Skip, "done".into()),
             Status::Stale { .. } if self.force || self.rerun_stale => {
@@ -246,38 +231,12 @@ pub struct Plan {
     pub duplicates: usize,
 }
 
-/// Expands an experiment into jobs with ids (no status).
+/// Expands an experiment into jobs with ids (no status); returns them,
+/// the trainer's code version and how many combinations were duplicates.
 pub fn jobs(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver) -> Result<(Vec<Job>, String, usize), SweepError> {
     let prof = exp.select_profile(profile)?;
-    let mut base = exp.profiled_base(prof.map(|(_, p)| p));
-    base.insert("seed".into(), Value::Integer(0));
-    let base_text = toml::to_string(&base).map_err(|e| SweepError::Usage(format!("cannot write the base config: {e}")))?;
-    let base_res = resolver.resolve(&[base_text])?;
-    let resolved_base: toml::Table = match &base_res.results[0] {
-        Ok(r) => toml::from_str(&r.config).map_err(|e| SweepError::Usage(format!("the trainer's canonical config does not parse: {e}")))?,
-        Err(e) => {
-            let line = exp.line_of("base").or_else(|| prof.and_then(|(n, _)| exp.line_of(&format!("profile.{n}"))));
-            let with = prof.map(|(n, _)| format!(" (profile {n})")).unwrap_or_default();
-            return Err(SweepError::File { path: exp.path.clone(), line, message: format!("the base config{with}: {e}") });
-        }
-    };
-    // Rule keys must name something a job config can hold.
-    let set_somewhere: std::collections::HashSet<String> =
-        exp.named_keys().into_iter().filter(|(_, w)| !w.starts_with("exclude")).map(|(k, _)| k).collect();
-    for (i, rule) in exp.exclude.iter().enumerate() {
-        for (k, _) in rule {
-            if k != "variant" && k != "seed" && get_path(&resolved_base, k).is_none() && !set_somewhere.contains(k) {
-                let parent = k.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
-                let valid =
-                    if parent.is_empty() { Some(&resolved_base) } else { get_path(&resolved_base, parent).and_then(|v| v.as_table()) };
-                let valid = valid.map(|t| t.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
-                return Err(exp.err(
-                    &format!("exclude[{i}].{k}"),
-                    format!("names no job config key (it would exclude nothing); valid keys under `{parent}`: {valid}"),
-                ));
-            }
-        }
-    }
+    let resolved_base = resolve_base(exp, prof, resolver)?;
+    check_exclude_keys(exp, &resolved_base)?;
     let specs = exp.expand_with_defaults(prof.map(|(_, p)| p), Some(&resolved_base));
     let mut texts = Vec::with_capacity(specs.len());
     for s in &specs {
@@ -291,65 +250,98 @@ pub fn jobs(exp: &Experiment, profile: Option<&str>, resolver: &dyn Resolver) ->
     let mut seen = std::collections::HashSet::new();
     let mut duplicates = 0;
     for (spec, r) in specs.iter().zip(&res.results) {
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => return Err(locate(exp, spec, &resolved_base, e)),
-        };
+        let r = r.as_ref().map_err(|e| locate(exp, spec, &resolved_base, e))?;
         let id = job_id(&r.config, &r.data);
         if !seen.insert(id.clone()) {
             duplicates += 1;
             continue;
         }
-        let device = get_path(&spec.config, "device").and_then(|v| v.as_str()).unwrap_or("cpu").to_string();
-        let gpu = device.starts_with("cuda");
-        out.push(Job {
-            id,
-            variant: spec.variant.clone(),
-            params: spec.params.clone(),
-            seed: spec.seed,
-            config: r.config.clone(),
-            data: r.data.clone(),
-            gpu,
-            device,
-        });
+        let (variant, params, seed) = (spec.variant.clone(), spec.params.clone(), spec.seed);
+        out.push(Job { id, variant, params, seed, config: r.config.clone(), data: r.data.clone(), gpu: r.gpu });
     }
     Ok((out, res.code_version, duplicates))
 }
 
-/// Turns a resolver error for one job into an error at the experiment key
-/// that caused it: a key the job config does not have, else a key the
-/// message names, else the job's parameters.
-fn locate(exp: &Experiment, spec: &crate::experiment::JobSpec, resolved_base: &toml::Table, e: &str) -> SweepError {
-    let named = exp.named_keys();
-    let where_of = |key: &str| named.iter().find(|(k, _)| k == key).map(|(_, w)| w.clone()).unwrap_or_else(|| key.to_string());
-    for key in &spec.set_keys {
-        if get_path(resolved_base, key).is_none() && e.contains("unknown field") {
-            let leaf = key.rsplit('.').next().unwrap_or(key);
-            if e.contains(&format!("`{leaf}`")) {
-                let parent = key.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
-                let valid =
-                    if parent.is_empty() { Some(resolved_base) } else { get_path(resolved_base, parent).and_then(|v| v.as_table()) };
-                let valid = valid.map(|t| t.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
-                let w = where_of(key);
-                return SweepError::File {
-                    path: exp.path.clone(),
-                    line: exp.line_of(&w),
-                    message: format!(
-                        "`{w}`: `{key}` is not a job config key{}",
-                        if valid.is_empty() {
-                            // A table the base config lacks (another method's options): the trainer's own words.
-                            format!(" ({})", e.lines().last().unwrap_or(e).trim())
-                        } else {
-                            format!("; valid keys under `{parent}`: {valid}")
-                        }
-                    ),
-                };
+/// The base config (with the profile's settings) as the trainer resolves
+/// it: every job-config key with its default. A refusal points at the key
+/// where the file sets it.
+fn resolve_base(exp: &Experiment, prof: Option<(&str, &crate::experiment::Profile)>, resolver: &dyn Resolver) -> Result<Table, SweepError> {
+    let mut base = exp.profiled_base(prof.map(|(_, p)| p));
+    base.insert("seed".into(), Value::Integer(0));
+    let base_text = toml::to_string(&base).map_err(|e| SweepError::Usage(format!("cannot write the base config: {e}")))?;
+    let res = resolver.resolve(&[base_text])?;
+    match &res.results[0] {
+        Ok(r) => toml::from_str(&r.config).map_err(|e| SweepError::Usage(format!("the trainer's canonical config does not parse: {e}"))),
+        Err(e) => {
+            let profile_key = |k: &str| prof.map(|(n, _)| format!("profile.{n}.set.{k}"));
+            let at = e.key.as_deref().and_then(|k| {
+                profile_key(k)
+                    .filter(|w| exp.line_of(w).is_some())
+                    .or_else(|| Some(format!("base.{k}")).filter(|w| exp.line_of(w).is_some()))
+            });
+            let line = at.as_deref().and_then(|w| exp.line_of(w)).or_else(|| exp.line_of("base"));
+            let with = prof.map(|(n, _)| format!(" (profile {n})")).unwrap_or_default();
+            let message = match &at {
+                Some(w) => format!("`{w}`: {e}"),
+                None => format!("the base config{with}: {e}"),
+            };
+            Err(SweepError::File { path: exp.path.clone(), line, message })
+        }
+    }
+}
+
+/// Exclude rules must name something a job config can hold.
+fn check_exclude_keys(exp: &Experiment, resolved_base: &Table) -> Result<(), SweepError> {
+    let set_somewhere: std::collections::HashSet<String> =
+        exp.named_keys().into_iter().filter(|(_, w)| !w.starts_with("exclude")).map(|(k, _)| k).collect();
+    for (i, rule) in exp.exclude.iter().enumerate() {
+        for (k, _) in rule {
+            if k != "variant" && k != "seed" && get_path(resolved_base, k).is_none() && !set_somewhere.contains(k) {
+                let (parent, valid) = valid_keys_at(resolved_base, k);
+                return Err(exp.err(
+                    &format!("exclude[{i}].{k}"),
+                    format!("names no job config key (it would exclude nothing); valid keys under `{parent}`: {valid}"),
+                ));
             }
         }
     }
-    let desc = spec.params.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(" ");
-    let hit = spec.set_keys.iter().rev().find(|k| e.contains(k.as_str())).map(|k| where_of(k));
-    SweepError::File { path: exp.path.clone(), line: hit.as_deref().and_then(|w| exp.line_of(w)), message: format!("job {desc}: {e}") }
+    Ok(())
+}
+
+/// The parent of a dotted key and the keys the resolved config has there.
+fn valid_keys_at<'a>(resolved: &Table, key: &'a str) -> (&'a str, String) {
+    let parent = key.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
+    let table = if parent.is_empty() { Some(resolved) } else { get_path(resolved, parent).and_then(|v| v.as_table()) };
+    (parent, table.map(|t| t.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default())
+}
+
+/// Turns the trainer's refusal of one job into an error at the experiment
+/// key that caused it: the key the trainer names, else a key the job config
+/// does not have, else a key the message names, else the job's parameters.
+fn locate(exp: &Experiment, spec: &crate::experiment::JobSpec, resolved_base: &Table, e: &Refusal) -> SweepError {
+    let named = exp.named_keys();
+    let where_of = |key: &str| named.iter().find(|(k, _)| k == key).map(|(_, w)| w.clone());
+    let file_err = |w: &str, message: String| SweepError::File { path: exp.path.clone(), line: exp.line_of(w), message };
+    if let Some(w) = e.key.as_deref().filter(|k| spec.set_keys.iter().any(|s| s == k)).and_then(where_of) {
+        return file_err(&w, format!("`{w}`: {}", e.message));
+    }
+    for key in &spec.set_keys {
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        if get_path(resolved_base, key).is_none() && e.message.contains("unknown field") && e.message.contains(&format!("`{leaf}`")) {
+            let (parent, valid) = valid_keys_at(resolved_base, key);
+            let w = where_of(key).unwrap_or_else(|| key.clone());
+            let hint = if valid.is_empty() {
+                // A table the base config lacks (another method's options): the trainer's own words.
+                format!(" ({})", e.message.lines().last().unwrap_or(&e.message).trim())
+            } else {
+                format!("; valid keys under `{parent}`: {valid}")
+            };
+            return file_err(&w, format!("`{w}`: `{key}` is not a job config key{hint}"));
+        }
+    }
+    let hit = spec.set_keys.iter().rev().find(|k| e.message.contains(k.as_str())).and_then(|k| where_of(k));
+    let message = format!("job {}: {}", describe(&spec.params), e.message);
+    SweepError::File { path: exp.path.clone(), line: hit.as_deref().and_then(|w| exp.line_of(w)), message }
 }
 
 /// One `--only KEY=VALUE` selection: `variant`, `seed`, or a job-config
@@ -378,14 +370,6 @@ impl std::str::FromStr for Only {
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| Value::String(raw.trim().to_string()));
         Ok(Only { key, value })
-    }
-}
-
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Float(x), Value::Float(y)) => (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0),
-        (Value::Integer(x), Value::Float(y)) | (Value::Float(y), Value::Integer(x)) => (*x as f64 - y).abs() < 1e-12,
-        _ => a == b,
     }
 }
 
@@ -428,7 +412,7 @@ impl Plan {
             .map(|(j, c)| {
                 keys.iter().all(|key| {
                     let v = value_of(j, c, key);
-                    only.iter().filter(|o| o.key == *key).any(|o| v.as_ref().is_some_and(|v| same_value(v, &o.value)))
+                    only.iter().filter(|o| o.key == *key).any(|o| v.as_ref().is_some_and(|v| values_equal(v, &o.value)))
                 })
             })
             .collect();
@@ -472,19 +456,7 @@ pub fn plan(
             let status = rd.status(&code_version);
             let (action, mut reason) = policy.decide(&status, &code_version);
             if status == Status::Incomplete && !policy.force {
-                match rd.checkpoint_epoch() {
-                    Some((epoch, version)) if version == code_version => {
-                        reason = format!(
-                            "started but never finished; resumes after epoch {epoch} (its checkpoint; the same dae-train build only)"
-                        )
-                    }
-                    Some((epoch, version)) => {
-                        reason = format!(
-                            "started but never finished; its checkpoint (after epoch {epoch}) is of code {version}, so it starts over"
-                        )
-                    }
-                    None => {}
-                }
+                reason = resume_reason(&rd, &code_version).unwrap_or(reason);
             }
             PlannedJob { job, status, action, reason }
         })
@@ -498,6 +470,17 @@ pub fn plan(
         jobs: planned,
         not_implemented: exp.variants.iter().filter(|v| !v.implemented).cloned().collect(),
         duplicates,
+    })
+}
+
+/// Where an incomplete run resumes, from the trainer's progress record.
+fn resume_reason(rd: &RunDir, code_version: &str) -> Option<String> {
+    let p = rd.progress().filter(|p| p.checkpoint && rd.files().checkpoint().exists())?;
+    let epoch = p.epoch;
+    Some(if p.code_version == code_version {
+        format!("started but never finished; resumes after epoch {epoch} (its checkpoint; the same dae-train build only)")
+    } else {
+        format!("started but never finished; its checkpoint (after epoch {epoch}) is of code {}, so it starts over", p.code_version)
     })
 }
 

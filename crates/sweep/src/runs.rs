@@ -1,17 +1,12 @@
 //! Run folders (`<results>/runs/<id>/`) as the runner sees them: status,
-//! per-job locks, atomic writes, the runner's own files.
-//!
-//! Files the runner writes: `job.toml` (the resolved config, before launch),
-//! `log.txt` (the job's stdout and stderr, appended per attempt), `exit.json`
-//! (how the last attempt ended, written atomically when it ends) and `.lock`
-//! (held with `flock` while a runner or its job works on the folder). The
-//! trainer writes the rest, `incomplete` first and `done` last.
+//! per-job locks, archiving, the runner's own files. The file names and
+//! records are the contract in `dae-runfolder`.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use dae_runfolder::{read_json, write_atomic, ExitCode, ExitRecord, Metrics, ProgressRecord, RunFolder};
 
 use crate::error::{io_err, SweepError};
 
@@ -51,41 +46,34 @@ impl Status {
     }
 }
 
-/// How an attempt ended, as `exit.json` records it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ExitRecord {
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub attempt: u32,
-    pub backend: String,
-    pub seconds: f64,
-}
-
-/// The trainer's exit code for a config it refuses.
-pub const EXIT_BAD_CONFIG: i32 = 2;
-/// The trainer's exit code for a run whose loss became NaN or infinite.
-pub const EXIT_DIVERGED: i32 = 4;
-/// The trainer's exit code for "interrupted; the run stays incomplete".
-pub const EXIT_INTERRUPTED: i32 = 5;
-
-/// A job's run folder.
+/// A job's run folder, as the runner works on it.
 #[derive(Clone, Debug)]
 pub struct RunDir {
     pub path: PathBuf,
+    files: RunFolder,
 }
 
 impl RunDir {
     pub fn new(results: &Path, id: &str) -> RunDir {
-        RunDir { path: results.join("runs").join(id) }
+        RunDir::at(RunFolder::new(results, id).path)
+    }
+    /// The folder at `path`.
+    pub fn at(path: PathBuf) -> RunDir {
+        RunDir { files: RunFolder::at(path.clone()), path }
+    }
+    /// Its files' paths.
+    pub fn files(&self) -> &RunFolder {
+        &self.files
     }
     pub fn log(&self) -> PathBuf {
-        self.path.join("log.txt")
+        self.files.log()
     }
     pub fn job_toml(&self) -> PathBuf {
-        self.path.join("job.toml")
+        self.files.job()
     }
-    pub fn exit_json(&self) -> PathBuf {
-        self.path.join("exit.json")
+    /// Whether the trainer wrote its completion marker.
+    pub fn is_done(&self) -> bool {
+        self.files.is_done()
     }
 
     /// Reads the status without taking the lock for long. `code_version` is
@@ -103,18 +91,15 @@ impl RunDir {
     /// The status from the files alone (the caller holds the lock or does
     /// not care whether someone is working on the folder).
     pub fn status_unlocked(&self, code_version: &str) -> Status {
-        if self.path.join("done").exists() {
-            let version = std::fs::read_to_string(self.path.join("metrics.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v.get("code_version").and_then(|c| c.as_str()).map(str::to_string));
+        if self.is_done() {
+            let version = read_json::<Metrics>(&self.files.metrics()).ok().map(|m| m.code_version);
             return match version {
                 Some(v) if !code_version.is_empty() && v != code_version => Status::Stale { code_version: v },
                 _ => Status::Done,
             };
         }
         if let Some(rec) = self.exit_record() {
-            let interrupted = rec.exit_code == Some(EXIT_INTERRUPTED);
+            let interrupted = rec.exit_code == Some(ExitCode::Interrupted.code() as i32);
             if !interrupted && rec.exit_code != Some(0) {
                 return Status::Failed { exit: rec.exit_code, signal: rec.signal };
             }
@@ -123,41 +108,24 @@ impl RunDir {
                 return Status::Failed { exit: Some(0), signal: None };
             }
         }
-        if self.path.join("incomplete").exists() || self.job_toml().exists() {
+        if self.files.incomplete().exists() || self.job_toml().exists() {
             return Status::Incomplete;
         }
         Status::Pending
     }
 
-    /// The epoch and code version of the trainer's checkpoint in this folder, read from the
-    /// safetensors header only (8-byte length, then JSON whose
-    /// `__metadata__.dae_train_checkpoint` is the trainer's state as JSON).
-    /// `None` without a readable checkpoint: the trainer decides at start
-    /// whether it can use one; this is for the plan's reason only.
-    pub fn checkpoint_epoch(&self) -> Option<(u64, String)> {
-        use std::io::Read;
-        let mut f = File::open(self.path.join("checkpoint.safetensors")).ok()?;
-        let size = f.metadata().ok()?.len();
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len).ok()?;
-        let len = u64::from_le_bytes(len);
-        if len > 100 << 20 || len.saturating_add(8) > size {
-            return None;
-        }
-        let mut header = vec![0u8; len as usize];
-        f.read_exact(&mut header).ok()?;
-        let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
-        let state: serde_json::Value = serde_json::from_str(header["__metadata__"]["dae_train_checkpoint"].as_str()?).ok()?;
-        Some((state["epoch"].as_u64()?, state["code_version"].as_str().unwrap_or_default().to_string()))
+    /// Where the trainer left the run: its progress record, if readable.
+    pub fn progress(&self) -> Option<ProgressRecord> {
+        read_json(&self.files.progress()).ok()
     }
 
     pub fn exit_record(&self) -> Option<ExitRecord> {
-        std::fs::read_to_string(self.exit_json()).ok().and_then(|t| serde_json::from_str(&t).ok())
+        read_json(&self.files.exit()).ok()
     }
 
     /// True when another process holds the folder's lock.
     pub fn is_locked(&self) -> bool {
-        let p = self.path.join(".lock");
+        let p = self.files.lock();
         if !p.exists() {
             return false;
         }
@@ -177,7 +145,7 @@ impl RunDir {
     /// process holds it. Creates the folder.
     pub fn try_lock(&self) -> Result<Option<File>, SweepError> {
         std::fs::create_dir_all(&self.path).map_err(io_err(&self.path, "cannot create the run folder"))?;
-        let p = self.path.join(".lock");
+        let p = self.files.lock();
         let f = File::options()
             .read(true)
             .write(true)
@@ -197,13 +165,12 @@ impl RunDir {
     /// ever lost.
     pub fn archive(&self, results: &Path) -> Result<PathBuf, SweepError> {
         let id = self.path.file_name().and_then(|n| n.to_str()).unwrap_or("run");
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        let dst = results.join("archive").join(format!("{id}-{stamp}"));
+        let dst = results.join("archive").join(format!("{id}-{}", unix_millis()));
         std::fs::create_dir_all(dst.parent().expect("has a parent")).map_err(io_err(results.join("archive"), "cannot create"))?;
         std::fs::create_dir_all(&dst).map_err(io_err(&dst, "cannot create"))?;
         for entry in std::fs::read_dir(&self.path).map_err(io_err(&self.path, "cannot list"))? {
             let entry = entry.map_err(io_err(&self.path, "cannot list"))?;
-            if entry.file_name() == ".lock" {
+            if entry.path() == self.files.lock() {
                 continue; // we hold it
             }
             std::fs::rename(entry.path(), dst.join(entry.file_name())).map_err(io_err(entry.path(), "cannot move into the archive"))?;
@@ -214,9 +181,8 @@ impl RunDir {
     /// Gets the folder ready for an attempt: the config written, the last
     /// attempt's exit record and markers removed. Logs are kept and appended.
     pub fn prepare(&self, config: &str) -> Result<(), SweepError> {
-        write_atomic(&self.job_toml(), config.as_bytes())?;
-        for f in ["exit.json", "failed"] {
-            let p = self.path.join(f);
+        write_atomic(&self.job_toml(), config.as_bytes()).map_err(io_err(self.job_toml(), "cannot write"))?;
+        for p in [self.files.exit(), self.files.failed()] {
             if p.exists() {
                 std::fs::remove_file(&p).map_err(io_err(&p, "cannot remove"))?;
             }
@@ -225,7 +191,8 @@ impl RunDir {
     }
 
     pub fn write_exit(&self, rec: &ExitRecord) -> Result<(), SweepError> {
-        write_atomic(&self.exit_json(), serde_json::to_string_pretty(rec).expect("serialises").as_bytes())
+        let p = self.files.exit();
+        write_atomic(&p, serde_json::to_string_pretty(rec).expect("serialises").as_bytes()).map_err(io_err(p, "cannot write"))
     }
 
     /// Opens the log for appending, with a header line for this attempt.
@@ -237,16 +204,7 @@ impl RunDir {
     }
 }
 
-/// Writes a file atomically: a unique temp file in the same folder, fsync,
-/// rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp.{}.{n}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp, "cannot create"))?;
-    f.write_all(bytes).map_err(io_err(&tmp, "cannot write"))?;
-    f.sync_all().map_err(io_err(&tmp, "cannot sync"))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io_err(path, "cannot move into place"))
+/// Milliseconds since the Unix epoch (folder stamps, log headers).
+pub fn unix_millis() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }

@@ -8,18 +8,21 @@
 //! [`parse_max_array_size`]) are pure functions with snapshot tests; the
 //! `sbatch`/`squeue`/`scancel` calls are a thin layer ([`SlurmCli`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use dae_runfolder::{write_atomic, ExitCode};
+
+use crate::dispatch::{dispatch, Attempt, DispatchOptions, Executor, Report};
 use crate::error::{io_err, SweepError};
-use crate::events::{Event, JobRef, Outcome, Summary};
+use crate::events::{Event, Outcome, Summary};
 use crate::plan::{Action, PlannedJob, RerunPolicy};
-use crate::runs::{write_atomic, RunDir, Status, EXIT_INTERRUPTED};
+use crate::runs::{RunDir, Status};
 
 /// `[slurm]` of an experiment (or of a profile, which replaces it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -270,10 +273,9 @@ pub struct SlurmOptions {
 }
 
 struct Task {
-    job: usize,
+    at: Attempt,
     array: String,
     index: usize,
-    attempt: u32,
     started: bool,
     /// Since when Slurm has listed the task as final (or not at all) while no exit file exists.
     gone_since: Option<Instant>,
@@ -281,9 +283,237 @@ struct Task {
     submitted: Instant,
 }
 
+/// The Slurm backend as an [`Executor`]: every queued attempt goes out at
+/// once as job arrays; `poll` reads `squeue` and the tasks' exit records.
+pub struct SlurmExecutor<'a> {
+    planned: &'a [PlannedJob],
+    results: &'a Path,
+    code_version: &'a str,
+    opts: &'a SlurmOptions,
+    cli: &'a SlurmCli,
+    /// The largest array to submit.
+    max: usize,
+    /// `<results>/slurm/<time>/`: this run's scripts, manifests and task output.
+    sub_dir: PathBuf,
+    submissions: usize,
+    tasks: Vec<Task>,
+    poll: Duration,
+    lost_after: Duration,
+    last_poll: Option<Instant>,
+    squeue_failures: u32,
+}
+
+impl<'a> SlurmExecutor<'a> {
+    pub fn new(
+        planned: &'a [PlannedJob],
+        results: &'a Path,
+        code_version: &'a str,
+        opts: &'a SlurmOptions,
+        cli: &'a SlurmCli,
+    ) -> Result<Self, SweepError> {
+        let max = match opts.config.max_array_size {
+            Some(m) => m,
+            None => cli.max_array_size()?,
+        };
+        Ok(SlurmExecutor {
+            planned,
+            results,
+            code_version,
+            opts,
+            cli,
+            max,
+            sub_dir: results.join("slurm").join(format!("{}", crate::runs::unix_millis())),
+            submissions: 0,
+            tasks: Vec::new(),
+            poll: Duration::from_secs_f64(opts.config.poll_seconds.unwrap_or(2.0).max(0.05)),
+            lost_after: Duration::from_secs_f64(opts.config.lost_after_seconds.unwrap_or(60.0).max(0.0)),
+            last_poll: None,
+            squeue_failures: 0,
+        })
+    }
+
+    /// Gets a folder ready for its attempt: a first attempt archives a run
+    /// that is redone; every attempt writes the config. `false`: the job is
+    /// running under another runner and is left to it (a task cannot wait
+    /// for a lock without holding a node).
+    fn prepare(&self, at: Attempt) -> Result<bool, SweepError> {
+        let job = &self.planned[at.job].job;
+        let rd = RunDir::new(self.results, &job.id);
+        if at.attempt == 1 {
+            let status = rd.status(self.code_version);
+            if matches!(status, Status::Running) {
+                return Ok(false);
+            }
+            if self.opts.policy.archives_first(&status) {
+                std::fs::create_dir_all(&rd.path).map_err(io_err(&rd.path, "cannot create"))?;
+                rd.archive(self.results)?;
+            }
+        }
+        std::fs::create_dir_all(&rd.path).map_err(io_err(&rd.path, "cannot create the run folder"))?;
+        rd.prepare(&job.config)?;
+        Ok(true)
+    }
+
+    /// The states of the tasks' arrays; an array whose `squeue` failed this
+    /// time is `None` (none of its tasks is judged).
+    fn states(&mut self) -> Result<HashMap<String, Option<BTreeMap<usize, String>>>, SweepError> {
+        let mut states = HashMap::new();
+        let arrays: std::collections::BTreeSet<String> = self.tasks.iter().map(|t| t.array.clone()).collect();
+        for a in arrays {
+            let st = match self.cli.squeue(&a) {
+                Ok(m) => {
+                    self.squeue_failures = 0;
+                    Some(m)
+                }
+                Err(e) => {
+                    self.squeue_failures += 1;
+                    tracing::warn!("{e} (attempt {}; retrying)", self.squeue_failures);
+                    if self.squeue_failures >= 30 {
+                        cancel_all(self.cli, &self.tasks);
+                        return Err(SweepError::Slurm(format!("{e}; gave up after 30 tries and cancelled the submitted arrays")));
+                    }
+                    None
+                }
+            };
+            states.insert(a, st);
+        }
+        Ok(states)
+    }
+
+    /// What became of one task: `None` while it is pending or running.
+    fn judge(&self, t: &mut Task, states: &HashMap<String, Option<BTreeMap<usize, String>>>, out: &mut Vec<Report>) -> Option<Report> {
+        let rd = RunDir::new(self.results, &self.planned[t.at.job].job.id);
+        let unknown = matches!(states.get(&t.array), Some(None));
+        let state = states.get(&t.array).and_then(|m| m.as_ref()).and_then(|m| m.get(&t.index)).cloned();
+        let record = rd.exit_record();
+        if !t.started && (state.as_deref() == Some("RUNNING") || record.is_some()) {
+            t.started = true;
+            out.push(Report::Started { at: t.at, slot: format!("slurm {}_{}", t.array, t.index) });
+        }
+        let seconds = t.submitted.elapsed().as_secs_f64();
+        if let Some(rec) = record {
+            let outcome = match rec.exit_code {
+                Some(0) if rd.is_done() => Outcome::Pass,
+                Some(c) if ExitCode::from_code(c) == Some(ExitCode::Interrupted) => Outcome::Interrupted,
+                Some(c) => Outcome::Fail { exit: c },
+                None => Outcome::Crashed { signal: rec.signal.unwrap_or(0) },
+            };
+            return Some(Report::Ended { at: t.at, outcome, seconds });
+        }
+        match (&state, unknown) {
+            (_, true) => None,
+            (Some(s), _) if !is_terminal(s) => {
+                t.gone_since = None;
+                t.last_state = s.clone();
+                None
+            }
+            (other, _) => {
+                if let Some(s) = other {
+                    t.last_state = s.clone();
+                }
+                self.gone(t, &rd, seconds)
+            }
+        }
+    }
+
+    /// A task Slurm lists as final (or no longer) without an exit record.
+    fn gone(&self, t: &mut Task, rd: &RunDir, seconds: f64) -> Option<Report> {
+        // The exit file may land a while after Slurm reports the end (shared file systems).
+        let since = *t.gone_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.lost_after {
+            None
+        } else if rd.is_done() {
+            Some(Report::Skipped { at: t.at, reason: "finished by another runner".into(), elsewhere: true })
+        } else if rd.is_locked() {
+            t.gone_since = None;
+            Some(Report::Waiting { at: t.at })
+        } else {
+            let state = if t.last_state.is_empty() { "gone from squeue".to_string() } else { t.last_state.clone() };
+            Some(Report::Ended { at: t.at, outcome: Outcome::Lost { state }, seconds })
+        }
+    }
+}
+
+impl Executor for SlurmExecutor<'_> {
+    fn start(&mut self, queue: &mut VecDeque<Attempt>, out: &mut Vec<Report>) -> Result<(), SweepError> {
+        let mut ats = Vec::new();
+        for at in queue.drain(..) {
+            if self.prepare(at)? {
+                ats.push(at);
+            } else {
+                out.push(Report::Skipped { at, reason: "running under another runner".into(), elsewhere: false });
+            }
+        }
+        // One submission per attempt number (an array script records its attempt).
+        let mut by_attempt: BTreeMap<u32, Vec<Attempt>> = BTreeMap::new();
+        for at in ats {
+            by_attempt.entry(at.attempt).or_default().push(at);
+        }
+        for (attempt, group) in by_attempt {
+            self.submissions += 1;
+            let dir =
+                if self.submissions == 1 { self.sub_dir.clone() } else { self.sub_dir.join(format!("retry-{}", self.submissions - 1)) };
+            let jobs: Vec<usize> = group.iter().map(|a| a.job).collect();
+            let sub = Submitter { planned: self.planned, results: self.results, max: self.max, opts: self.opts, cli: self.cli };
+            match sub.submit(&jobs, attempt, &dir) {
+                Ok(t) => self.tasks.extend(t),
+                Err(e) => {
+                    cancel_all(self.cli, &self.tasks);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, out: &mut Vec<Report>) -> Result<(), SweepError> {
+        if let Some(last) = self.last_poll {
+            std::thread::sleep(self.poll.saturating_sub(last.elapsed()));
+        }
+        self.last_poll = Some(Instant::now());
+        let states = self.states()?;
+        let mut tasks = std::mem::take(&mut self.tasks);
+        tasks.retain_mut(|t| match self.judge(t, &states, out) {
+            Some(r @ Report::Waiting { .. }) => {
+                out.push(r);
+                true
+            }
+            Some(r) => {
+                out.push(r);
+                false
+            }
+            None => true,
+        });
+        self.tasks = tasks;
+        Ok(())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn stop(&mut self, out: &mut Vec<Report>) {
+        cancel_all(self.cli, &self.tasks);
+        for t in self.tasks.drain(..) {
+            out.push(Report::Ended { at: t.at, outcome: Outcome::Interrupted, seconds: t.submitted.elapsed().as_secs_f64() });
+        }
+    }
+
+    fn abandon(&mut self) -> usize {
+        let (started, not): (Vec<Task>, Vec<Task>) = std::mem::take(&mut self.tasks).into_iter().partition(|t| t.started);
+        for t in &not {
+            if let Err(e) = self.cli.scancel(&format!("{}_{}", t.array, t.index)) {
+                tracing::warn!("{e}");
+            }
+        }
+        self.tasks = started;
+        not.len()
+    }
+}
+
 /// Submits the planned jobs marked [`Action::Run`] as job arrays and waits
-/// for them. With `dry_run`, returns the scripts it would submit (nothing
-/// is written or submitted).
+/// for them (see [`crate::dispatch::dispatch`]). With `dry_run`, returns the
+/// scripts it would submit (nothing is written or submitted).
 pub fn run_slurm(
     planned: &[PlannedJob],
     results: &Path,
@@ -293,205 +523,16 @@ pub fn run_slurm(
     stop: &AtomicBool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<(Summary, Vec<String>), SweepError> {
-    let t0 = Instant::now();
-    let to_run: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].action == Action::Run).collect();
-    let max = match opts.config.max_array_size {
-        Some(m) => m,
-        None if opts.dry_run => 1001,
-        None => cli.max_array_size()?,
-    };
-    let mut summary = Summary { planned: planned.len(), skipped: planned.len() - to_run.len(), ..Summary::default() };
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    let sub_dir = results.join("slurm").join(format!("{stamp}"));
     if opts.dry_run {
-        let scripts = submit(planned, &to_run, 1, results, &sub_dir, max, opts, cli, true)?.1;
+        let to_run: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].action == Action::Run).collect();
+        let summary = Summary { planned: planned.len(), skipped: planned.len() - to_run.len(), ..Summary::default() };
+        let sub = Submitter { planned, results, max: opts.config.max_array_size.unwrap_or(1001), opts, cli };
+        let scripts = sub.scripts(&to_run, 1, &results.join("slurm").join("dry-run")).into_iter().map(|(_, _, s)| s).collect();
         return Ok((summary, scripts));
     }
-    on_event(&Event::RunStarted { total: planned.len(), to_run: to_run.len(), skipped: summary.skipped });
-    for p in planned.iter().filter(|p| p.action == Action::Skip) {
-        on_event(&Event::JobSkipped { job: JobRef::of(&p.job), reason: p.reason.clone() });
-    }
-    // Archive finished runs that are redone, and write each job's config.
-    for &i in &to_run {
-        let rd = RunDir::new(results, &planned[i].job.id);
-        let status = rd.status(code_version);
-        if matches!(status, Status::Running) {
-            return Err(SweepError::Usage(format!(
-                "job {} is running under another runner; wait for it or plan again",
-                planned[i].job.short_id()
-            )));
-        }
-        if opts.policy.archives_first(&status) {
-            std::fs::create_dir_all(&rd.path).map_err(io_err(&rd.path, "cannot create"))?;
-            rd.archive(results)?;
-        }
-        std::fs::create_dir_all(&rd.path).map_err(io_err(&rd.path, "cannot create the run folder"))?;
-        rd.prepare(&planned[i].job.config)?;
-    }
-    let (mut tasks, _) = submit(planned, &to_run, 1, results, &sub_dir, max, opts, cli, false)?;
-    let poll = Duration::from_secs_f64(opts.config.poll_seconds.unwrap_or(2.0).max(0.05));
-    let lost_after = Duration::from_secs_f64(opts.config.lost_after_seconds.unwrap_or(60.0).max(0.0));
-    let mut squeue_failures = 0;
-    let mut halted = false;
-    let mut resubmits = 0;
-    while !tasks.is_empty() {
-        if stop.load(Ordering::SeqCst) {
-            on_event(&Event::Stopping { reason: "signal received: cancelling the submitted arrays (their runs stay incomplete)".into() });
-            let arrays: std::collections::BTreeSet<String> = tasks.iter().map(|t| t.array.clone()).collect();
-            for a in arrays {
-                if let Err(e) = cli.scancel(&a) {
-                    tracing::warn!("{e}");
-                }
-            }
-            for t in tasks.drain(..) {
-                summary.interrupted += 1;
-                let job = &planned[t.job].job;
-                on_event(&Event::JobFinished {
-                    job: JobRef::of(job),
-                    attempt: t.attempt,
-                    outcome: Outcome::Interrupted,
-                    seconds: t.submitted.elapsed().as_secs_f64(),
-                    log: RunDir::new(results, &job.id).log(),
-                });
-            }
-            break;
-        }
-        // Task states; an array whose squeue call failed this time is unknown (no task of it is judged).
-        let mut states: HashMap<String, Option<BTreeMap<usize, String>>> = HashMap::new();
-        for t in &tasks {
-            if !states.contains_key(&t.array) {
-                let st = match cli.squeue(&t.array) {
-                    Ok(m) => {
-                        squeue_failures = 0;
-                        Some(m)
-                    }
-                    Err(e) => {
-                        squeue_failures += 1;
-                        tracing::warn!("{e} (attempt {squeue_failures}; retrying)");
-                        if squeue_failures >= 30 {
-                            cancel_all(cli, &tasks);
-                            return Err(SweepError::Slurm(format!("{e}; gave up after 30 tries and cancelled the submitted arrays")));
-                        }
-                        None
-                    }
-                };
-                states.insert(t.array.clone(), st);
-            }
-        }
-        let mut retry: Vec<(usize, u32)> = Vec::new();
-        let mut still = Vec::with_capacity(tasks.len());
-        for mut t in tasks.drain(..) {
-            let job = &planned[t.job].job;
-            let rd = RunDir::new(results, &job.id);
-            let unknown = matches!(states.get(&t.array), Some(None));
-            let state = states.get(&t.array).and_then(|m| m.as_ref()).and_then(|m| m.get(&t.index)).cloned();
-            if !t.started && (state.as_deref() == Some("RUNNING") || rd.exit_record().is_some()) {
-                t.started = true;
-                on_event(&Event::JobStarted {
-                    job: JobRef::of(job),
-                    attempt: t.attempt,
-                    slot: format!("slurm {}_{}", t.array, t.index),
-                    log: rd.log(),
-                });
-            }
-            let outcome = if let Some(rec) = rd.exit_record() {
-                Some(match rec.exit_code {
-                    Some(0) if rd.path.join("done").exists() => Outcome::Pass,
-                    Some(EXIT_INTERRUPTED) => Outcome::Interrupted,
-                    Some(c) => Outcome::Fail { exit: c },
-                    None => Outcome::Crashed { signal: rec.signal.unwrap_or(0) },
-                })
-            } else {
-                match (&state, unknown) {
-                    (_, true) => None,
-                    (Some(s), _) if !is_terminal(s) => {
-                        t.gone_since = None;
-                        t.last_state = s.clone();
-                        None
-                    }
-                    (other, _) => {
-                        if let Some(s) = other {
-                            t.last_state = s.clone();
-                        }
-                        // The exit file may land a while after Slurm reports the end (shared file systems).
-                        let since = *t.gone_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() < lost_after {
-                            None
-                        } else if rd.path.join("done").exists() {
-                            summary.done_elsewhere += 1;
-                            on_event(&Event::JobSkipped { job: JobRef::of(job), reason: "finished by another runner".into() });
-                            continue;
-                        } else if rd.is_locked() {
-                            t.gone_since = None;
-                            on_event(&Event::JobWaiting { job: JobRef::of(job) });
-                            None
-                        } else {
-                            let st = if t.last_state.is_empty() { "gone from squeue".to_string() } else { t.last_state.clone() };
-                            Some(Outcome::Lost { state: st })
-                        }
-                    }
-                }
-            };
-            let Some(outcome) = outcome else {
-                still.push(t);
-                continue;
-            };
-            let seconds = t.submitted.elapsed().as_secs_f64();
-            if outcome.is_retryable() && t.attempt <= opts.retries && !halted {
-                summary.retries += 1;
-                on_event(&Event::JobRetrying { job: JobRef::of(job), attempt: t.attempt, outcome, log: rd.log() });
-                retry.push((t.job, t.attempt + 1));
-                continue;
-            }
-            match &outcome {
-                Outcome::Pass => summary.passed += 1,
-                Outcome::Interrupted => summary.interrupted += 1,
-                _ => summary.failed += 1,
-            }
-            let failed = outcome.is_failure();
-            on_event(&Event::JobFinished { job: JobRef::of(job), attempt: t.attempt, outcome, seconds, log: rd.log() });
-            if failed && opts.fail_fast && !halted {
-                halted = true;
-                on_event(&Event::Stopping { reason: "--fail-fast: a job failed; cancelling the tasks not yet running".into() });
-            }
-        }
-        tasks = still;
-        if halted {
-            let (started, not): (Vec<Task>, Vec<Task>) = tasks.into_iter().partition(|t| t.started);
-            for t in &not {
-                if let Err(e) = cli.scancel(&format!("{}_{}", t.array, t.index)) {
-                    tracing::warn!("{e}");
-                }
-            }
-            summary.not_started += not.len();
-            tasks = started;
-        }
-        // Resubmit failed jobs, one array per attempt number.
-        let mut by_attempt: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (j, a) in retry {
-            by_attempt.entry(a).or_default().push(j);
-        }
-        for (attempt, js) in by_attempt {
-            resubmits += 1;
-            for &j in &js {
-                RunDir::new(results, &planned[j].job.id).prepare(&planned[j].job.config)?;
-            }
-            let dir = sub_dir.join(format!("retry-{resubmits}"));
-            match submit(planned, &js, attempt, results, &dir, max, opts, cli, false) {
-                Ok((t, _)) => tasks.extend(t),
-                Err(e) => {
-                    cancel_all(cli, &tasks);
-                    return Err(e);
-                }
-            }
-        }
-        if !tasks.is_empty() {
-            std::thread::sleep(poll);
-        }
-    }
-    summary.seconds = t0.elapsed().as_secs_f64();
-    on_event(&Event::RunFinished { summary: summary.clone() });
-    Ok((summary, Vec::new()))
+    let mut exec = SlurmExecutor::new(planned, results, code_version, opts, cli)?;
+    let d = DispatchOptions { retries: opts.retries, fail_fast: opts.fail_fast };
+    Ok((dispatch(planned, results, d, &mut exec, stop, on_event)?, Vec::new()))
 }
 
 /// Cancels every array of these tasks (best effort).
@@ -504,70 +545,69 @@ fn cancel_all(cli: &SlurmCli, tasks: &[Task]) {
     }
 }
 
-/// Writes the manifest and scripts of `jobs` and submits them (unless `dry`).
-#[allow(clippy::too_many_arguments)]
-fn submit(
-    planned: &[PlannedJob],
-    jobs: &[usize],
-    attempt: u32,
-    results: &Path,
-    dir: &Path,
+/// What every array submission of one run shares.
+struct Submitter<'a> {
+    planned: &'a [PlannedJob],
+    results: &'a Path,
     max: usize,
-    opts: &SlurmOptions,
-    cli: &SlurmCli,
-    dry: bool,
-) -> Result<(Vec<Task>, Vec<String>), SweepError> {
-    let manifest = dir.join("manifest.txt");
-    let mut scripts = Vec::new();
-    let mut tasks = Vec::new();
-    if !dry {
-        std::fs::create_dir_all(dir).map_err(io_err(dir, "cannot create the submission folder"))?;
-        let text: String = jobs.iter().map(|&j| format!("{}\n", planned[j].job.id)).collect();
-        write_atomic(&manifest, text.as_bytes())?;
+    opts: &'a SlurmOptions,
+    cli: &'a SlurmCli,
+}
+
+impl Submitter<'_> {
+    /// The array scripts of `jobs` (one per at most `max` tasks), each
+    /// reading its job ids from `dir/manifest.txt`.
+    fn scripts(&self, jobs: &[usize], attempt: u32, dir: &Path) -> Vec<(usize, usize, String)> {
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        chunks(jobs.len(), self.max)
+            .into_iter()
+            .map(|(offset, count)| {
+                let ctx = ScriptContext {
+                    name: format!("dae-{}", self.opts.name),
+                    count,
+                    offset,
+                    manifest: abs(&dir.join("manifest.txt")),
+                    results: abs(self.results),
+                    trainer: abs(&self.opts.trainer),
+                    workdir: abs(&self.opts.workdir),
+                    output_dir: abs(dir),
+                    attempt,
+                };
+                (offset, count, array_script(&self.opts.config, &ctx))
+            })
+            .collect()
     }
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    for (k, (offset, count)) in chunks(jobs.len(), max).into_iter().enumerate() {
-        let ctx = ScriptContext {
-            name: format!("dae-{}", opts.name),
-            count,
-            offset,
-            manifest: abs(&manifest),
-            results: abs(results),
-            trainer: abs(&opts.trainer),
-            workdir: abs(&opts.workdir),
-            output_dir: abs(dir),
-            attempt,
-        };
-        let script = array_script(&opts.config, &ctx);
-        if dry {
-            scripts.push(script);
-            continue;
-        }
-        let path = dir.join(format!("array-{k}.sh"));
-        write_atomic(&path, script.as_bytes())?;
-        let array = match cli.sbatch(&path) {
-            Ok(a) => a,
-            Err(e) => {
-                cancel_all(cli, &tasks);
-                return Err(e);
-            }
-        };
-        tracing::info!("submitted array {array}: {count} tasks ({})", path.display());
-        for i in 0..count {
-            tasks.push(Task {
-                job: jobs[offset + i],
+
+    /// Writes the manifest and scripts of `jobs` into `dir` and submits them.
+    fn submit(&self, jobs: &[usize], attempt: u32, dir: &Path) -> Result<Vec<Task>, SweepError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir, "cannot create the submission folder"))?;
+        let manifest = dir.join("manifest.txt");
+        let text: String = jobs.iter().map(|&j| format!("{}\n", self.planned[j].job.id)).collect();
+        write_atomic(&manifest, text.as_bytes()).map_err(io_err(&manifest, "cannot write"))?;
+        let mut tasks = Vec::new();
+        for (k, (offset, count, script)) in self.scripts(jobs, attempt, dir).into_iter().enumerate() {
+            let path = dir.join(format!("array-{k}.sh"));
+            let array = write_atomic(&path, script.as_bytes()).map_err(io_err(&path, "cannot write")).and_then(|()| self.cli.sbatch(&path));
+            let array = match array {
+                Ok(a) => a,
+                Err(e) => {
+                    cancel_all(self.cli, &tasks);
+                    return Err(e);
+                }
+            };
+            tracing::info!("submitted array {array}: {count} tasks ({})", path.display());
+            tasks.extend((0..count).map(|i| Task {
+                at: Attempt { job: jobs[offset + i], attempt },
                 array: array.clone(),
                 index: i,
-                attempt,
                 started: false,
                 gone_since: None,
                 last_state: String::new(),
                 submitted: Instant::now(),
-            });
+            }));
         }
-        scripts.push(script);
+        Ok(tasks)
     }
-    Ok((tasks, scripts))
 }
 
 #[cfg(test)]

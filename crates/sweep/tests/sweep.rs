@@ -339,18 +339,29 @@ fn sigterm_stops_the_jobs_cleanly_and_leaves_them_incomplete() {
     assert!(plan.iter().all(|j| j["action"] == "run"), "incomplete runs start again next time");
     // ... resuming in place, unless --force starts them over (archiving the partial run).
     assert!(plan.iter().all(|j| j["reason"].as_str().unwrap().contains("resuming")), "{plan:?}");
-    // A checkpoint's epoch (read from its safetensors header, as dae-train writes it) shows in the reason.
+    // The epoch of the trainer's progress record (with its checkpoint there) shows in the reason.
     let id = plan[0]["id"].clone();
-    let first = s.path(&format!("results/runs/{}", id.as_str().unwrap()));
-    let header = serde_json::json!({ "__metadata__": { "dae_train_checkpoint": r#"{"format":1,"epoch":4}"# } }).to_string();
-    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(header.as_bytes());
-    std::fs::write(first.join("checkpoint.safetensors"), bytes).unwrap();
+    let run = dae_runfolder::RunFolder::at(s.path(&format!("results/runs/{}", id.as_str().unwrap())));
+    let record = dae_runfolder::ProgressRecord {
+        epoch: 4,
+        epochs: 10,
+        training_done: false,
+        loss: 0.5,
+        val_auc: 0.6,
+        best_auc: 0.6,
+        best_epoch: 4,
+        epoch_seconds: 1.0,
+        checkpoint: true,
+        code_version: "fake-1".into(),
+        updated_unix: 0,
+    };
+    std::fs::write(run.progress(), serde_json::to_string(&record).unwrap()).unwrap();
+    std::fs::write(run.checkpoint(), b"a checkpoint").unwrap();
     let plan = s.plan(&[]);
     let reason = |id: &serde_json::Value| plan.iter().find(|j| j["id"] == *id).unwrap()["reason"].as_str().unwrap().to_string();
     assert!(reason(&id).contains("after epoch 4"), "{plan:?}");
-    // Junk where the header should be: no epoch, no panic.
-    std::fs::write(first.join("checkpoint.safetensors"), u64::MAX.to_le_bytes()).unwrap();
+    // A damaged record: no epoch, no panic.
+    std::fs::write(run.progress(), b"{\"epoch\": 4").unwrap();
     assert!(s.plan(&[]).iter().all(|j| j["reason"].as_str().unwrap().contains("resuming")));
     let forced = s.plan(&["--force"]);
     assert!(forced.iter().all(|j| j["reason"].as_str().unwrap().contains("from the start because of --force")), "{forced:?}");

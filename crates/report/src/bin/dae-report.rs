@@ -1,17 +1,20 @@
 //! `dae-report collect|tables|figures|all`: finished runs into tables and
 //! figures (`cargo xtask tables|figures|reproduce` builds and starts it).
 //!
-//! Exit codes: 0 ok, 2 bad arguments or experiment file, 3 the trainer could
-//! not be used, 4 a table or figure could not be written.
+//! The experiments' jobs come from the plan manifests the runner writes
+//! (`cargo xtask plan` or `run` first); no trainer is started.
+//!
+//! Exit codes: 0 ok, 2 bad arguments, experiment file or missing plan, 4 a
+//! table or figure could not be written.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use dae_report::aggregate::aggregate;
-use dae_report::collect::{collect_folder, collect_plan, to_dataframe, write_frames};
+use dae_report::collect::{collect, collect_folder, to_dataframe, write_frames};
 use dae_report::{figures, tables, Collection, ReportError};
-use dae_sweep::{plan, Experiment, RerunPolicy, SweepError, TrainerResolver};
+use dae_sweep::{Experiment, SweepError};
 
 #[derive(Parser)]
 #[command(name = "dae-report", version, about = "Finished runs into the paper's tables and figures")]
@@ -21,7 +24,7 @@ use dae_sweep::{plan, Experiment, RerunPolicy, SweepError, TrainerResolver};
   dae-report all experiments/table1-methods.toml experiments/table2-ablation.toml
   dae-report collect                       # every run folder into results/tables/all-runs.{parquet,csv}
 
-Exit codes: 0 ok, 2 bad arguments or experiment file, 3 trainer unusable, 4 cannot write.")]
+Exit codes: 0 ok, 2 bad arguments, experiment file or missing plan, 4 cannot write.")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -34,9 +37,6 @@ struct Common {
     /// The results folder (runs in DIR/runs, output in DIR/tables and DIR/figures).
     #[arg(long, default_value = "results")]
     results: PathBuf,
-    /// The trainer binary, for job ids (default: `dae-train` beside this program, or $DAE_TRAINER).
-    #[arg(long)]
-    trainer: Option<PathBuf>,
     /// The experiments' profile (default: each file's default_profile).
     #[arg(long)]
     profile: Option<String>,
@@ -54,26 +54,14 @@ enum Cmd {
     All(Common),
 }
 
-fn trainer_path(c: &Common) -> PathBuf {
-    dae_sweep::plan::trainer_path(c.trainer.as_deref())
-}
-
 fn sweep_fail(e: SweepError) -> ExitCode {
-    let code = if matches!(e, SweepError::Trainer { .. }) { 3 } else { 2 };
     eprintln!("error: {:#}", anyhow::Error::new(e));
-    ExitCode::from(code)
+    ExitCode::from(2)
 }
 
 fn report_fail(e: ReportError) -> ExitCode {
     eprintln!("error: {:#}", anyhow::Error::new(e));
     ExitCode::from(4)
-}
-
-fn collection(file: &Path, c: &Common) -> Result<Collection, SweepError> {
-    let exp = Experiment::load(file)?;
-    let resolver = TrainerResolver { program: trainer_path(c) };
-    let p = plan::plan(&exp, c.profile.as_deref(), &resolver, &c.results, RerunPolicy::default())?;
-    Ok(collect_plan(&exp, &p, &c.results))
 }
 
 fn counts(c: &Collection) -> String {
@@ -84,81 +72,40 @@ fn counts(c: &Collection) -> String {
     by.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
 }
 
+/// What a command writes.
+#[derive(Clone, Copy)]
+struct Outputs {
+    tables: bool,
+    figures: bool,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
-    let (common, do_tables, do_figures, collect_only) = match cli.cmd {
-        Cmd::Collect(c) => (c, false, false, true),
-        Cmd::Tables(c) => (c, true, false, false),
-        Cmd::Figures(c) => (c, false, true, false),
-        Cmd::All(c) => (c, true, true, false),
+    let (common, what) = match cli.cmd {
+        Cmd::Collect(c) if c.files.is_empty() => return collect_all(&c.results),
+        Cmd::Collect(c) => (c, Outputs { tables: false, figures: false }),
+        Cmd::Tables(c) => (c, Outputs { tables: true, figures: false }),
+        Cmd::Figures(c) => (c, Outputs { tables: false, figures: true }),
+        Cmd::All(c) => (c, Outputs { tables: true, figures: true }),
     };
-    let tables_dir = common.results.join("tables");
-    let figures_dir = common.results.join("figures");
-    if collect_only && common.files.is_empty() {
-        let runs = match collect_folder(&common.results) {
-            Ok(r) => r,
-            Err(e) => return report_fail(e),
-        };
-        let mut df = match to_dataframe(&runs) {
-            Ok(d) => d,
-            Err(e) => return report_fail(ReportError::Polars { what: "building the run table".into(), source: e }),
-        };
-        match write_frames(&mut df, &tables_dir, "all-runs") {
-            Ok(paths) => {
-                println!(
-                    "{} run folders ({} columns) -> {}",
-                    df.height(),
-                    df.width(),
-                    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-                );
-                return ExitCode::SUCCESS;
-            }
-            Err(e) => return report_fail(e),
-        }
-    }
     if common.files.is_empty() {
         eprintln!("error: give one or more experiment files, e.g. experiments/table2-ablation.toml");
         return ExitCode::from(2);
     }
     let mut written: Vec<PathBuf> = Vec::new();
     for file in &common.files {
-        let c = match collection(file, &common) {
+        let c = match Experiment::load(file).and_then(|exp| collect(&exp, common.profile.as_deref(), &common.results)) {
             Ok(c) => c,
             Err(e) => return sweep_fail(e),
         };
         eprintln!("{}: {} runs ({})", c.experiment.name, c.runs.len(), counts(&c));
-        let mut df = match to_dataframe(&c.runs) {
-            Ok(d) => d,
-            Err(e) => return report_fail(ReportError::Polars { what: "building the run table".into(), source: e }),
-        };
-        match write_frames(&mut df, &tables_dir, &format!("{}-runs", c.experiment.name)) {
+        match report(&c, &common.results, what) {
             Ok(p) => written.extend(p),
             Err(e) => return report_fail(e),
-        }
-        if collect_only {
-            continue;
-        }
-        let rows = match aggregate(&c) {
-            Ok(r) => r,
-            Err(e) => return report_fail(e),
-        };
-        if do_tables {
-            let t = tables::build(&c, &rows);
-            println!("{}", t.to_markdown());
-            match t.write(&tables_dir) {
-                Ok(p) => written.extend(p),
-                Err(e) => return report_fail(e),
-            }
-        }
-        if do_figures {
-            match figures::render_all(&c, &rows, &figures_dir) {
-                Ok(p) => written.extend(p),
-                Err(e) => return report_fail(e),
-            }
         }
     }
     eprintln!("wrote {} files:", written.len());
@@ -166,4 +113,41 @@ fn main() -> ExitCode {
         eprintln!("  {}", p.display());
     }
     ExitCode::SUCCESS
+}
+
+/// One experiment's run table, then its tables and figures as asked.
+fn report(c: &Collection, results: &Path, what: Outputs) -> Result<Vec<PathBuf>, ReportError> {
+    let (tables_dir, figures_dir) = (results.join("tables"), results.join("figures"));
+    let mut df = to_dataframe(&c.runs).map_err(|e| ReportError::Polars { what: "building the run table".into(), source: e })?;
+    let mut written = write_frames(&mut df, &tables_dir, &format!("{}-runs", c.experiment.name))?;
+    if !(what.tables || what.figures) {
+        return Ok(written);
+    }
+    let rows = aggregate(c)?;
+    if what.tables {
+        let t = tables::build(c, &rows);
+        println!("{}", t.to_markdown());
+        written.extend(t.write(&tables_dir)?);
+    }
+    if what.figures {
+        written.extend(figures::render_all(c, &rows, &figures_dir)?);
+    }
+    Ok(written)
+}
+
+/// Every run folder into `tables/all-runs.{parquet,csv}`.
+fn collect_all(results: &Path) -> ExitCode {
+    let written = collect_folder(results).and_then(|runs| {
+        let mut df = to_dataframe(&runs).map_err(|e| ReportError::Polars { what: "building the run table".into(), source: e })?;
+        let paths = write_frames(&mut df, &results.join("tables"), "all-runs")?;
+        Ok((df.height(), df.width(), paths))
+    });
+    match written {
+        Ok((rows, cols, paths)) => {
+            let list = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+            println!("{rows} run folders ({cols} columns) -> {list}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_fail(e),
+    }
 }

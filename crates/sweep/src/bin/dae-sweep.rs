@@ -15,7 +15,8 @@ use dae_sweep::local::inherited_gpus;
 use dae_sweep::plan::plan;
 use dae_sweep::reporter::{JsonReporter, TerminalReporter};
 use dae_sweep::{
-    run_local, run_slurm, Event, Experiment, Launcher, LocalOptions, RerunPolicy, SlurmCli, SlurmOptions, SweepError, TrainerResolver,
+    run_local, run_slurm, Event, Experiment, Launcher, LocalOptions, Manifest, Plan, RerunPolicy, SlurmCli, SlurmOptions, Summary,
+    SweepError, TrainerResolver,
 };
 
 #[derive(Parser)]
@@ -95,30 +96,8 @@ enum Cmd {
         common: Common,
         #[command(flatten)]
         rerun: Rerun,
-        #[arg(long, value_enum, default_value = "local")]
-        backend: Backend,
-        /// Concurrent CPU jobs (local backend).
-        #[arg(long, default_value_t = 1)]
-        jobs: usize,
-        /// GPU ids for jobs with device = "cuda" (default: $CUDA_VISIBLE_DEVICES).
-        #[arg(long, value_delimiter = ',')]
-        gpus: Option<Vec<String>>,
-        /// Concurrent jobs per GPU.
-        #[arg(long, default_value_t = 1)]
-        jobs_per_gpu: usize,
-        /// Extra attempts for a failed job (not for a bad config, exit 2, or a
-        /// diverged run, exit 4: those repeat exactly).
-        #[arg(long, default_value_t = 0)]
-        retries: u32,
-        /// Start no more jobs after the first failure.
-        #[arg(long)]
-        fail_fast: bool,
-        /// Slurm: print the job-array scripts instead of submitting them.
-        #[arg(long)]
-        dry_run: bool,
-        /// Print events as JSON lines on stdout instead of the progress display.
-        #[arg(long)]
-        json_events: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// What is done, running and failed, per experiment (default: every experiments/*.toml) and over the results folder.
     Status {
@@ -126,6 +105,35 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// How `run` runs.
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[arg(long, value_enum, default_value = "local")]
+    backend: Backend,
+    /// Concurrent CPU jobs (local backend).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// GPU ids for jobs with device = "cuda" (default: $CUDA_VISIBLE_DEVICES).
+    #[arg(long, value_delimiter = ',')]
+    gpus: Option<Vec<String>>,
+    /// Concurrent jobs per GPU.
+    #[arg(long, default_value_t = 1)]
+    jobs_per_gpu: usize,
+    /// Extra attempts for a failed job (not for a bad config, exit 2, or a
+    /// diverged run, exit 4: those repeat exactly).
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// Start no more jobs after the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Slurm: print the job-array scripts instead of submitting them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print events as JSON lines on stdout instead of the progress display.
+    #[arg(long)]
+    json_events: bool,
 }
 
 fn trainer_path(c: &Common) -> PathBuf {
@@ -145,8 +153,15 @@ fn fail(e: SweepError) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn load(file: &Path) -> Result<Experiment, SweepError> {
-    Experiment::load(file)
+/// Plans one experiment file, records the whole plan as the results
+/// folder's manifest for the reporter, then applies `--only`.
+fn planned(file: &Path, common: &Common, rerun: RerunPolicy) -> Result<(Experiment, Plan), SweepError> {
+    let exp = Experiment::load(file)?;
+    let resolver = TrainerResolver { program: trainer_path(common) };
+    let mut p = plan(&exp, common.profile.as_deref(), &resolver, &common.results, rerun)?;
+    Manifest::of(&p).write(&common.results)?;
+    p.select(&common.only)?;
+    Ok((exp, p))
 }
 
 fn main() -> ExitCode {
@@ -155,134 +170,133 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::Plan { files, common, rerun, json } => {
-            let resolver = TrainerResolver { program: trainer_path(&common) };
-            for file in &files {
-                let planned = load(file)
-                    .and_then(|exp| plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun)))
-                    .and_then(|mut p| p.select(&common.only).map(|_| p));
-                match planned {
-                    Ok(p) => {
-                        if json {
-                            print!("{}", p.to_json_lines());
-                        } else {
-                            print!("{}", p.render());
-                        }
-                    }
-                    Err(e) => return fail(e),
-                }
-            }
-            ExitCode::SUCCESS
+    let result = match cli.cmd {
+        Cmd::Plan { files, common, rerun, json } => cmd_plan(&files, &common, rerun, json),
+        Cmd::Run { files, common, rerun, run } => cmd_run(&files, &common, rerun, &run),
+        Cmd::Status { files, common } => return status(files, &common),
+    };
+    result.unwrap_or_else(fail)
+}
+
+fn cmd_plan(files: &[PathBuf], common: &Common, rerun: Rerun, json: bool) -> Result<ExitCode, SweepError> {
+    for file in files {
+        let (_, p) = planned(file, common, policy(rerun))?;
+        if json {
+            print!("{}", p.to_json_lines());
+        } else {
+            print!("{}", p.render());
         }
-        Cmd::Run { files, common, rerun, backend, jobs, gpus, jobs_per_gpu, retries, fail_fast, dry_run, json_events } => {
-            let trainer = trainer_path(&common);
-            let resolver = TrainerResolver { program: trainer.clone() };
-            let mut exps = Vec::new();
-            let mut plans = Vec::new();
-            for file in &files {
-                let exp = match load(file) {
-                    Ok(e) => e,
-                    Err(e) => return fail(e),
-                };
-                match plan(&exp, common.profile.as_deref(), &resolver, &common.results, policy(rerun))
-                    .and_then(|mut p| p.select(&common.only).map(|_| p))
-                {
-                    Ok(p) => plans.push(p),
-                    Err(e) => return fail(e),
-                }
-                exps.push(exp);
-            }
-            let exp = exps[0].clone();
-            // One pool for every file: a job named by several files runs once.
-            let mut p = plans[0].clone();
-            let mut seen: std::collections::HashSet<String> = p.jobs.iter().map(|j| j.job.id.clone()).collect();
-            for other in &plans[1..] {
-                p.not_implemented.extend(other.not_implemented.iter().cloned());
-                for j in &other.jobs {
-                    if seen.insert(j.job.id.clone()) {
-                        p.jobs.push(j.clone());
-                    }
-                }
-            }
-            for (e, pl) in exps.iter().zip(&plans) {
-                for v in &pl.not_implemented {
-                    eprintln!("note: {}: row `{}` ({}) is not implemented yet and is not run", e.name, v.name, v.label);
-                }
-            }
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
-                    eprintln!("warning: cannot handle signal {sig}: {e}");
-                }
-            }
-            let mut term = if json_events { None } else { Some(TerminalReporter::new(false)) };
-            let mut json = JsonReporter { out: std::io::stdout() };
-            let mut on_event = |ev: &Event| match &mut term {
-                Some(t) => t.report(ev),
-                None => json.report(ev),
-            };
-            let result = match backend {
-                Backend::Local => {
-                    let opts = LocalOptions {
-                        cpu_slots: jobs,
-                        gpus: gpus.unwrap_or_else(inherited_gpus),
-                        jobs_per_gpu,
-                        retries,
-                        fail_fast,
-                        policy: policy(rerun),
-                        ..LocalOptions::default()
-                    };
-                    if dry_run {
-                        eprintln!("--dry-run is for the Slurm backend; for the local backend, `plan` is the dry run");
-                        return ExitCode::from(2);
-                    }
-                    let mut launcher = Launcher::new(&trainer);
-                    // Share the cores between the slots instead of oversubscribing them.
-                    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-                        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-                        launcher.env.push(("RAYON_NUM_THREADS".into(), (cores / jobs.max(1)).max(1).to_string()));
-                    }
-                    run_local(&p.jobs, &common.results, &p.code_version, &launcher, &opts, &stop, &mut on_event)
-                }
-                Backend::Slurm => {
-                    let prof = exp.select_profile(common.profile.as_deref()).ok().flatten();
-                    let config = prof.and_then(|(_, pr)| pr.slurm.clone()).or_else(|| exp.slurm.clone()).unwrap_or_default();
-                    let opts = SlurmOptions {
-                        config,
-                        name: exp.name.clone(),
-                        trainer: trainer.clone(),
-                        workdir: std::env::current_dir().unwrap_or_else(|_| ".".into()),
-                        retries,
-                        fail_fast,
-                        policy: policy(rerun),
-                        dry_run,
-                    };
-                    match run_slurm(&p.jobs, &common.results, &p.code_version, &opts, &SlurmCli, &stop, &mut on_event) {
-                        Ok((s, scripts)) => {
-                            if dry_run {
-                                for (i, sc) in scripts.iter().enumerate() {
-                                    println!("# ---- array {i} ({} jobs to run in all)\n{sc}", p.to_run());
-                                }
-                                if scripts.is_empty() {
-                                    println!("# nothing to submit: every job is done or skipped");
-                                }
-                            }
-                            Ok(s)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            match result {
-                Ok(s) if s.interrupted > 0 || stop.load(std::sync::atomic::Ordering::SeqCst) => ExitCode::from(130),
-                Ok(s) if s.failed > 0 => ExitCode::from(1),
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
-            }
-        }
-        Cmd::Status { files, common } => status(files, &common),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One pool for every file: a job named by several files runs once.
+fn merged(plans: &[Plan]) -> Plan {
+    let mut p = plans[0].clone();
+    let mut seen: std::collections::HashSet<String> = p.jobs.iter().map(|j| j.job.id.clone()).collect();
+    for other in &plans[1..] {
+        p.not_implemented.extend(other.not_implemented.iter().cloned());
+        p.jobs.extend(other.jobs.iter().filter(|j| seen.insert(j.job.id.clone())).cloned());
+    }
+    p
+}
+
+fn cmd_run(files: &[PathBuf], common: &Common, rerun: Rerun, run: &RunArgs) -> Result<ExitCode, SweepError> {
+    if run.dry_run && matches!(run.backend, Backend::Local) {
+        return Err(SweepError::Usage("--dry-run is for the Slurm backend; for the local backend, `plan` is the dry run".into()));
+    }
+    let (mut exps, mut plans) = (Vec::new(), Vec::new());
+    for file in files {
+        let (exp, p) = planned(file, common, policy(rerun))?;
+        for v in &p.not_implemented {
+            eprintln!("note: {}: row `{}` ({}) is not implemented yet and is not run", exp.name, v.name, v.label);
+        }
+        exps.push(exp);
+        plans.push(p);
+    }
+    let p = merged(&plans);
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            eprintln!("warning: cannot handle signal {sig}: {e}");
+        }
+    }
+    let mut term = if run.json_events { None } else { Some(TerminalReporter::new(false)) };
+    let mut json = JsonReporter { out: std::io::stdout() };
+    let mut on_event = |ev: &Event| match &mut term {
+        Some(t) => t.report(ev),
+        None => json.report(ev),
+    };
+    let summary = match run.backend {
+        Backend::Local => run_on_pool(&p, common, rerun, run, &stop, &mut on_event)?,
+        Backend::Slurm => run_on_slurm(&exps[0], &p, common, rerun, run, &stop, &mut on_event)?,
+    };
+    Ok(if summary.interrupted > 0 || stop.load(std::sync::atomic::Ordering::SeqCst) {
+        ExitCode::from(130)
+    } else if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_on_pool(
+    p: &Plan,
+    common: &Common,
+    rerun: Rerun,
+    run: &RunArgs,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Summary, SweepError> {
+    let opts = LocalOptions {
+        cpu_slots: run.jobs,
+        gpus: run.gpus.clone().unwrap_or_else(inherited_gpus),
+        jobs_per_gpu: run.jobs_per_gpu,
+        retries: run.retries,
+        fail_fast: run.fail_fast,
+        policy: policy(rerun),
+        ..LocalOptions::default()
+    };
+    let mut launcher = Launcher::new(trainer_path(common));
+    // Share the cores between the slots instead of oversubscribing them.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        launcher.env.push(("RAYON_NUM_THREADS".into(), (cores / run.jobs.max(1)).max(1).to_string()));
+    }
+    run_local(&p.jobs, &common.results, &p.code_version, &launcher, &opts, stop, on_event)
+}
+
+fn run_on_slurm(
+    exp: &Experiment,
+    p: &Plan,
+    common: &Common,
+    rerun: Rerun,
+    run: &RunArgs,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Summary, SweepError> {
+    let prof = exp.select_profile(common.profile.as_deref()).ok().flatten();
+    let config = prof.and_then(|(_, pr)| pr.slurm.clone()).or_else(|| exp.slurm.clone()).unwrap_or_default();
+    let opts = SlurmOptions {
+        config,
+        name: exp.name.clone(),
+        trainer: trainer_path(common),
+        workdir: std::env::current_dir().unwrap_or_else(|_| ".".into()),
+        retries: run.retries,
+        fail_fast: run.fail_fast,
+        policy: policy(rerun),
+        dry_run: run.dry_run,
+    };
+    let (s, scripts) = run_slurm(&p.jobs, &common.results, &p.code_version, &opts, &SlurmCli, stop, on_event)?;
+    if run.dry_run {
+        for (i, sc) in scripts.iter().enumerate() {
+            println!("# ---- array {i} ({} jobs to run in all)\n{sc}", p.to_run());
+        }
+        if scripts.is_empty() {
+            println!("# nothing to submit: every job is done or skipped");
+        }
+    }
+    Ok(s)
 }
 
 fn status(files: Vec<PathBuf>, common: &Common) -> ExitCode {
@@ -295,56 +309,56 @@ fn status(files: Vec<PathBuf>, common: &Common) -> ExitCode {
     } else {
         files
     };
-    let resolver = TrainerResolver { program: trainer_path(common) };
     let mut code = ExitCode::SUCCESS;
     for f in &files {
-        match load(f)
-            .and_then(|exp| plan(&exp, common.profile.as_deref(), &resolver, &common.results, RerunPolicy::default()))
-            .and_then(|mut p| p.select(&common.only).map(|_| p))
-        {
-            Ok(p) => {
-                let counts = p.counts().iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
-                println!(
-                    "{:<22} profile {:<7} {:>4} jobs: {}",
-                    p.experiment,
-                    p.profile.as_deref().unwrap_or("-"),
-                    p.jobs.len(),
-                    if counts.is_empty() { "none".into() } else { counts }
-                );
-                for j in p.jobs.iter().filter(|j| matches!(j.status, dae_sweep::Status::Failed { .. })) {
-                    println!(
-                        "    failed {} {}: log {}",
-                        j.job.short_id(),
-                        j.job.describe(),
-                        dae_sweep::RunDir::new(&common.results, &j.job.id).log().display()
-                    );
-                }
-            }
+        match planned(f, common, RerunPolicy::default()) {
+            Ok((_, p)) => print_status(&p, &common.results),
             Err(e) => {
                 eprintln!("{}: {e}", f.display());
                 code = ExitCode::from(2);
             }
         }
     }
-    // Every run folder, whichever experiment made it.
-    let runs = common.results.join("runs");
+    print_folder_counts(&common.results);
+    code
+}
+
+/// One experiment's counts, then its failures with their logs.
+fn print_status(p: &Plan, results: &Path) {
+    let counts = p.counts().iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
+    println!(
+        "{:<22} profile {:<7} {:>4} jobs: {}",
+        p.experiment,
+        p.profile.as_deref().unwrap_or("-"),
+        p.jobs.len(),
+        if counts.is_empty() { "none".into() } else { counts }
+    );
+    for j in p.jobs.iter().filter(|j| matches!(j.status, dae_sweep::Status::Failed { .. })) {
+        println!(
+            "    failed {} {}: log {}",
+            j.job.short_id(),
+            j.job.describe(),
+            dae_sweep::RunDir::new(results, &j.job.id).log().display()
+        );
+    }
+}
+
+/// Every run folder, whichever experiment made it.
+fn print_folder_counts(results: &Path) {
+    let runs = results.join(dae_runfolder::files::RUNS);
     let mut by: std::collections::BTreeMap<&'static str, usize> = Default::default();
     if let Ok(d) = std::fs::read_dir(&runs) {
         for e in d.flatten() {
             if e.path().is_dir() {
-                *by.entry(dae_sweep::RunDir { path: e.path() }.status("").word()).or_default() += 1;
+                *by.entry(dae_sweep::RunDir::at(e.path()).status("").word()).or_default() += 1;
             }
         }
     }
     let total: usize = by.values().sum();
-    println!(
-        "{}: {total} run folders{}",
-        runs.display(),
-        if total == 0 {
-            String::new()
-        } else {
-            format!(" ({})", by.iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", "))
-        }
-    );
-    code
+    let detail = if total == 0 {
+        String::new()
+    } else {
+        format!(" ({})", by.iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", "))
+    };
+    println!("{}: {total} run folders{detail}", runs.display());
 }
