@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The prepared device check, run on a lent GPU from the repository root with
+# `.gpu/` carried (see README.md for the builds):
+#   bash tools/gpu-check/check.sh                # every stage
+#   STAGES="smoke resume" bash tools/gpu-check/check.sh
+# Stages: smoke and resnet34-224 (experiments/gpu-check.toml through
+# dae-sweep, once per trainer build found in .gpu/: dae-train = cuda,
+# dae-train-cudnn = cudnn), resume (a checkpoint resume on the GPU against
+# an uninterrupted run and a second uninterrupted run), bench (candle vs
+# PyTorch on the GPU). One summary line per job and stage goes to
+# $OUT/gpu-check.txt; logs and metrics to $OUT/<stage>/.
+set -u
+OUT=${OUT:-/tmp/gpu-check-out}
+STAGES=${STAGES:-"smoke resnet34-224 resume bench"}
+mkdir -p "$OUT"
+summary=$OUT/gpu-check.txt
+say() { echo "$*" | tee -a "$summary"; }
+export LD_LIBRARY_PATH=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null | paste -sd:):/usr/local/nvidia/lib64:/usr/local/nvidia/lib
+export DAE_CACHE=/tmp/dae-cache
+# The binaries travel gzipped (the carry limit is 64 MiB).
+for gz in .gpu/*.gz; do b=${gz%.gz}; [ -f "$b" ] || gunzip -c "$gz" > "$b"; chmod +x "$b"; done
+builds=$(for b in dae-train dae-train-cudnn; do [ -x .gpu/$b ] && echo $b; done)
+say "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)"
+for b in $builds dae-sweep throughput; do
+  [ -x .gpu/$b ] && ldd .gpu/$b | grep -q 'not found' && say "$b: unresolved libraries: $(ldd .gpu/$b | grep 'not found' | tr -s ' ' | paste -sd';')"
+done
+
+# One line per finished job of a results folder: parameters, AUC, speed, memory.
+report() {
+  python3 - "$1" "$2" <<'PY'
+import json, pathlib, sys
+results, tag = pathlib.Path(sys.argv[1]), sys.argv[2]
+for plan in sorted((results / "plans").glob("*.json")):
+    for job in json.loads(plan.read_text())["jobs"]:
+        run = results / "runs" / job["id"]
+        desc = " ".join(f"{k}={v}" for k, v in job["params"])
+        try:
+            m = json.loads((run / "metrics.json").read_text())
+            print(f"{tag} {desc}: test_auc {m['test_auc']:.4f}  samples/s {m['train_samples_per_second']:.1f}  wall {m['wall_seconds']:.1f} s")
+        except (OSError, ValueError, KeyError):
+            print(f"{tag} {desc}: no metrics (see {run}/log.txt)")
+PY
+}
+
+for stage in $STAGES; do
+  case $stage in
+  smoke|resnet34-224)
+    for b in $builds; do
+      res=/tmp/gpu-results-$b-$stage
+      rm -rf "$res"
+      limit=150; [ "$stage" = resnet34-224 ] && limit=240
+      timeout $limit .gpu/dae-sweep run experiments/gpu-check.toml --profile $stage --trainer .gpu/$b --gpus 0 --results "$res" \
+        > "$OUT/$b-$stage.log" 2>&1
+      say "$stage with $b: dae-sweep rc=$?"
+      report "$res" "  $b $stage" | tee -a "$summary"
+      mkdir -p "$OUT/$b-$stage" && cp -r "$res/runs" "$OUT/$b-$stage/" 2>/dev/null
+    done
+    ;;
+  resume)
+    # Run B is stopped (SIGTERM) as soon as its first checkpoint exists and
+    # started again on its folder; C is a second uninterrupted run (is the GPU
+    # run deterministic at all?).
+    job=$(ls -d /tmp/gpu-results-dae-train-smoke/runs/*/ 2>/dev/null | while read d; do grep -q 'method' "$d/job.toml" || { echo "$d/job.toml"; break; }; done)
+    if [ -z "$job" ]; then say "resume: no smoke DAE-GCN job to copy (run the smoke stage first)"; continue; fi
+    rm -rf /tmp/resume-A /tmp/resume-B /tmp/resume-C
+    timeout 60 .gpu/dae-train --config "$job" --out /tmp/resume-A > "$OUT/resume-A.log" 2>&1
+    timeout 60 .gpu/dae-train --config "$job" --out /tmp/resume-B > "$OUT/resume-B.log" 2>&1 &
+    pid=$!
+    until [ -f /tmp/resume-B/checkpoint.safetensors ] || ! kill -0 $pid 2>/dev/null; do sleep 0.1; done
+    kill -TERM $pid 2>/dev/null; wait $pid; rc1=$?
+    timeout 60 .gpu/dae-train --config "$job" --out /tmp/resume-B >> "$OUT/resume-B.log" 2>&1; rc2=$?
+    timeout 60 .gpu/dae-train --config "$job" --out /tmp/resume-C > "$OUT/resume-C.log" 2>&1
+    resumed=$(python3 -c "import json; print(json.load(open('/tmp/resume-B/metrics.json'))['resumed_from_epoch'])" 2>/dev/null || echo n/a)
+    same() { if cmp -s "$1/scores.csv" "$2/scores.csv"; then echo identical; elif [ -f "$1/scores.csv" ] && [ -f "$2/scores.csv" ]; then echo different; else echo "n/a"; fi; }
+    if [ "$rc1" = 5 ] && [ "$rc2" = 0 ] && [ "$resumed" != n/a ] && [ "$resumed" -ge 1 ]; then
+      say "resume: after epoch $resumed; scores resumed vs uninterrupted: $(same /tmp/resume-A /tmp/resume-B); two uninterrupted runs: $(same /tmp/resume-A /tmp/resume-C)"
+    else
+      say "resume: NOT A RESUME TEST (rc $rc1 then $rc2, resumed_from_epoch $resumed; wanted 5, 0, >= 1)"
+    fi
+    ;;
+  bench)
+    DAE_PYTHON=python3 timeout 200 .gpu/throughput --cuda --settings quick,resnet34-224 > "$OUT/bench.txt" 2>&1
+    say "bench rc=$?:"; grep -v '^\s*$' "$OUT/bench.txt" | tail -8 | tee -a "$summary"
+    ;;
+  *) say "unknown stage $stage (stages: smoke resnet34-224 resume bench)" ;;
+  esac
+done
