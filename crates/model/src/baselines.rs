@@ -9,19 +9,11 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
-use crate::config::{EncoderKind, GuidedVaeConfig, IcadxConfig, Method, ModelConfig};
+use crate::config::{GuidedVaeConfig, IcadxConfig, Method, ModelConfig};
 use crate::decoder::Decoder;
 use crate::encoder::Encoder;
 use crate::network::{keep_blocks, present_panels, Block, Network, Outputs, ProbeGroup};
 use crate::ModelError;
-
-fn decoder_base(model: &ModelConfig) -> usize {
-    if model.encoder == EncoderKind::SmallCnn {
-        model.width
-    } else {
-        32
-    }
-}
 
 /// Guided-VAE (Ding et al., CVPR 2020), supervised form.
 ///
@@ -60,7 +52,7 @@ impl GuidedVae {
         let classifier = linear(z_t, 1, vb.pp("classifier"))?;
         let adv_hidden = linear(z_rst, g.adversary_hidden, vb.pp("adversary.hidden"))?;
         let adv_out = linear(g.adversary_hidden, 1, vb.pp("adversary.out"))?;
-        let decoder = Decoder::new(l, decoder_base(model), image_size, vb.pp("decoder"))?;
+        let decoder = Decoder::new(l, crate::decoder::base_width(model), image_size, vb.pp("decoder"))?;
         let blocks = vec![Block { name: "z_t", range: 0..z_t }, Block { name: "z_rst", range: z_t..l }];
         Ok(Self { encoder, mu, logvar, classifier, adv_hidden, adv_out, decoder, z_t, blocks })
     }
@@ -150,7 +142,7 @@ impl Icadx {
         let malignancy = linear(h, 1, vb.pp("heads.malignancy"))?;
         let attributes = linear(h, n_attr, vb.pp("heads.attributes"))?;
         let real_fake = linear(h, 1, vb.pp("heads.real_fake"))?;
-        let generator = Decoder::new(1 + n_attr + c.noise_dim, decoder_base(model), image_size, vb.pp("generator"))?;
+        let generator = Decoder::new(1 + n_attr + c.noise_dim, crate::decoder::base_width(model), image_size, vb.pp("generator"))?;
         let blocks = vec![Block { name: "h", range: 0..h }];
         Ok(Self { encoder, feature, malignancy, attributes, real_fake, generator, noise_dim: c.noise_dim, blocks })
     }

@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 use dae_data::{AttrStats, Vocabulary};
 
-use crate::config::{AttributeMode, EncoderKind, ModelConfig};
+use crate::config::{AttributeMode, ModelConfig};
 use crate::network::{keep_blocks, present_panels, Block, Network, Outputs, ProbeGroup};
 use crate::{decoder, encoder, erase, graph, ModelError};
 
@@ -74,7 +74,7 @@ impl DaeGcn {
             }
         };
         let classifier = linear(cls_dim, 1, vb.pp("classifier"))?;
-        let base = if cfg.encoder == EncoderKind::SmallCnn { cfg.width } else { 32 };
+        let base = decoder::base_width(cfg);
         let decoder = if cfg.rec { Some(decoder::Decoder::new(at, base, image_size, vb.pp("decoder"))?) } else { None };
         let eraser = match blocks.iter().position(|b| b.name == "h_i") {
             Some(k) if cfg.h_i_erase => Some((k, erase::LabelEraser::new(cfg.h_i_dim, vb.pp("eraser.h_i"))?)),

@@ -4,8 +4,19 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Conv2dConfig, ConvTranspose2dConfig, Linear, VarBuilder};
 
+use crate::config::{EncoderKind, ModelConfig};
 use crate::conv::{Conv as Conv2d, ConvTranspose as ConvTranspose2d};
 use crate::norm::BatchNorm;
+
+/// The decoder's base channel width for an encoder: the small CNN's width,
+/// or 32 behind a ResNet.
+pub fn base_width(model: &ModelConfig) -> usize {
+    if model.encoder == EncoderKind::SmallCnn {
+        model.width
+    } else {
+        32
+    }
+}
 
 #[derive(Debug)]
 pub struct Decoder {

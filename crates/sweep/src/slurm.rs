@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use dae_runfolder::{write_atomic, ExitCode};
+use dae_runfolder::{files, write_atomic, ExitCode};
 
 use crate::dispatch::{dispatch, Attempt, DispatchOptions, Executor, Report};
 use crate::error::{io_err, SweepError};
@@ -109,26 +109,26 @@ OFFSET={offset}
 ATTEMPT={attempt}
 ID=$(sed -n "$((SLURM_ARRAY_TASK_ID + OFFSET + 1))p" "$MANIFEST")
 if [ -z "$ID" ]; then echo "dae-sweep: no job for task $SLURM_ARRAY_TASK_ID in $MANIFEST" >&2; exit 1; fi
-RUN={results}/runs/"$ID"
+RUN={results}/{runs}/"$ID"
 cd {workdir} || exit 1
 # A TERM from Slurm (scancel, time limit) reaches the trainer, which stops
 # cleanly (exit 5: the run stays incomplete); the script outlives it.
 STOPPED=0
 trap 'STOPPED=1; echo "dae-sweep: task got SIGTERM" >&2' TERM
 START=$(date +%s)
-echo "==== slurm task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} of job $ID on $(hostname) at $START" >> "$RUN/log.txt"
+echo "==== slurm task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} of job $ID on $(hostname) at $START" >> "$RUN/{log}"
 # The run folder's lock, held on fd 9 by this shell and inherited by the trainer.
-exec 9>>"$RUN/.lock"
-if ! flock -n 9; then echo "dae-sweep: $ID is locked by another runner; skipped" >> "$RUN/log.txt"; exit 0; fi
-{trainer} --config "$RUN/job.toml" --out "$RUN" >> "$RUN/log.txt" 2>&1 &
+exec 9>>"$RUN/{lock}"
+if ! flock -n 9; then echo "dae-sweep: $ID is locked by another runner; skipped" >> "$RUN/{log}"; exit 0; fi
+{trainer} --config "$RUN/{job}" --out "$RUN" >> "$RUN/{log}" 2>&1 &
 TRAINER=$!
 wait "$TRAINER"; RC=$?
 # A signal interrupts `wait`: wait again for the trainer to finish stopping.
 while kill -0 "$TRAINER" 2>/dev/null; do wait "$TRAINER"; RC=$?; done
 if [ "$STOPPED" -eq 1 ] && [ "$RC" -ne 0 ]; then exit "$RC"; fi  # stopped by Slurm: no exit record, the run stays incomplete
 if [ "$RC" -gt 128 ]; then CODE=null; SIG=$((RC - 128)); else CODE=$RC; SIG=null; fi
-TMP="$RUN/.exit.json.${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
-printf '{{"exit_code": %s, "signal": %s, "attempt": %d, "backend": "slurm", "seconds": %d}}\n' "$CODE" "$SIG" "$ATTEMPT" "$(( $(date +%s) - START ))" > "$TMP" && mv -f "$TMP" "$RUN/exit.json"
+TMP="$RUN/.{exit}.${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+printf '{{"exit_code": %s, "signal": %s, "attempt": %d, "backend": "slurm", "seconds": %d}}\n' "$CODE" "$SIG" "$ATTEMPT" "$(( $(date +%s) - START ))" > "$TMP" && mv -f "$TMP" "$RUN/{exit}"
 exit "$RC"
 "#,
         manifest = sh_quote(&ctx.manifest),
@@ -137,6 +137,11 @@ exit "$RC"
         results = sh_quote(&ctx.results),
         workdir = sh_quote(&ctx.workdir),
         trainer = sh_quote(&ctx.trainer),
+        runs = files::RUNS,
+        log = files::LOG,
+        lock = files::LOCK,
+        job = files::JOB,
+        exit = files::EXIT,
     ));
     s
 }
