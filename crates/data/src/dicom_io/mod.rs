@@ -19,9 +19,12 @@
 //! This file holds the entry points ([`read_dicom`], [`read_dicom_bytes`]),
 //! [`DicomOptions`], the transfer-syntax lists and the error description.
 //!
-//! Also holds [`TestDicom`] and [`write_test_dicom`] (`testfile.rs`), writers
-//! of small valid DICOM files (native or RLE Lossless, which they encode
-//! themselves) for tests here and in `tests/`.
+//! The test DICOM writer (`testfile.rs`: `TestDicom`, `write_test_dicom`,
+//! `rle_encode_frame`) writes small valid DICOM files (native or RLE
+//! Lossless, which it encodes itself). It is compiled only for this crate's
+//! unit tests and under the `test-support` feature, which this crate's
+//! integration tests and benches enable through a dev-dependency on
+//! itself; production code cannot reach it.
 
 use std::error::Error as StdError;
 use std::io;
@@ -35,9 +38,11 @@ use crate::image::Image;
 
 mod frame;
 mod rle;
+#[cfg(any(test, feature = "test-support"))]
 mod testfile;
 
 use frame::decode_first_frame;
+#[cfg(any(test, feature = "test-support"))]
 pub use testfile::{rle_encode_frame, write_test_dicom, TestDicom};
 
 /// How to turn stored DICOM pixel values into [0, 1] intensities.

@@ -1,6 +1,7 @@
 //! The test DICOM writer: [`TestDicom`] and [`write_test_dicom`] write small
 //! valid DICOM files (native Explicit VR Little Endian, or RLE Lossless,
-//! which they encode themselves with [`rle_encode_frame`]).
+//! which they encode themselves with [`rle_encode_frame`]). Compiled only
+//! for this crate's unit tests and under the `test-support` feature.
 
 use std::io;
 use std::path::Path;
@@ -13,7 +14,6 @@ use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 /// A small synthetic DICOM file for tests: 8- or 16-bit monochrome (or any
 /// photometric interpretation string), native Explicit VR Little Endian or
 /// RLE Lossless pixel data.
-#[doc(hidden)]
 #[derive(Clone, Debug)]
 pub struct TestDicom {
     pub rows: u16,
@@ -122,7 +122,6 @@ impl TestDicom {
 
 /// Writes a 16-bit unsigned DICOM test file: Explicit VR Little Endian, or
 /// RLE Lossless when `rle`; `window` is (center, width).
-#[doc(hidden)]
 pub fn write_test_dicom(
     path: &Path,
     rows: u16,
@@ -139,7 +138,6 @@ pub fn write_test_dicom(
 /// 64-byte header, then one PackBits segment per byte plane (most
 /// significant first), each row encoded separately, each segment padded to
 /// an even length.
-#[doc(hidden)]
 pub fn rle_encode_frame(pixels: &[u16], rows: usize, cols: usize, bits_allocated: u16) -> Vec<u8> {
     let planes: Vec<u32> = if bits_allocated == 16 { vec![8, 0] } else { vec![0] };
     let mut segments = Vec::new();
