@@ -11,7 +11,7 @@ use dicom_core::Tag;
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemElement;
 use dicom_object::DefaultDicomObject;
-use dicom_pixeldata::PixelDecoder;
+use dicom_pixeldata::{DecodedPixelData, PixelDecoder};
 
 use super::rle::{decode_rle_frame, RleSamples};
 use super::{describe, DicomOptions};
@@ -105,129 +105,194 @@ fn get_u16(obj: &DefaultDicomObject, tag: Tag) -> Option<std::result::Result<u16
     obj.get(tag).map(|e| e.to_int::<u16>().map_err(|e| e.to_string()))
 }
 
+/// A US attribute without which the pixel data cannot be laid out.
+fn required_u16(obj: &DefaultDicomObject, tag: Tag, name: &str) -> std::result::Result<u16, String> {
+    match get_u16(obj, tag) {
+        None => Err(format!("missing {name} {tag}: required for image pixel data")),
+        Some(Err(e)) => Err(format!("invalid {name} {tag}: {e}")),
+        Some(Ok(v)) => Ok(v),
+    }
+}
+
+/// The image pixel attributes, checked once before any decoding so that the
+/// decoders and the mapping can trust them.
+struct Layout {
+    rows: usize,
+    cols: usize,
+    bits_allocated: u16,
+    fmt: SampleFormat,
+    monochrome1: bool,
+}
+
+impl Layout {
+    fn frame_bytes(&self) -> usize {
+        self.rows * self.cols * (self.bits_allocated as usize / 8)
+    }
+
+    /// The truncation error, in the same words for stored and decoded data.
+    fn truncated(&self, have: usize, what: &str) -> String {
+        let (rows, cols, bits) = (self.rows, self.cols, self.bits_allocated);
+        format!("pixel data truncated: {have} {what}, expected {} for {rows} x {cols} x {bits} bits", self.frame_bytes())
+    }
+}
+
+/// The first frame of a parsed object as [0, 1] intensities; `ts` is its
+/// transfer syntax UID, `what` names the file in errors.
 pub(super) fn decode_first_frame(obj: &DefaultDicomObject, ts: &str, what: &Path, opts: &DicomOptions) -> Result<Image> {
     let err = |problem: String| DataError::Dicom { path: what.into(), problem, source: None };
-    let required = |tag: Tag, name: &str| -> Result<u16> {
-        match get_u16(obj, tag) {
-            None => Err(err(format!("missing {name} {tag}: required for image pixel data"))),
-            Some(Err(e)) => Err(err(format!("invalid {name} {tag}: {e}"))),
-            Some(Ok(v)) => Ok(v),
-        }
-    };
-
     let Some(pixel_elem) = obj.get(tags::PIXEL_DATA) else {
         return Err(err("no PixelData element (7FE0,0010): not an image, or the file is truncated".into()));
     };
-    let pi = match obj.get(tags::PHOTOMETRIC_INTERPRETATION) {
-        None => return Err(err("missing PhotometricInterpretation (0028,0004): expected MONOCHROME1 or MONOCHROME2".into())),
-        Some(e) => e.to_str().map(|s| s.trim_matches(|c: char| c.is_whitespace() || c == '\0').to_string()).unwrap_or_default(),
-    };
-    let monochrome1 = match pi.as_str() {
-        "MONOCHROME1" => true,
-        "MONOCHROME2" => false,
-        other => {
-            let other = if other.is_empty() { "(empty)" } else { other };
-            return Err(err(format!(
-                "photometric interpretation {other}: expected MONOCHROME1 or MONOCHROME2 (colour images are not supported)"
-            )));
-        }
-    };
+    let layout = read_layout(obj).map_err(err)?;
+    let frame = read_frame(obj, pixel_elem, ts, &layout).map_err(err)?;
+    let samples = frame.samples(&layout);
+    let mapping = mapping_of(obj, &samples, &layout, opts);
+    let img = Image::from_vec(layout.rows, layout.cols, samples.map(&layout.fmt, &mapping));
+    Ok(fit_max_side(img, opts.max_side))
+}
+
+/// Reads the image pixel attributes, so that a colour or malformed image
+/// fails naming the attribute at fault rather than somewhere in a decoder.
+fn read_layout(obj: &DefaultDicomObject) -> std::result::Result<Layout, String> {
+    let monochrome1 = is_monochrome1(obj)?;
     let spp = match get_u16(obj, tags::SAMPLES_PER_PIXEL) {
         None => 1,
         Some(Ok(v)) => v,
-        Some(Err(e)) => return Err(err(format!("invalid SamplesPerPixel (0028,0002): {e}"))),
+        Some(Err(e)) => return Err(format!("invalid SamplesPerPixel (0028,0002): {e}")),
     };
     if spp != 1 {
-        return Err(err(format!("SamplesPerPixel {spp}: expected 1 (monochrome images only)")));
+        return Err(format!("SamplesPerPixel {spp}: expected 1 (monochrome images only)"));
     }
-    let rows = required(tags::ROWS, "Rows")? as usize;
-    let cols = required(tags::COLUMNS, "Columns")? as usize;
+    let rows = required_u16(obj, tags::ROWS, "Rows")? as usize;
+    let cols = required_u16(obj, tags::COLUMNS, "Columns")? as usize;
     if rows == 0 || cols == 0 {
-        return Err(err(format!("image size {rows} x {cols} (Rows x Columns): expected both positive")));
+        return Err(format!("image size {rows} x {cols} (Rows x Columns): expected both positive"));
     }
-    let bits_allocated = required(tags::BITS_ALLOCATED, "BitsAllocated")?;
+    let bits_allocated = required_u16(obj, tags::BITS_ALLOCATED, "BitsAllocated")?;
     if bits_allocated != 8 && bits_allocated != 16 {
-        return Err(err(format!("BitsAllocated {bits_allocated}: expected 8 or 16")));
+        return Err(format!("BitsAllocated {bits_allocated}: expected 8 or 16"));
     }
-    let bits_stored = required(tags::BITS_STORED, "BitsStored")?;
+    let fmt = sample_format(obj, bits_allocated)?;
+    Ok(Layout { rows, cols, bits_allocated, fmt, monochrome1 })
+}
+
+/// Whether the values must be inverted so that bright means dense: only
+/// the two monochrome interpretations say which way is bright.
+fn is_monochrome1(obj: &DefaultDicomObject) -> std::result::Result<bool, String> {
+    let pi = match obj.get(tags::PHOTOMETRIC_INTERPRETATION) {
+        None => return Err("missing PhotometricInterpretation (0028,0004): expected MONOCHROME1 or MONOCHROME2".into()),
+        Some(e) => e.to_str().map(|s| s.trim_matches(|c: char| c.is_whitespace() || c == '\0').to_string()).unwrap_or_default(),
+    };
+    match pi.as_str() {
+        "MONOCHROME1" => Ok(true),
+        "MONOCHROME2" => Ok(false),
+        other => {
+            let other = if other.is_empty() { "(empty)" } else { other };
+            Err(format!("photometric interpretation {other}: expected MONOCHROME1 or MONOCHROME2 (colour images are not supported)"))
+        }
+    }
+}
+
+/// Which bits of a raw sample hold the value, and its sign; a missing or
+/// inconsistent HighBit is read as the usual layout rather than an error.
+fn sample_format(obj: &DefaultDicomObject, bits_allocated: u16) -> std::result::Result<SampleFormat, String> {
+    let bits_stored = required_u16(obj, tags::BITS_STORED, "BitsStored")?;
     if bits_stored == 0 || bits_stored > bits_allocated {
-        return Err(err(format!("BitsStored {bits_stored} with BitsAllocated {bits_allocated}: expected 1..={bits_allocated}")));
+        return Err(format!("BitsStored {bits_stored} with BitsAllocated {bits_allocated}: expected 1..={bits_allocated}"));
     }
     let high_bit = match get_u16(obj, tags::HIGH_BIT) {
         Some(Ok(h)) if h < bits_allocated && h + 1 >= bits_stored => h,
-        _ => bits_stored - 1, // missing or inconsistent: the usual layout
+        _ => bits_stored - 1,
     };
     let signed = match get_u16(obj, tags::PIXEL_REPRESENTATION) {
         None | Some(Ok(0)) => false,
         Some(Ok(1)) => true,
-        Some(Ok(v)) => return Err(err(format!("PixelRepresentation {v}: expected 0 (unsigned) or 1 (signed)"))),
-        Some(Err(e)) => return Err(err(format!("invalid PixelRepresentation (0028,0103): {e}"))),
+        Some(Ok(v)) => return Err(format!("PixelRepresentation {v}: expected 0 (unsigned) or 1 (signed)")),
+        Some(Err(e)) => return Err(format!("invalid PixelRepresentation (0028,0103): {e}")),
     };
-    let fmt = SampleFormat { bits_stored, high_bit, signed };
-    // The stored samples of the first frame.
-    let pixels = rows * cols;
-    let frame_bytes = pixels * (bits_allocated as usize / 8);
-    let rle_samples;
-    let decoded;
-    let samples = match pixel_elem.value() {
-        Value::Sequence(_) => return Err(err("PixelData (7FE0,0010) is a sequence of items, not pixel data".into())),
+    Ok(SampleFormat { bits_stored, high_bit, signed })
+}
+
+/// The first frame's stored samples, owned here so that [`Samples`] can
+/// borrow them whichever decoder produced them.
+enum Frame<'a> {
+    Rle(RleSamples),
+    /// `dicom-pixeldata`'s output, at least one frame long (checked in
+    /// [`decode_with_pixeldata`]).
+    Decoded(DecodedPixelData<'a>),
+}
+
+impl Frame<'_> {
+    fn samples(&self, layout: &Layout) -> Samples<'_> {
+        match self {
+            Frame::Rle(RleSamples::U8(v)) => Samples::U8(v),
+            Frame::Rle(RleSamples::U16(v)) => Samples::U16(v),
+            Frame::Decoded(d) if layout.bits_allocated == 16 => Samples::U16Ne(&d.data()[..layout.frame_bytes()]),
+            Frame::Decoded(d) => Samples::U8(&d.data()[..layout.frame_bytes()]),
+        }
+    }
+}
+
+/// Decodes the first frame: RLE Lossless here (faster, every offset
+/// checked), anything else through `dicom-pixeldata`.
+fn read_frame<'a>(
+    obj: &'a DefaultDicomObject,
+    pixel_elem: &InMemElement,
+    ts: &str,
+    layout: &Layout,
+) -> std::result::Result<Frame<'a>, String> {
+    match pixel_elem.value() {
+        Value::Sequence(_) => Err("PixelData (7FE0,0010) is a sequence of items, not pixel data".into()),
         Value::PixelSequence(seq) if ts == uids::RLE_LOSSLESS => {
             let Some(first) = seq.fragments().first() else {
-                return Err(err("RLE Lossless pixel data has no fragments".into()));
+                return Err("RLE Lossless pixel data has no fragments".into());
             };
-            rle_samples = decode_rle_frame(first, pixels, bits_allocated).map_err(|p| err(format!("RLE Lossless pixel data: {p}")))?;
-            match &rle_samples {
-                RleSamples::U8(v) => Samples::U8(v),
-                RleSamples::U16(v) => Samples::U16(v),
-            }
+            decode_rle_frame(first, layout.rows * layout.cols, layout.bits_allocated)
+                .map(Frame::Rle)
+                .map_err(|p| format!("RLE Lossless pixel data: {p}"))
         }
         value => {
             if let Value::Primitive(p) = value {
                 let have = p.calculate_byte_len();
-                if have < frame_bytes {
-                    return Err(err(format!(
-                        "pixel data truncated: {have} bytes, expected {frame_bytes} for {rows} x {cols} x {bits_allocated} bits"
-                    )));
+                if have < layout.frame_bytes() {
+                    return Err(layout.truncated(have, "bytes"));
                 }
             }
-            // Native or JPEG. Decoders of foreign formats may panic on corrupt
-            // input; that becomes an error too.
-            decoded = catch_unwind(AssertUnwindSafe(|| obj.decode_pixel_data_frame(0)))
-                .map_err(|_| err(format!("the pixel data decoder failed on corrupt pixel data (transfer syntax {ts})")))?
-                .map_err(|e| err(format!("cannot decode the pixel data (transfer syntax {ts}): {}", describe(&e))))?;
-            let raw = decoded.data();
-            if raw.len() < frame_bytes {
-                return Err(err(format!(
-                    "pixel data truncated: {} decoded bytes, expected {frame_bytes} for {rows} x {cols} x {bits_allocated} bits",
-                    raw.len()
-                )));
-            }
-            if bits_allocated == 16 {
-                Samples::U16Ne(&raw[..frame_bytes])
-            } else {
-                Samples::U8(&raw[..frame_bytes])
-            }
+            decode_with_pixeldata(obj, ts, layout).map(Frame::Decoded)
         }
-    };
+    }
+}
 
-    // Modality LUT, then window or min-max, then MONOCHROME1 inversion.
-    let (slope, intercept) =
-        match (find_f64(obj, tags::RESCALE_SLOPE, PIXEL_VALUE_FG), find_f64(obj, tags::RESCALE_INTERCEPT, PIXEL_VALUE_FG)) {
-            (s, i) if s != Some(0.0) => (s.unwrap_or(1.0), i.unwrap_or(0.0)),
-            _ => (1.0, 0.0),
-        };
+/// Native or JPEG pixel data. Decoders of foreign formats may panic on
+/// corrupt input; that becomes an error too.
+fn decode_with_pixeldata<'a>(obj: &'a DefaultDicomObject, ts: &str, layout: &Layout) -> std::result::Result<DecodedPixelData<'a>, String> {
+    let decoded = catch_unwind(AssertUnwindSafe(|| obj.decode_pixel_data_frame(0)))
+        .map_err(|_| format!("the pixel data decoder failed on corrupt pixel data (transfer syntax {ts})"))?
+        .map_err(|e| format!("cannot decode the pixel data (transfer syntax {ts}): {}", describe(&e)))?;
+    let have = decoded.data().len();
+    if have < layout.frame_bytes() {
+        return Err(layout.truncated(have, "decoded bytes"));
+    }
+    Ok(decoded)
+}
+
+/// The modality LUT, then the window or min-max, then MONOCHROME1
+/// inversion, folded into one map so that each sample is touched once.
+fn mapping_of(obj: &DefaultDicomObject, samples: &Samples, layout: &Layout, opts: &DicomOptions) -> Mapping {
+    let (fmt, monochrome1) = (&layout.fmt, layout.monochrome1);
+    let (slope, intercept) = rescale_of(obj);
     let window = if opts.use_window { window_of(obj) } else { None };
     let voi = match window {
         Some(v) => v,
         None => {
-            let (smin, smax) = samples.stored_min_max(&fmt);
+            let (smin, smax) = samples.stored_min_max(fmt);
             let (a, b) = (slope * smin as f64 + intercept, slope * smax as f64 + intercept);
             Voi::MinMax { lo: a.min(b), hi: a.max(b) }
         }
     };
-    let mapping = match voi.affine() {
+    match voi.affine() {
         // 16-bit linear cases: computed directly (vectorises).
-        Some((a, b)) if bits_allocated == 16 => {
+        Some((a, b)) if layout.bits_allocated == 16 => {
             // y = a * (slope * s + intercept) + b, inverted for MONOCHROME1.
             let (mut a, mut b) = (a * slope, a * intercept + b);
             if monochrome1 {
@@ -237,17 +302,30 @@ pub(super) fn decode_first_frame(obj: &DefaultDicomObject, ts: &str, what: &Path
         }
         // Otherwise one table over all raw sample values.
         _ => Mapping::Lut(
-            (0..1u32 << bits_allocated)
+            (0..1u32 << layout.bits_allocated)
                 .map(|r| {
                     let y = voi.apply(slope * fmt.stored(r) as f64 + intercept);
                     (if monochrome1 { 1.0 - y } else { y }) as f32
                 })
                 .collect(),
         ),
-    };
-    let img = Image::from_vec(rows, cols, samples.map(&fmt, &mapping));
+    }
+}
 
-    Ok(match opts.max_side {
+/// The modality LUT as (slope, intercept); a zero slope would flatten the
+/// image, so it counts as no rescale at all.
+fn rescale_of(obj: &DefaultDicomObject) -> (f64, f64) {
+    match (find_f64(obj, tags::RESCALE_SLOPE, PIXEL_VALUE_FG), find_f64(obj, tags::RESCALE_INTERCEPT, PIXEL_VALUE_FG)) {
+        (s, i) if s != Some(0.0) => (s.unwrap_or(1.0), i.unwrap_or(0.0)),
+        _ => (1.0, 0.0),
+    }
+}
+
+/// Downsamples so that the longer side is `max_side`, keeping the aspect
+/// ratio; smaller images are never upsampled.
+fn fit_max_side(img: Image, max_side: Option<usize>) -> Image {
+    let (rows, cols) = (img.height, img.width);
+    match max_side {
         Some(m) if rows.max(cols) > m => {
             let s = m as f64 / rows.max(cols) as f64;
             let h = ((rows as f64 * s).round() as usize).clamp(1, m);
@@ -255,7 +333,7 @@ pub(super) fn decode_first_frame(obj: &DefaultDicomObject, ts: &str, what: &Path
             img.resize(h, w)
         }
         _ => img,
-    })
+    }
 }
 
 /// Functional group sequences (enhanced multi-frame objects) that may hold
