@@ -160,6 +160,26 @@ pub fn read_table(path: &Path, is_mass: bool) -> Result<Vec<CbisRow>> {
 
 /// Loads the data set: samples and skipped rows by reason.
 pub fn load(opts: &CbisOptions) -> Result<(Vec<Sample>, BTreeMap<String, usize>)> {
+    let mut rows = read_tables(opts)?;
+    check_unique(&rows)?;
+    let mut skipped = BTreeMap::new();
+    rows.retain(|r| {
+        let keep = !(r.pathology == "BENIGN_WITHOUT_CALLBACK" && opts.benign_without_callback == WithoutCallback::Exclude);
+        if !keep {
+            *skipped.entry("benign without callback (excluded)".to_string()).or_insert(0) += 1;
+        }
+        keep
+    });
+    let labels_only = opts.labels_only || rows.iter().all(|r| r.cropped_path.is_none());
+    let images: Vec<Option<Image>> =
+        rows.par_iter().map(|r| if labels_only { Ok(None) } else { read_row_image(r, opts).map(Some) }).collect::<Result<_>>()?;
+    let samples = rows.into_iter().zip(images).map(|(r, image)| to_sample(r, image, opts)).collect();
+    Ok((samples, skipped))
+}
+
+/// The rows of the selected tables that are present: a folder may hold only
+/// some of them, but one with none is an error, not an empty data set.
+fn read_tables(opts: &CbisOptions) -> Result<Vec<CbisRow>> {
     if !opts.root.is_dir() {
         return Err(DataError::Missing { path: opts.root.clone(), what: "CBIS-DDSM folder with the case-description CSVs".into() });
     }
@@ -180,9 +200,14 @@ pub fn load(opts: &CbisOptions) -> Result<(Vec<Sample>, BTreeMap<String, usize>)
             TABLES.iter().filter(|(_, m)| (*m && opts.masses) || (!*m && opts.calcifications)).map(|(n, _)| *n).collect();
         return Err(DataError::Missing { path: opts.root.clone(), what: format!("none of the tables {}", wanted.join(", ")) });
     }
-    let mut skipped = BTreeMap::new();
+    Ok(rows)
+}
+
+/// Rejects a repeated abnormality id: ids name samples in splits and
+/// reports, so two rows with one id would be confused downstream.
+fn check_unique(rows: &[CbisRow]) -> Result<()> {
     let mut seen = HashSet::new();
-    for r in &rows {
+    for r in rows {
         if !seen.insert(r.id.clone()) {
             return Err(DataError::Value {
                 path: r.file.clone(),
@@ -192,59 +217,37 @@ pub fn load(opts: &CbisOptions) -> Result<(Vec<Sample>, BTreeMap<String, usize>)
             });
         }
     }
-    rows.retain(|r| {
-        let keep = !(r.pathology == "BENIGN_WITHOUT_CALLBACK" && opts.benign_without_callback == WithoutCallback::Exclude);
-        if !keep {
-            *skipped.entry("benign without callback (excluded)".to_string()).or_insert(0) += 1;
-        }
-        keep
-    });
-    let labels_only = opts.labels_only || rows.iter().all(|r| r.cropped_path.is_none());
-    // A missing or undecodable image is an error naming the file (and the
-    // CSV line that points at it), never a silently smaller data set.
-    let images: Vec<Option<Image>> = rows
-        .par_iter()
-        .map(|r| -> Result<Option<Image>> {
-            if labels_only {
-                return Ok(None);
-            }
-            let Some(rel) = &r.cropped_path else {
-                return Err(DataError::Value {
-                    path: r.file.clone(),
-                    line: r.line,
-                    field: "cropped image file path".into(),
-                    problem: "empty".into(),
-                });
-            };
-            let p = opts.root.join(rel);
-            if !p.exists() {
-                return Err(DataError::Missing {
-                    path: p,
-                    what: format!("cropped ROI image named on line {} of {}", r.line, r.file.display()),
-                });
-            }
-            read_roi(&p, opts).map(Some)
-        })
-        .collect::<Result<_>>()?;
-    let mut samples = Vec::new();
-    for (r, image) in rows.into_iter().zip(images) {
-        let label = match r.pathology.as_str() {
-            "MALIGNANT" => 1,
-            "BENIGN_WITHOUT_CALLBACK" if opts.benign_without_callback == WithoutCallback::Malignant => 1,
-            _ => 0,
-        };
-        samples.push(Sample {
-            id: r.id,
-            patient: r.patient,
-            view: r.view,
-            source: Source::CbisDdsm,
-            image,
-            attributes: r.attributes,
-            label,
-            factors: None,
+    Ok(())
+}
+
+/// The cropped ROI a row names. A missing or undecodable image is an error
+/// naming the file (and the CSV line that points at it), never a silently
+/// smaller data set.
+fn read_row_image(r: &CbisRow, opts: &CbisOptions) -> Result<Image> {
+    let Some(rel) = &r.cropped_path else {
+        return Err(DataError::Value {
+            path: r.file.clone(),
+            line: r.line,
+            field: "cropped image file path".into(),
+            problem: "empty".into(),
         });
+    };
+    let p = opts.root.join(rel);
+    if !p.exists() {
+        return Err(DataError::Missing { path: p, what: format!("cropped ROI image named on line {} of {}", r.line, r.file.display()) });
     }
-    Ok((samples, skipped))
+    read_roi(&p, opts)
+}
+
+/// The sample of a row; BENIGN_WITHOUT_CALLBACK counts as malignant only
+/// when the options say so (excluded rows are gone by now).
+fn to_sample(r: CbisRow, image: Option<Image>, opts: &CbisOptions) -> Sample {
+    let label = match r.pathology.as_str() {
+        "MALIGNANT" => 1,
+        "BENIGN_WITHOUT_CALLBACK" if opts.benign_without_callback == WithoutCallback::Malignant => 1,
+        _ => 0,
+    };
+    Sample { id: r.id, patient: r.patient, view: r.view, source: Source::CbisDdsm, image, attributes: r.attributes, label, factors: None }
 }
 
 /// Reads one cropped ROI (DICOM or PNG), pads it square and resizes it.
