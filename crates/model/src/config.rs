@@ -12,6 +12,20 @@ pub enum EncoderKind {
     Resnet34,
 }
 
+/// How the latent blocks come out of the encoder (`model.latent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatentMode {
+    /// Each block is the pooled output of its own branch of the last encoder
+    /// stage on a shared trunk (the paper's "we explicitly separate h into
+    /// three parts" read as parts of the encoder's output): a head that does
+    /// not read a block sends no gradient into its branch.
+    Branches,
+    /// Each block is a linear projection of the same pooled encoder
+    /// features: splitting h then only masks head weights (a reparametrisation).
+    Projections,
+}
+
 /// How attributes supervise the latent (paper Table 2, column "Attribute").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -39,6 +53,8 @@ pub struct ModelConfig {
     pub encoder: EncoderKind,
     /// Base channel width of the small CNN (ignored by the ResNets).
     pub width: usize,
+    /// Blocks as branches of the last encoder stage, or as projections.
+    pub latent: LatentMode,
     /// Separate latent blocks h_ma, h_mi (and h_i) instead of one h.
     pub disentangle: bool,
     pub attributes: AttributeMode,
@@ -74,6 +90,7 @@ impl Default for ModelConfig {
         Self {
             encoder: EncoderKind::SmallCnn,
             width: 16,
+            latent: LatentMode::Branches,
             disentangle: true,
             attributes: AttributeMode::Gcn,
             rec: true,
@@ -144,7 +161,33 @@ impl ModelConfig {
         if self.attributes == AttributeMode::Gcn && self.gcn_hidden == 0 {
             return err("gcn_hidden", "0, but attributes = \"gcn\" needs a hidden layer".into());
         }
-        self.validate_encoder(image_size)
+        self.validate_encoder(image_size)?;
+        self.validate_branches()
+    }
+
+    /// The latent's total width.
+    pub fn latent_width(&self) -> usize {
+        match (self.disentangle, self.h_i) {
+            (false, _) => self.h_dim,
+            (true, false) => self.h_ma_dim + self.h_mi_dim,
+            (true, true) => self.h_ma_dim + self.h_mi_dim + self.h_i_dim,
+        }
+    }
+
+    /// Branches share out the last encoder stage: their total width is at
+    /// most its channels.
+    fn validate_branches(&self) -> Result<(), ConfigError> {
+        let most = crate::encoder::Encoder::last_stage_width(self.encoder, self.width);
+        if self.latent == LatentMode::Branches && self.latent_width() > most {
+            let key = if self.disentangle { "h_ma_dim" } else { "h_dim" };
+            let problem = format!(
+                "latent = \"branches\": the blocks are {} channels in all, but the last stage of the encoder has {most} to share out \
+                 (8 x width for the small CNN, 512 for the ResNets); make the blocks narrower or use latent = \"projections\"",
+                self.latent_width()
+            );
+            return Err(ConfigError { key, problem });
+        }
+        Ok(())
     }
 
     /// The rules every method's encoder and decoder share: the input size and the small CNN's width.

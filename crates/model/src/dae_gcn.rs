@@ -5,9 +5,63 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 use dae_data::{AttrStats, Vocabulary};
 
-use crate::config::{AttributeMode, ModelConfig};
+use crate::config::{AttributeMode, LatentMode, ModelConfig};
 use crate::network::{keep_blocks, present_panels, Block, Network, Outputs, ProbeGroup};
 use crate::{decoder, encoder, erase, graph, ModelError};
+
+/// How the blocks come out of the encoder (`model.latent`).
+#[derive(Debug)]
+enum Latent {
+    /// One linear projection of the pooled encoder features per block
+    /// (variables `encoder.*`, `heads.<block>.*`).
+    Projections { encoder: encoder::Encoder, heads: Vec<Linear> },
+    /// One branch of the last encoder stage per block on a shared trunk
+    /// (variables `encoder.*`, `encoder.branch.<block>.*`).
+    Branches { trunk: encoder::Encoder, branches: Vec<encoder::Branch> },
+}
+
+impl Latent {
+    fn new(cfg: &ModelConfig, sizes: &[(&'static str, usize)], vb: &VarBuilder) -> Result<Latent> {
+        let enc = vb.pp("encoder");
+        match cfg.latent {
+            LatentMode::Projections => {
+                let encoder = encoder::Encoder::new(cfg.encoder, cfg.width, enc)?;
+                let heads = sizes.iter().map(|(n, d)| linear(encoder.out_dim(), *d, vb.pp(format!("heads.{n}")))).collect::<Result<_>>()?;
+                Ok(Latent::Projections { encoder, heads })
+            }
+            LatentMode::Branches => {
+                let trunk = encoder::Encoder::trunk(cfg.encoder, cfg.width, enc.clone())?;
+                let branches = sizes
+                    .iter()
+                    .map(|(n, d)| encoder::Branch::new(cfg.encoder, trunk.out_dim(), *d, enc.pp(format!("branch.{n}"))))
+                    .collect::<Result<_>>()?;
+                Ok(Latent::Branches { trunk, branches })
+            }
+        }
+    }
+
+    /// Every block of a batch, in order (before any erasure).
+    fn blocks(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        match self {
+            Latent::Projections { encoder, heads } => {
+                let f = encoder.forward_t(x, train)?;
+                heads.iter().map(|h| h.forward(&f)).collect()
+            }
+            Latent::Branches { trunk, branches } => {
+                let map = trunk.forward_map(x, train)?;
+                branches.iter().map(|b| b.forward_t(&map, train)).collect()
+            }
+        }
+    }
+
+    /// Block `k` of a batch (before any erasure).
+    fn block(&self, x: &Tensor, train: bool, k: usize) -> Result<Tensor> {
+        match self {
+            Latent::Projections { encoder, heads } => heads[k].forward(&encoder.forward_t(x, train)?),
+            Latent::Branches { trunk, branches } => branches[k].forward_t(&trunk.forward_map(x, train)?, train),
+        }
+    }
+}
 
 #[derive(Debug)]
 enum AttrHead {
@@ -20,13 +74,12 @@ enum AttrHead {
 #[derive(Debug)]
 pub struct DaeGcn {
     cfg: ModelConfig,
-    encoder: encoder::Encoder,
-    heads: Vec<Linear>,
+    latent: Latent,
     blocks: Vec<Block>,
     attr: AttrHead,
     classifier: Linear,
     decoder: Option<decoder::Decoder>,
-    /// Linear label erasure on h_i (`h_i_erase`), and h_i's index in `heads`.
+    /// Linear label erasure on h_i (`h_i_erase`), and h_i's index among the blocks.
     eraser: Option<(usize, erase::LabelEraser)>,
 }
 
@@ -44,7 +97,6 @@ impl DaeGcn {
         if cfg.attributes != AttributeMode::None && stats.t.iter().all(|&t| t == 0) {
             return Err(ModelError::NoAttributes { mode: if cfg.attributes == AttributeMode::Gcn { "gcn" } else { "multitask" } });
         }
-        let encoder = encoder::Encoder::new(cfg.encoder, cfg.width, vb.pp("encoder"))?;
         let sizes: Vec<(&'static str, usize)> = if cfg.disentangle {
             let mut v = vec![("h_ma", cfg.h_ma_dim), ("h_mi", cfg.h_mi_dim)];
             if cfg.h_i {
@@ -54,11 +106,10 @@ impl DaeGcn {
         } else {
             vec![("h", cfg.h_dim)]
         };
+        let latent = Latent::new(cfg, &sizes, &vb)?;
         let mut blocks = Vec::new();
-        let mut heads = Vec::new();
         let mut at = 0;
         for (name, d) in sizes {
-            heads.push(linear(encoder.out_dim(), d, vb.pp(format!("heads.{name}")))?);
             blocks.push(Block { name, range: at..at + d });
             at += d;
         }
@@ -80,7 +131,7 @@ impl DaeGcn {
             Some(k) if cfg.h_i_erase => Some((k, erase::LabelEraser::new(cfg.h_i_dim, vb.pp("eraser.h_i"))?)),
             _ => None,
         };
-        Ok(Self { cfg: cfg.clone(), encoder, heads, blocks, attr, classifier, decoder, eraser })
+        Ok(Self { cfg: cfg.clone(), latent, blocks, attr, classifier, decoder, eraser })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -119,8 +170,7 @@ impl DaeGcn {
 
     /// The latent of a batch of images `[B, 1, H, W]`.
     pub fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let f = self.encoder.forward_t(x, train)?;
-        let mut parts: Vec<Tensor> = self.heads.iter().map(|h| h.forward(&f)).collect::<Result<_>>()?;
+        let mut parts = self.latent.blocks(x, train)?;
         if let Some((k, e)) = &self.eraser {
             parts[*k] = e.forward(&parts[*k])?;
         }
@@ -136,7 +186,7 @@ impl DaeGcn {
     /// eraser is fitted on); `None` without an eraser.
     pub fn h_i_before_erasure(&self, x: &Tensor, train: bool) -> Result<Option<Tensor>> {
         match &self.eraser {
-            Some((k, _)) => Ok(Some(self.heads[*k].forward(&self.encoder.forward_t(x, train)?)?)),
+            Some((k, _)) => Ok(Some(self.latent.block(x, train, *k)?)),
             None => Ok(None),
         }
     }

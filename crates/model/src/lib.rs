@@ -44,7 +44,8 @@ use candle_nn::VarMap;
 
 pub use baselines::{DiagnosisHeads, GuidedVae, Icadx, LiDiagnet};
 pub use config::{
-    AttributeMode, ConfigError, EncoderKind, GuidedVaeConfig, IcadxConfig, LiDiagnetConfig, Method, MethodSpec, ModelConfig, NodeFeatures,
+    AttributeMode, ConfigError, EncoderKind, GuidedVaeConfig, IcadxConfig, LatentMode, LiDiagnetConfig, Method, MethodSpec, ModelConfig,
+    NodeFeatures,
 };
 pub use dae_gcn::DaeGcn;
 pub use network::{Block, Network, Outputs, ProbeGroup};
@@ -62,17 +63,22 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
+/// A stable 64-bit hash of a variable name (FNV-1a).
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// Re-initialises every weight of `varmap` from `seed`: tensors of rank >= 2
 /// get Kaiming-normal values (std sqrt(2 / fan_in)), biases zero; batch-norm
-/// scales and running statistics keep their constant initial values. Names
-/// are visited in sorted order, so the result depends on the seed alone.
+/// scales and running statistics keep their constant initial values. Each
+/// variable draws from its own stream, seeded by (seed, its name): the
+/// parts two models share (the encoder trunk of every Table 2 row) start
+/// from the same weights for one seed, whatever else the models hold
+/// (common random numbers, so row differences are not initialisation noise).
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     let data = varmap.data().lock().expect("varmap lock");
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let mut rng = dae_data::rng::Rng::new(seed);
-    for name in names {
-        let var = &data[name];
+    for (name, var) in data.iter() {
+        let mut rng = dae_data::rng::Rng::new(dae_data::rng::derive_seed(seed, name_hash(name)));
         let dims = var.dims().to_vec();
         if name.ends_with("running_mean") || name.ends_with("running_var") {
             continue;
