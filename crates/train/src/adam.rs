@@ -33,6 +33,7 @@ pub struct Adam {
     slots: Vec<Slot>,
     step_t: usize,
     params: ParamsAdamW,
+    clip: Option<f64>,
 }
 
 impl Adam {
@@ -47,13 +48,46 @@ impl Adam {
                 Ok(Slot { name, var, m, v })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { slots, step_t: 0, params })
+        Ok(Self { slots, step_t: 0, params, clip: None })
+    }
+
+    /// The learning rate of the next steps (the schedule sets it each epoch).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.params.lr = lr;
+    }
+
+    /// Clip the gradients of each step to this global L2 norm (`None`: no clipping).
+    pub fn set_clip_norm(&mut self, clip: Option<f64>) {
+        self.clip = clip;
     }
 
     /// Back-propagates `loss` and takes one step.
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
+        let mut grads = loss.backward()?;
+        if let Some(max) = self.clip {
+            self.clip_grads(&mut grads, max)?;
+        }
         self.step(&grads)
+    }
+
+    /// Scales this optimiser's gradients so their global L2 norm is at most `max`.
+    fn clip_grads(&self, grads: &mut GradStore, max: f64) -> Result<()> {
+        let mut sq = 0f64;
+        for s in &self.slots {
+            if let Some(g) = grads.get(&s.var) {
+                sq += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            }
+        }
+        let norm = sq.sqrt();
+        if norm > max && norm.is_finite() {
+            let scale = max / norm;
+            for s in &self.slots {
+                if let Some(g) = grads.remove(&s.var) {
+                    grads.insert(&s.var, (g * scale)?);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One step on the gradients in `grads` (variables without one are left alone).
@@ -121,6 +155,25 @@ mod tests {
 
     fn quad(x: &Var, t: &Tensor) -> Tensor {
         x.as_tensor().sub(t).unwrap().sqr().unwrap().sum_all().unwrap()
+    }
+
+    #[test]
+    fn clipping_scales_the_gradients_to_the_global_norm() {
+        let dev = Device::Cpu;
+        let (x, y) = (Var::new(&[1.0f32, 2.0], &dev).unwrap(), Var::new(&[0.5f32], &dev).unwrap());
+        let opt = Adam::new(vec![("x".into(), x.clone()), ("y".into(), y.clone())], ParamsAdamW::default()).unwrap();
+        // d/dx sum(3 x) = [3, 3], d/dy 4 y = [4]: global norm sqrt(9 + 9 + 16) = sqrt(34).
+        let loss = ((x.as_tensor() * 3.0).unwrap().sum_all().unwrap() + (y.as_tensor() * 4.0).unwrap().sum_all().unwrap()).unwrap();
+        let mut g = loss.backward().unwrap();
+        opt.clip_grads(&mut g, 1.0).unwrap();
+        let s = 1.0 / 34f32.sqrt();
+        let gx = g.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        let gy = g.get(y.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        assert!((gx[0] - 3.0 * s).abs() < 1e-6 && (gx[1] - 3.0 * s).abs() < 1e-6 && (gy[0] - 4.0 * s).abs() < 1e-6, "{gx:?} {gy:?}");
+        // Below the norm: untouched.
+        let mut g = loss.backward().unwrap();
+        opt.clip_grads(&mut g, 10.0).unwrap();
+        assert_eq!(g.get(y.as_tensor()).unwrap().to_vec1::<f32>().unwrap(), [4.0]);
     }
 
     /// The same trajectory as candle-nn's AdamW, bit for bit, and a restored

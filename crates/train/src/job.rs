@@ -25,12 +25,27 @@ impl Default for LossWeights {
     }
 }
 
+/// The learning rate over the epochs (`optim.schedule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// `optim.lr` throughout (after any warm-up).
+    Constant,
+    /// Cosine decay from `optim.lr` towards 0 over the epochs after the warm-up.
+    Cosine,
+}
+
 /// Optimiser and schedule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
-    /// Adam learning rate.
+    /// Adam learning rate (the peak of the schedule).
     pub lr: f64,
+    pub schedule: Schedule,
+    /// Epochs of linear warm-up to `lr` before the schedule (0 = none).
+    pub warmup_epochs: usize,
+    /// Clip each optimiser's gradients to this global L2 norm (0 = off).
+    pub clip_norm: f64,
     /// Decoupled weight decay (0 = plain Adam, the default).
     pub weight_decay: f64,
     pub batch_size: usize,
@@ -43,7 +58,37 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        Self { lr: 1e-3, weight_decay: 0.0, batch_size: 32, epochs: 30, patience: 8, augment: Augment::default() }
+        Self {
+            lr: 1e-3,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0,
+            clip_norm: 0.0,
+            weight_decay: 0.0,
+            batch_size: 32,
+            epochs: 30,
+            patience: 8,
+            augment: Augment::default(),
+        }
+    }
+}
+
+impl OptimConfig {
+    /// The learning rate of epoch `epoch` (1-based): a linear warm-up to
+    /// `lr` over `warmup_epochs`, then `lr` (constant) or a cosine decay
+    /// over the remaining epochs (the last epoch keeps a small positive rate).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let w = self.warmup_epochs;
+        if epoch <= w {
+            return self.lr * epoch as f64 / w as f64;
+        }
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let rest = self.epochs.saturating_sub(w).max(1) as f64;
+                let t = (epoch - w - 1) as f64 / rest;
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
     }
 }
 
@@ -280,6 +325,13 @@ fn check_optim(o: &OptimConfig) -> Result<(), JobError> {
     if o.epochs == 0 {
         return Err(JobError::key("optim.epochs", "must be at least 1"));
     }
+    if o.warmup_epochs >= o.epochs {
+        let problem = format!("{}: the warm-up must be shorter than the run (optim.epochs = {})", o.warmup_epochs, o.epochs);
+        return Err(JobError::key("optim.warmup_epochs", problem));
+    }
+    if !(o.clip_norm >= 0.0 && o.clip_norm.is_finite()) {
+        return Err(JobError::key("optim.clip_norm", format!("{}: expected a norm > 0, or 0 for no clipping", o.clip_norm)));
+    }
     Ok(())
 }
 
@@ -465,6 +517,18 @@ pub fn resolve_batch(texts: &[String]) -> Vec<dae_runfolder::resolve::Answer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schedule_warms_up_linearly_then_decays_as_a_cosine() {
+        let o = OptimConfig { lr: 0.01, schedule: Schedule::Cosine, warmup_epochs: 2, epochs: 6, ..OptimConfig::default() };
+        // Epochs 1-2: 0.01 * 1/2, 0.01 * 2/2; then 0.01 * (1 + cos(pi t)) / 2 with t = 0, 1/4, 2/4, 3/4.
+        let want = [0.005, 0.01, 0.01, 0.0085355339, 0.005, 0.0014644661];
+        for (e, w) in (1..=6).zip(want) {
+            assert!((o.lr_at(e) - w).abs() < 1e-9, "epoch {e}: {} vs {w}", o.lr_at(e));
+        }
+        let c = OptimConfig { lr: 0.01, ..OptimConfig::default() };
+        assert!((1..=30).all(|e| c.lr_at(e) == 0.01));
+    }
 
     #[test]
     fn every_model_key_is_read_by_dae_gcn_and_the_shared_ones_by_some_baseline() {

@@ -217,6 +217,8 @@ impl<'a> Session<'a> {
     /// Trains one epoch, validates, books it and writes the checkpoint.
     fn epoch(&mut self, epoch: usize, stop: &AtomicBool, t0: Instant) -> Result<(), RunError> {
         let te = Instant::now();
+        let lr = self.job.optim.lr_at(epoch);
+        self.trainer.set_lr(lr);
         let losses = self.train_epoch(epoch, stop)?;
         self.progress.train_seconds += te.elapsed().as_secs_f64();
         self.trainer.after_epoch(&self.data)?;
@@ -224,7 +226,6 @@ impl<'a> Session<'a> {
         let val_auc = val.auc();
         let val_attr_acc = val.attr_accuracy(&self.data.vocab).get("mean").copied();
         let seconds = te.elapsed().as_secs_f64();
-        let lr = self.job.optim.lr;
         self.progress.history.push(&EpochRow { epoch, losses: &losses, val_auc, val_attr_acc, lr, seconds });
         write_file(&self.run.history(), self.progress.history.as_bytes())?;
         tracing::info!(epoch, loss = losses.total, val_auc, "epoch done");

@@ -144,6 +144,13 @@ impl Trainer {
         self.method.after_epoch(data)
     }
 
+    /// Every optimiser's learning rate for the next steps.
+    pub fn set_lr(&mut self, lr: f64) {
+        for (_, opt) in self.method.optimisers() {
+            opt.set_lr(lr);
+        }
+    }
+
     /// The state a resumed run needs besides the network's variables: each
     /// optimiser's moments (added to `tensors` under `optim.<optimiser>.`)
     /// and step count, and the random stream.
@@ -176,9 +183,13 @@ pub struct Build<'a> {
 }
 
 impl Build<'_> {
-    /// An Adam optimiser over the variables whose names satisfy `pick`.
+    /// An Adam optimiser over the variables whose names satisfy `pick`
+    /// (with the job's gradient clipping).
     pub fn adam(&self, pick: impl Fn(&str) -> bool) -> candle_core::Result<Adam> {
-        Adam::new(named_vars(self.varmap, pick), self.adam.clone())
+        let mut a = Adam::new(named_vars(self.varmap, pick), self.adam.clone())?;
+        let clip = self.job.optim.clip_norm;
+        a.set_clip_norm((clip > 0.0).then_some(clip));
+        Ok(a)
     }
 }
 

@@ -76,7 +76,8 @@ fn losses(m: &DaeGcn, b: &dae_data::batch::Batch) -> (candle_core::Tensor, [Opti
     (total, vals)
 }
 
-/// Parameter groups by name prefix, and whether any gradient in the group is non-zero.
+/// Parameter groups by name prefix (`encoder` is the trunk, `encoder.branch.<block>`
+/// a block's branch), and whether any gradient in the group is non-zero.
 fn groups_with_gradient(vm: &VarMap, grads: &candle_core::backprop::GradStore) -> BTreeMap<String, bool> {
     let data = vm.data().lock().unwrap();
     let mut out = BTreeMap::new();
@@ -84,8 +85,14 @@ fn groups_with_gradient(vm: &VarMap, grads: &candle_core::backprop::GradStore) -
         if name.contains("running_") {
             continue;
         }
-        let group =
-            name.split('.').take(if name.starts_with("heads") || name.starts_with("attr") { 2 } else { 1 }).collect::<Vec<_>>().join(".");
+        let parts = if name.starts_with("encoder.branch") {
+            3
+        } else if name.starts_with("heads") || name.starts_with("attr") {
+            2
+        } else {
+            1
+        };
+        let group = name.split('.').take(parts).collect::<Vec<_>>().join(".");
         let has =
             grads.get(var.as_tensor()).map(|g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0).unwrap_or(false);
         *out.entry(group).or_insert(false) |= has;
@@ -99,7 +106,7 @@ fn every_loss_term_falls_and_gradients_reach_exactly_the_enabled_groups() {
     let (vm, m, b) = model_for(&ModelConfig { width: 4, h_ma_dim: 8, h_mi_dim: 8, h_i_dim: 8, gcn_hidden: 8, ..Default::default() }, 3);
     let (total, first) = losses(&m, &b[0]);
     let g = groups_with_gradient(&vm, &total.backward().unwrap());
-    let want = ["attr.gcn", "classifier", "decoder", "encoder", "heads.h_i", "heads.h_ma", "heads.h_mi"];
+    let want = ["attr.gcn", "classifier", "decoder", "encoder", "encoder.branch.h_i", "encoder.branch.h_ma", "encoder.branch.h_mi"];
     assert_eq!(g.keys().map(String::as_str).collect::<Vec<_>>(), want);
     assert!(g.values().all(|&v| v), "{g:?}");
     let mut opt =
@@ -113,11 +120,11 @@ fn every_loss_term_falls_and_gradients_reach_exactly_the_enabled_groups() {
         let (a, z) = (a.unwrap(), z.unwrap());
         assert!(z < a, "loss term {k} did not fall: {a} -> {z}");
     }
-    // The classifier reads [h_ma, h_mi] only: L_cls sends nothing to h_i.
+    // The classifier reads [h_ma, h_mi] only: L_cls sends nothing to h_i's branch.
     let o = m.forward_t(&b[0].images, true).unwrap();
     let cls = dae_losses::bce_with_logits(&o.logits, &b[0].labels).unwrap();
     let g = groups_with_gradient(&vm, &cls.backward().unwrap());
-    assert!(!g["heads.h_i"] && !g["decoder"] && !g["attr.gcn"] && g["heads.h_ma"] && g["heads.h_mi"], "{g:?}");
+    assert!(!g["encoder.branch.h_i"] && !g["decoder"] && !g["attr.gcn"] && g["encoder.branch.h_ma"] && g["encoder.branch.h_mi"], "{g:?}");
 
     // Row 1 (vanilla): no decoder, no attribute branch, one block h.
     let vanilla = ModelConfig {
@@ -133,12 +140,70 @@ fn every_loss_term_falls_and_gradients_reach_exactly_the_enabled_groups() {
     let (total, vals) = losses(&m, &b[0]);
     assert!(vals[1].is_none() && vals[2].is_none());
     let g = groups_with_gradient(&vm, &total.backward().unwrap());
-    assert_eq!(g.keys().map(String::as_str).collect::<Vec<_>>(), ["classifier", "encoder", "heads.h"]);
+    assert_eq!(g.keys().map(String::as_str).collect::<Vec<_>>(), ["classifier", "encoder", "encoder.branch.h"]);
     // Row 2 (multi-task): free heads instead of the GCN.
     let mt = ModelConfig { attributes: AttributeMode::Multitask, ..vanilla };
     let (vm, m, b) = model_for(&mt, 3);
     let g = groups_with_gradient(&vm, &losses(&m, &b[0]).0.backward().unwrap());
-    assert_eq!(g.keys().map(String::as_str).collect::<Vec<_>>(), ["attr.multitask", "classifier", "encoder", "heads.h"]);
+    assert_eq!(g.keys().map(String::as_str).collect::<Vec<_>>(), ["attr.multitask", "classifier", "encoder", "encoder.branch.h"]);
+}
+
+/// Every gradient of a variable group, as (name, sum of |g|).
+fn gradient_sums(vm: &VarMap, grads: &candle_core::backprop::GradStore, prefix: &str) -> Vec<(String, f32)> {
+    let data = vm.data().lock().unwrap();
+    let mut out: Vec<(String, f32)> = data
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix) && !n.contains("running_"))
+        .map(|(n, v)| {
+            (n.clone(), grads.get(v.as_tensor()).map_or(0.0, |g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn under_branches_the_classifier_and_the_gcn_send_no_gradient_into_h_i_while_projections_share_its_input() {
+    let row7 = ModelConfig { width: 4, h_ma_dim: 8, h_mi_dim: 8, h_i_dim: 8, gcn_hidden: 8, ..Default::default() };
+    let (vm, m, b) = model_for(&row7, 3);
+    let o = m.forward_t(&b[0].images, true).unwrap();
+    let cls = dae_losses::bce_with_logits(&o.logits, &b[0].labels).unwrap();
+    let gcn = dae_losses::cluster_softmax_ce(o.attr_scores.as_ref().unwrap(), &b[0].attributes, &[0..4, 4..9]).unwrap();
+    for (what, loss) in [("L_cls", &cls), ("L_gcn", &gcn)] {
+        let grads = loss.backward().unwrap();
+        let h_i = gradient_sums(&vm, &grads, "encoder.branch.h_i.");
+        assert!(!h_i.is_empty() && h_i.iter().all(|(_, g)| *g == 0.0), "{what} reaches h_i's branch: {h_i:?}");
+        let h_ma = gradient_sums(&vm, &grads, "encoder.branch.h_ma.");
+        assert!(h_ma.iter().any(|(_, g)| *g > 0.0), "{what} must reach h_ma's branch: {h_ma:?}");
+    }
+    // Projections: h_i is a linear read-out of the pooled features that L_cls trains,
+    // so every parameter under h_i's head (the whole last stage) receives L_cls.
+    let proj = ModelConfig { latent: dae_model::LatentMode::Projections, ..row7 };
+    let (vm, m, b) = model_for(&proj, 3);
+    let o = m.forward_t(&b[0].images, true).unwrap();
+    let grads = dae_losses::bce_with_logits(&o.logits, &b[0].labels).unwrap().backward().unwrap();
+    let last = gradient_sums(&vm, &grads, "encoder.stage3.");
+    assert!(!last.is_empty() && last.iter().all(|(_, g)| *g > 0.0), "{last:?}");
+    assert!(gradient_sums(&vm, &grads, "heads.h_i.").iter().all(|(_, g)| *g == 0.0));
+}
+
+#[test]
+fn rows_share_their_initial_trunk_for_one_seed() {
+    // Common random numbers: each variable is drawn from (seed, its name).
+    let row7 = ModelConfig { width: 4, h_ma_dim: 8, h_mi_dim: 8, h_i_dim: 8, gcn_hidden: 8, ..Default::default() };
+    let row1 = ModelConfig { disentangle: false, attributes: AttributeMode::None, rec: false, h_i: false, h_dim: 24, ..row7.clone() };
+    let trunk = |cfg: &ModelConfig, seed: u64| -> BTreeMap<String, Vec<f32>> {
+        let (vm, _, _) = model_for(cfg, seed);
+        let data = vm.data().lock().unwrap();
+        data.iter()
+            .filter(|(n, _)| n.starts_with("encoder.") && !n.starts_with("encoder.branch."))
+            .map(|(n, v)| (n.clone(), v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .collect()
+    };
+    let (a, b) = (trunk(&row1, 7), trunk(&row7, 7));
+    assert!(a.len() > 4 && a.keys().eq(b.keys()), "{:?} vs {:?}", a.keys(), b.keys());
+    assert_eq!(a, b, "row 1 and row 7 start from the same trunk");
+    assert_ne!(trunk(&row7, 8), b, "another seed, another trunk");
 }
 
 #[test]
@@ -250,6 +315,17 @@ fn bad_configs_fail_before_training_with_the_key_named() {
     assert!(e.contains("epochs") && e.contains("line 2") && e.contains("expected usize"), "{e}");
     let e = write("device = \"tpu\"\n");
     assert!(e.contains("device") && e.contains("cuda:N"), "{e}");
+    // Branches share out the last encoder stage (8 x width = 64 channels here).
+    let e = write("[model]\nwidth = 8\nh_ma_dim = 32\nh_mi_dim = 32\nh_i_dim = 16\n");
+    assert!(e.contains("model.h_ma_dim") && e.contains("80 channels") && e.contains("64") && e.contains("projections"), "{e}");
+    let e = write("[optim]\nschedule = \"linear\"\n");
+    assert!(e.contains("schedule") && e.contains("constant") && e.contains("cosine") && e.contains("line 2"), "{e}");
+    let e = write("[optim]\nepochs = 5\nwarmup_epochs = 5\n");
+    assert!(e.contains("optim.warmup_epochs") && e.contains("shorter than the run"), "{e}");
+    let e = write("[dataset]\nkind = \"synthetic\"\nlesion_scale = 3.0\n");
+    assert!(e.contains("dataset.lesion_scale") && e.contains("0.5..=1.8"), "{e}");
+    let e = write("[dataset]\nkind = \"synthetic\"\nsupersample = 16\n");
+    assert!(e.contains("dataset.supersample") && e.contains("0..=8"), "{e}");
     // GCN on a data set without attributes: an error before any training step.
     let imgs = common::manifest_without_attributes(dir.path());
     let mut cfg = tiny_job(dir.path());
