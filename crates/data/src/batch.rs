@@ -53,19 +53,23 @@ fn no_images(s: &Sample) -> DataError {
     DataError::NoImages { what: format!("sample `{}`", s.id), action: "build image batches" }
 }
 
-/// Training augmentation: random flips and a small rotation.
+/// Training augmentation: random flips (lossless), and a small rotation
+/// only where asked for. A bilinear rotation low-passes the one- and
+/// two-pixel cues of small patches in training but not at test time, and
+/// the generator already draws each lesion's orientation, so it is off by
+/// default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Augment {
     pub hflip: bool,
     pub vflip: bool,
-    /// Largest rotation in degrees (uniform in ±this).
+    /// Largest rotation in degrees (uniform in ±this; 0 = none, the default).
     pub max_rotation_deg: f32,
 }
 
 impl Default for Augment {
     fn default() -> Self {
-        Self { hflip: true, vflip: true, max_rotation_deg: 10.0 }
+        Self { hflip: true, vflip: true, max_rotation_deg: 0.0 }
     }
 }
 

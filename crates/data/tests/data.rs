@@ -89,12 +89,12 @@ fn generator_follows_the_cbis_ddsm_joint_and_its_documented_structure() {
     };
     assert!((0.75..0.97).contains(&frac(Attribute::Spiculated)), "{}", frac(Attribute::Spiculated));
     assert!((0.05..0.3).contains(&frac(Attribute::Circumscribed)), "{}", frac(Attribute::Circumscribed));
-    // Microscopic features depend on the label.
+    // Microscopic features depend on the label (0.22 x micro_strength 0.5 apart in the mean).
     let mean_het = |y: u8| {
         let v: Vec<f64> = s.iter().filter(|x| x.label == y).map(|x| x.factors.as_ref().unwrap().lesion.heterogeneity).collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
-    assert!(mean_het(1) - mean_het(0) > 0.15);
+    assert!(mean_het(1) - mean_het(0) > 0.08, "{} vs {}", mean_het(1), mean_het(0));
 }
 
 #[test]
@@ -113,15 +113,18 @@ fn difficulty_attributes_carry_signal_factors_more_and_irrelevant_factors_none()
     };
     let (all, attrs, irr) =
         (auc(SynthFactors::relevant_features), auc(SynthFactors::attribute_features), auc(SynthFactors::irrelevant_features));
-    eprintln!("factors {all:.3}, attributes {attrs:.3}, irrelevant {irr:.3}");
+    let micro = auc(SynthFactors::micro_features);
+    eprintln!("factors {all:.3}, attributes {attrs:.3}, microscopic {micro:.3}, irrelevant {irr:.3}");
     // method.md: the attributes alone gave 0.878 on the real joint.
     assert!((0.82..0.93).contains(&attrs), "{attrs}");
+    // The attributes are the primary cue, the microscopic features a real supplement.
+    assert!(attrs > micro && micro > 0.65, "attributes {attrs} vs microscopic {micro}");
     assert!(all > attrs + 0.03 && all < 0.99, "{all} vs {attrs}");
     assert!((irr - 0.5).abs() < 0.07, "{irr}");
 }
 
 #[test]
-fn train_only_confound_ties_density_to_the_label_in_train_alone() {
+fn the_confound_ties_density_to_the_label_in_train_and_validation_and_leaves_test_clean() {
     let spec = SplitSpec::default();
     let p = SynthParams { confound: 0.8, ..small(600, 16) };
     let s = generate(&p, &spec).unwrap();
@@ -134,6 +137,7 @@ fn train_only_confound_ties_density_to_the_label_in_train_alone() {
         d(1) - d(0)
     };
     assert!(gap(&idx.train) > 0.3, "train gap {}", gap(&idx.train));
+    assert!(gap(&idx.val) > 0.3, "validation gap {}", gap(&idx.val));
     assert!(gap(&idx.test).abs() < 0.15, "test gap {}", gap(&idx.test));
     assert!(idx.test.iter().all(|&i| !s[i].factors.as_ref().unwrap().lesion.confounded));
     // Switching the confound on changes nothing but density.

@@ -97,19 +97,25 @@ struct GenArgs {
     patients: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Train-only confound strength in [0, 1] (0 = off).
+    /// Development-set confound strength in [0, 1] (training and validation; 0 = off).
     #[arg(long, default_value_t = 0.0)]
     confound: f64,
-    /// Scale of the label's effect on the microscopic features.
+    /// Scale of the label's effect on the microscopic features (default: the generator's).
+    #[arg(long)]
+    micro_strength: Option<f64>,
+    /// Scale of the mass radius (1: 0.30-0.48 of the half-width; 1.5: fills the patch as CBIS-DDSM ROIs).
     #[arg(long, default_value_t = 1.0)]
-    micro_strength: f64,
+    lesion_scale: f64,
+    /// Points per pixel side when rendering (0: automatic).
+    #[arg(long, default_value_t = 0)]
+    supersample: usize,
     /// Scale of the irrelevant factors' visual amplitude.
     #[arg(long, default_value_t = 1.0)]
     irrelevant_strength: f64,
     /// Cache folder for generated data (default: datasets/cache).
     #[arg(long, default_value = "datasets/cache")]
     cache: PathBuf,
-    /// Split seed (the confound applies to this split's training patients).
+    /// Split seed (the confound applies to this split's training and validation patients).
     #[arg(long, default_value_t = 0)]
     split_seed: u64,
 }
@@ -138,8 +144,10 @@ impl GenArgs {
             patients: self.patients,
             image_size: self.size,
             confound: self.confound,
-            micro_strength: self.micro_strength,
+            micro_strength: self.micro_strength.unwrap_or(SynthParams::default().micro_strength),
             irrelevant_strength: self.irrelevant_strength,
+            lesion_scale: self.lesion_scale,
+            supersample: self.supersample,
             ..SynthParams::default()
         }
     }
