@@ -4,8 +4,13 @@
 //! - [`roc_auc`]: the area under the ROC curve with ties counted by average
 //!   rank (the Mann-Whitney U statistic), and [`roc_curve`] points.
 //! - [`delong_ci`], [`delong_test`]: DeLong's AUC standard error and the
-//!   test of two correlated AUCs; [`bootstrap_auc_ci`]: a stratified
-//!   percentile bootstrap CI.
+//!   test of two correlated AUCs (one run against one run on one test set);
+//!   [`bootstrap_auc_ci`]: a stratified percentile bootstrap CI over samples.
+//! - [`two_level`]: the bootstrap of a seed-mean statistic with seeds and
+//!   test patients (clusters of views) resampled, for per-row CIs and paired
+//!   contrasts ([`RankedScores::weighted_auc`] makes each resample one
+//!   pass); [`holm`] adjusts a family of p-values; [`Draws::tost`] tests
+//!   equivalence within a margin.
 //! - [`cluster_accuracy`]: attribute accuracy within one cluster (the
 //!   paper's Table 3 figure is the mean over the shape and margin clusters).
 //! - [`LogisticRegression`]: an L2-regularised logistic regression fitted by
@@ -22,6 +27,7 @@
 //! This crate knows nothing of candle, data sets or training.
 
 mod attributes;
+mod bootstrap;
 mod delong;
 mod logistic;
 mod rng_lite;
@@ -29,6 +35,7 @@ mod roc;
 mod svm;
 
 pub use attributes::cluster_accuracy;
+pub use bootstrap::{holm, two_level, Draws, RankedScores, Resampling, TestSet};
 pub use delong::{bootstrap_auc_ci, bootstrap_mean_auc_ci, delong_ci, delong_test, normal_cdf, AucCi, DelongTest};
 pub use logistic::{solve_spd, LogisticRegression, Standardizer};
 pub use roc::{roc_auc, roc_curve, RocPoint};
