@@ -79,6 +79,8 @@ pub struct DaeGcn {
     attr: AttrHead,
     classifier: Linear,
     decoder: Option<decoder::Decoder>,
+    /// The attribute graph's edges and conditioning (`attributes = "gcn"`).
+    graph: Option<graph::GraphSummary>,
     /// Linear label erasure on h_i (`h_i_erase`), and h_i's index among the blocks.
     eraser: Option<(usize, erase::LabelEraser)>,
 }
@@ -115,11 +117,13 @@ impl DaeGcn {
         }
         let att_dim = if cfg.disentangle { cfg.h_ma_dim } else { cfg.h_dim };
         let cls_dim = if cfg.disentangle { cfg.h_ma_dim + cfg.h_mi_dim } else { cfg.h_dim };
+        let mut graph = None;
         let attr = match cfg.attributes {
             AttributeMode::None => AttrHead::None,
             AttributeMode::Multitask => AttrHead::Multitask(linear(att_dim, vocab.len(), vb.pp("attr.multitask"))?),
             AttributeMode::Gcn => {
                 let adj = graph::adjacency(stats, cfg.tau, cfg.p);
+                graph = Some(graph::summary(&adj));
                 let feats = graph::node_features(vocab, cfg.node_features).map_err(ModelError::Features)?;
                 AttrHead::Gcn(graph::Gcn::new(&adj, &feats, cfg.gcn_hidden, att_dim, vb.pp("attr.gcn"))?)
             }
@@ -131,7 +135,7 @@ impl DaeGcn {
             Some(k) if cfg.h_i_erase => Some((k, erase::LabelEraser::new(cfg.h_i_dim, vb.pp("eraser.h_i"))?)),
             _ => None,
         };
-        Ok(Self { cfg: cfg.clone(), latent, blocks, attr, classifier, decoder, eraser })
+        Ok(Self { cfg: cfg.clone(), latent, blocks, attr, classifier, decoder, graph, eraser })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -267,5 +271,9 @@ impl Network for DaeGcn {
 
     fn decode_from(&self, latent: &Tensor, keep: &[&str]) -> Result<Option<Tensor>> {
         DaeGcn::decode_from(self, latent, keep)
+    }
+
+    fn graph(&self) -> Option<&graph::GraphSummary> {
+        self.graph.as_ref()
     }
 }

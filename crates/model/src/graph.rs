@@ -32,6 +32,62 @@ pub fn adjacency(stats: &AttrStats, tau: f64, p: f64) -> Vec<Vec<f32>> {
     e
 }
 
+/// What the thresholded attribute graph is: its directed edges (i -> j with
+/// E_ij > 0, i != j) and the condition number of E (its largest over its
+/// smallest singular value; 1e16 and above is numerically singular). Two
+/// configurations with the same edges differ only in p's weights; a
+/// singular E ties attribute heads together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphSummary {
+    pub edges: Vec<(usize, usize)>,
+    pub condition: f64,
+}
+
+/// The summary of an adjacency from [`adjacency`].
+pub fn summary(adj: &[Vec<f32>]) -> GraphSummary {
+    let n = adj.len();
+    let edges = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i && adj[i][j] > 0.0).map(move |j| (i, j))).collect();
+    // Singular values: square roots of the eigenvalues of E^T E.
+    let ete: Vec<Vec<f64>> = (0..n).map(|a| (0..n).map(|b| (0..n).map(|k| adj[k][a] as f64 * adj[k][b] as f64).sum()).collect()).collect();
+    let eig = symmetric_eigenvalues(ete);
+    let (lo, hi) = eig.iter().fold((f64::INFINITY, 0f64), |(l, h), &v| (l.min(v.max(0.0)), h.max(v)));
+    let condition = if hi <= 0.0 { 1e16 } else { (hi / lo).sqrt().min(1e16) };
+    GraphSummary { edges, condition }
+}
+
+/// Eigenvalues of a small symmetric matrix by cyclic Jacobi rotations.
+fn symmetric_eigenvalues(mut a: Vec<Vec<f64>>) -> Vec<f64> {
+    let n = a.len();
+    for _ in 0..100 {
+        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i][j] * a[i][j]).sum();
+        if off < 1e-30 {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                if a[p][q].abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q]);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let (c, s) = (1.0 / (t * t + 1.0).sqrt(), t / (t * t + 1.0).sqrt());
+                for k in 0..n {
+                    let (akp, akq) = (a[k][p], a[k][q]);
+                    a[k][p] = c * akp - s * akq;
+                    a[k][q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p][k], a[q][k]);
+                    a[p][k] = c * apk - s * aqk;
+                    a[q][k] = s * apk + c * aqk;
+                }
+            }
+        }
+    }
+    (0..n).map(|i| a[i][i]).collect()
+}
+
 /// Node features for a vocabulary: phrase embeddings (rows of the
 /// committed table) or one-hot vectors. Returns `A x F`.
 pub fn node_features(vocab: &Vocabulary, kind: NodeFeatures) -> std::result::Result<Vec<Vec<f32>>, String> {
@@ -94,6 +150,19 @@ mod tests {
 
     fn stats(t: Vec<u32>, m: Vec<Vec<u32>>) -> AttrStats {
         AttrStats { names: (0..t.len()).map(|i| i.to_string()).collect(), n: 10, t, m }
+    }
+
+    #[test]
+    fn the_summary_lists_edges_and_the_condition_number() {
+        // Identity: no edges, condition 1.
+        let id: Vec<Vec<f32>> = (0..3).map(|i| (0..3).map(|j| (i == j) as u8 as f32).collect()).collect();
+        let s = summary(&id);
+        assert!(s.edges.is_empty() && (s.condition - 1.0).abs() < 1e-9, "{s:?}");
+        // [[0.5, 0.5], [0.5, 0.5]] is singular; [[0.8, 0.2], [0.2, 0.8]] has singular values 1 and 0.6.
+        let s = summary(&[vec![0.5, 0.5], vec![0.5, 0.5]]);
+        assert_eq!((s.edges, s.condition), (vec![(0, 1), (1, 0)], 1e16));
+        let s = summary(&[vec![0.8, 0.2], vec![0.2, 0.8]]);
+        assert!((s.condition - 1.0 / 0.6).abs() < 1e-6, "{s:?}");
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub trait Network: std::fmt::Debug {
     fn decode_from(&self, _latent: &Tensor, _keep: &[&str]) -> Result<Option<Tensor>> {
         Ok(None)
     }
+    /// The attribute graph, for methods that build one.
+    fn graph(&self) -> Option<&crate::graph::GraphSummary> {
+        None
+    }
 }
 
 /// `latent` with the columns of blocks not named in `keep` zeroed.

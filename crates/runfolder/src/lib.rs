@@ -30,4 +30,4 @@ pub mod resolve;
 pub use atomic::write_atomic;
 pub use exit::ExitCode;
 pub use files::RunFolder;
-pub use records::{read_json, ExitRecord, Metrics, ProgressRecord};
+pub use records::{read_json, ExitRecord, GraphRecord, Metrics, ProgressRecord};

@@ -48,6 +48,18 @@ pub struct Metrics {
     pub n_test: usize,
     #[serde(default)]
     pub data_fingerprint: String,
+    /// The attribute graph of a GCN head, as the training split made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphRecord>,
+}
+
+/// The thresholded attribute graph of a run (`attributes = "gcn"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphRecord {
+    /// Directed edges `[from, to]` by attribute name (E_ij > 0, i != j).
+    pub edges: Vec<[String; 2]>,
+    /// The condition number of E (1e16: numerically singular).
+    pub condition: f64,
 }
 
 impl Metrics {

@@ -96,6 +96,7 @@ fn metrics(value: f64) -> Metrics {
         n_val: 0,
         n_test: 0,
         data_fingerprint: "fake-data".into(),
+        graph: None,
     }
 }
 
