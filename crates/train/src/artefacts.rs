@@ -20,13 +20,18 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     dae_runfolder::write_atomic(path, bytes).map_err(|source| RunError::Io { path: path.into(), action: "cannot write", source })
 }
 
-/// `scores.csv`: `sample_id`, `patient`, `label`, `score`, then the
-/// predicted attribute per cluster (empty without attribute scores).
+/// `scores.csv`: `sample_id`, `patient`, `label`, `score`, then per
+/// cluster the predicted attribute (`pred_<cluster>`, empty without
+/// attribute scores) and the true ones (`true_<cluster>`, `;`-separated,
+/// empty where the sample has none), so reports can resample attribute
+/// accuracy by patient.
 pub fn write_scores(run: &RunFolder, data: &RunData, e: &Eval) -> Result<(), RunError> {
     let clusters = data.vocab.clusters();
     let mut text = String::from("sample_id,patient,label,score");
-    for (c, _) in &clusters {
-        text.push_str(&format!(",pred_{}", c.name()));
+    for prefix in ["pred", "true"] {
+        for (c, _) in &clusters {
+            text.push_str(&format!(",{prefix}_{}", c.name()));
+        }
     }
     text.push('\n');
     for (k, &i) in e.indices.iter().enumerate() {
@@ -35,6 +40,11 @@ pub fn write_scores(run: &RunFolder, data: &RunData, e: &Eval) -> Result<(), Run
         let predicted = e.predicted_attributes(k, &data.vocab);
         for c in 0..clusters.len() {
             text.push_str(&format!(",{}", predicted.get(c).copied().unwrap_or("")));
+        }
+        for (c, _) in &clusters {
+            let truth: Vec<&str> =
+                s.attributes.iter().filter(|a| a.cluster() == *c && data.vocab.attributes().contains(a)).map(|a| a.name()).collect();
+            text.push_str(&format!(",{}", truth.join(";")));
         }
         text.push('\n');
     }

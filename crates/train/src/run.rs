@@ -334,6 +334,14 @@ impl<'a> Session<'a> {
             n_val: data.split.val.len(),
             n_test: data.split.test.len(),
             data_fingerprint: data.fingerprint.clone(),
+            graph: net.graph().map(|g| dae_runfolder::GraphRecord {
+                edges: g
+                    .edges
+                    .iter()
+                    .map(|&(i, j)| [data.vocab.attributes()[i].name().into(), data.vocab.attributes()[j].name().into()])
+                    .collect(),
+                condition: g.condition,
+            }),
         };
         write_file(&run.metrics(), serde_json::to_string_pretty(&metrics).expect("metrics serialise").as_bytes())?;
         write_file(&run.done(), format!("{}\n", crate::CODE_VERSION).as_bytes())?;

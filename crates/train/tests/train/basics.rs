@@ -255,17 +255,21 @@ fn a_run_folder_is_complete_consistent_and_never_overwritten() {
     let mut rdr = csv::Reader::from_path(out.join("scores.csv")).unwrap();
     let h = rdr.headers().unwrap().clone();
     assert_eq!(&h.iter().take(4).collect::<Vec<_>>(), &["sample_id", "patient", "label", "score"]);
-    assert_eq!(&h.iter().skip(4).collect::<Vec<_>>(), &["pred_shape", "pred_margin"]);
-    let (mut s, mut y) = (vec![], vec![]);
+    assert_eq!(&h.iter().skip(4).collect::<Vec<_>>(), &["pred_shape", "pred_margin", "true_shape", "true_margin"]);
+    let (mut s, mut y, mut shape_hits) = (vec![], vec![], 0usize);
     for r in rdr.records() {
         let r = r.unwrap();
         y.push(r[2].parse::<u8>().unwrap());
         s.push(r[3].parse::<f64>().unwrap());
+        shape_hits += (r[4] == r[6]) as usize;
     }
     assert_eq!(s.len(), m.n_test);
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     let recomputed = dae_metrics::roc_auc(&s, &y).unwrap();
     assert!((json["test_auc"].as_f64().unwrap() - recomputed).abs() < 1e-6);
+    // The report recomputes attribute accuracy from the pred_/true_ columns.
+    let shape_acc = shape_hits as f64 / s.len() as f64;
+    assert!((json["attr_acc"]["shape"].as_f64().unwrap() - shape_acc).abs() < 1e-6, "{shape_acc} vs {}", json["attr_acc"]);
     assert!(json["val_auc"].is_number() && json["attr_acc"]["mean"].is_number() && json["probe_auc"]["h_i"].is_number());
     let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 1 + m.epochs_run);
