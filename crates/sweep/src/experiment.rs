@@ -48,7 +48,7 @@ use toml::{Table, Value};
 use crate::error::SweepError;
 
 /// Keys of the experiment file itself (for error messages).
-const TOP_KEYS: &str = "experiment, base, matrix, zip, variant, include, exclude, profile, slurm";
+const TOP_KEYS: &str = "experiment, base, matrix, zip, variant, include, exclude, profile, contrast, slurm";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +69,8 @@ struct RawExperiment {
     #[serde(default)]
     profile: BTreeMap<String, RawProfile>,
     #[serde(default)]
+    contrast: Vec<RawContrast>,
+    #[serde(default)]
     slurm: Option<crate::slurm::SlurmConfig>,
 }
 
@@ -88,6 +90,9 @@ struct RawMeta {
     /// How reports lay the results out.
     #[serde(default)]
     report: Option<Layout>,
+    /// Notes the reports print under the experiment's tables.
+    #[serde(default)]
+    notes: Vec<String>,
 }
 
 /// How reports lay an experiment's results out (`[experiment] report = ...`).
@@ -138,9 +143,68 @@ struct RawProfile {
     /// Replaces the values of `[matrix]` axes (a smaller grid for a quick profile).
     #[serde(default)]
     matrix: Table,
+    /// Per variant, settings applied after the variant's own `set` under this
+    /// profile (e.g. a row's block widths at the profile's latent size).
+    #[serde(default)]
+    variant: BTreeMap<String, Table>,
     #[serde(default)]
     slurm: Option<crate::slurm::SlurmConfig>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContrast {
+    #[serde(default)]
+    name: Option<String>,
+    a: String,
+    b: String,
+    #[serde(default)]
+    kind: ContrastKind,
+    #[serde(default)]
+    margin: Option<f64>,
+    #[serde(default)]
+    metric: ContrastMetric,
+}
+
+/// What a contrast claims (`[[contrast]] kind = ...`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContrastKind {
+    /// The rows differ (two-sided).
+    #[default]
+    Superiority,
+    /// The rows agree within the margin (TOST).
+    Equivalence,
+}
+
+/// What a contrast compares (`[[contrast]] metric = ...`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContrastMetric {
+    /// The test AUC.
+    #[default]
+    Auc,
+    /// The attribute accuracy (mean over the clusters).
+    AttrAcc,
+}
+
+/// A comparison the experiment declares: row `a` minus row `b`, per seed on
+/// their common test samples, averaged over the seeds both rows ran.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contrast {
+    /// `a-b` unless named.
+    pub name: String,
+    pub a: String,
+    pub b: String,
+    pub kind: ContrastKind,
+    /// The equivalence margin; for a superiority contrast the smallest
+    /// difference worth resolving (a wider CI is "below resolution").
+    pub margin: f64,
+    pub metric: ContrastMetric,
+}
+
+/// The resolution margin of a superiority contrast that names none.
+pub const DEFAULT_MARGIN: f64 = 0.02;
 
 /// A named row of the experiment (a row of a paper table).
 #[derive(Clone, Debug)]
@@ -162,6 +226,8 @@ pub struct Profile {
     pub set: Vec<(String, Value)>,
     /// Axis key -> the values that replace the `[matrix]` axis's.
     pub matrix: Vec<(String, Vec<Value>)>,
+    /// Variant name -> settings applied after the variant's own.
+    pub variant_set: Vec<(String, Vec<(String, Value)>)>,
     pub slurm: Option<crate::slurm::SlurmConfig>,
 }
 
@@ -186,12 +252,16 @@ pub struct Experiment {
     pub reference: Option<String>,
     /// The layout the file asks for ([`Experiment::layout`] fills in the default).
     pub report: Option<Layout>,
+    /// Notes for the experiment's tables.
+    pub notes: Vec<String>,
     pub base: Table,
     pub axes: Vec<Axis>,
     pub variants: Vec<Variant>,
     pub include: Vec<Vec<(String, Value)>>,
     pub exclude: Vec<Vec<(String, Value)>>,
     pub profiles: BTreeMap<String, Profile>,
+    /// The comparisons reports compute, in file order.
+    pub contrasts: Vec<Contrast>,
     pub slurm: Option<crate::slurm::SlurmConfig>,
     lines: BTreeMap<String, usize>,
 }
@@ -234,12 +304,14 @@ impl Experiment {
             default_profile: raw.experiment.default_profile,
             reference: raw.experiment.reference,
             report: raw.experiment.report,
+            notes: raw.experiment.notes,
             base: raw.base,
             axes: Vec::new(),
             variants: Vec::new(),
             include: Vec::new(),
             exclude: Vec::new(),
             profiles: BTreeMap::new(),
+            contrasts: Vec::new(),
             slurm: raw.slurm,
             lines: line_index(text),
         };
@@ -270,7 +342,34 @@ impl Experiment {
                 return Err(exp.err("experiment.default_profile", format!("`{d}` is not a profile; profiles: {}", exp.profile_names())));
             }
         }
+        exp.contrasts = raw.contrast.into_iter().enumerate().map(|(i, c)| exp.contrast_of(i, c)).collect::<Result<_, _>>()?;
         Ok(exp)
+    }
+
+    /// A `[[contrast]]`, checked: two different implemented rows, and a
+    /// positive margin (required for an equivalence contrast).
+    fn contrast_of(&self, i: usize, c: RawContrast) -> Result<Contrast, SweepError> {
+        for (key, row) in [("a", &c.a), ("b", &c.b)] {
+            if !self.variants.iter().any(|v| &v.name == row && v.implemented) {
+                let problem = format!("`{row}` is not an implemented row; rows: {}", self.variant_names());
+                return Err(self.err(&format!("contrast[{i}].{key}"), problem));
+            }
+        }
+        if c.a == c.b {
+            return Err(self.err(&format!("contrast[{i}].b"), format!("is `{}` too; a contrast compares two rows", c.a)));
+        }
+        let margin = match (c.kind, c.margin) {
+            (_, Some(m)) if !(m > 0.0 && m.is_finite()) => {
+                return Err(self.err(&format!("contrast[{i}].margin"), format!("{m}: expected a difference > 0 (e.g. 0.02)")))
+            }
+            (ContrastKind::Equivalence, None) => {
+                let problem = "an equivalence contrast needs `margin` (the largest difference that counts as equal, e.g. 0.02)";
+                return Err(self.err(&format!("contrast[{i}]"), problem.into()));
+            }
+            (_, m) => m.unwrap_or(DEFAULT_MARGIN),
+        };
+        let name = c.name.unwrap_or_else(|| format!("{}-{}", c.a, c.b));
+        Ok(Contrast { name, a: c.a, b: c.b, kind: c.kind, margin, metric: c.metric })
     }
 
     /// The `[matrix]` axes, one per key.
@@ -397,7 +496,15 @@ impl Experiment {
                 _ => return Err(self.err(&at, "expected a non-empty list of values".into())),
             }
         }
-        Ok(Profile { description: p.description, seeds: p.seeds, set: flatten(&p.set, ""), matrix, slurm: p.slurm })
+        let mut variant_set = Vec::new();
+        for (v, t) in p.variant {
+            if !self.variants.iter().any(|x| x.name == v) {
+                let problem = format!("is not a variant; variants: {}", self.variant_names());
+                return Err(self.err(&format!("profile.{name}.variant.{v}"), problem));
+            }
+            variant_set.push((v, flatten(&t, "")));
+        }
+        Ok(Profile { description: p.description, seeds: p.seeds, set: flatten(&p.set, ""), matrix, variant_set, slurm: p.slurm })
     }
 
     /// How reports lay the results out: the file's `report`, else `sweep`
@@ -490,7 +597,8 @@ impl Experiment {
             let mut cfg = base.clone();
             let mut set_keys = profile_keys.clone();
             if let Some(v) = variant {
-                for (k, val) in &v.set {
+                let under_profile = profile.and_then(|p| p.variant_set.iter().find(|(n, _)| *n == v.name)).map(|(_, s)| s.as_slice());
+                for (k, val) in v.set.iter().chain(under_profile.unwrap_or_default()) {
                     set_path(&mut cfg, k, val.clone());
                     set_keys.push(k.clone());
                 }
@@ -552,6 +660,9 @@ impl Experiment {
         }
         for (name, p) in &self.profiles {
             v.extend(p.set.iter().map(|(k, _)| (k.clone(), format!("profile.{name}.set.{k}"))));
+            for (var, set) in &p.variant_set {
+                v.extend(set.iter().map(|(k, _)| (k.clone(), format!("profile.{name}.variant.{var}.{k}"))));
+            }
         }
         v
     }
@@ -728,5 +839,43 @@ matrix.model.p = [0.2]
         let bad = FILE.replace("model.p = [0.1, 0.2, 0.3]", "model.p = 0.1");
         let e = Experiment::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("t.toml:10:") && e.contains("expected a list"), "{e}");
+    }
+
+    #[test]
+    fn contrasts_name_rows_that_exist_and_equivalence_needs_a_positive_margin() {
+        let ok = format!(
+            "{FILE}\n[[contrast]]\na = \"b\"\nb = \"a\"\n\n[[contrast]]\na = \"a\"\nb = \"b\"\nkind = \"equivalence\"\nmargin = 0.03\n"
+        );
+        let e = Experiment::parse(Path::new("t.toml"), &ok).unwrap();
+        assert_eq!(e.contrasts.len(), 2);
+        assert_eq!((e.contrasts[0].name.as_str(), e.contrasts[0].margin), ("b-a", DEFAULT_MARGIN));
+        assert_eq!((e.contrasts[1].kind, e.contrasts[1].margin), (ContrastKind::Equivalence, 0.03));
+        let bad = |extra: &str| Experiment::parse(Path::new("t.toml"), &format!("{FILE}\n{extra}")).unwrap_err().to_string();
+        let e = bad("[[contrast]]\na = \"row9\"\nb = \"a\"\n");
+        assert!(e.contains("t.toml:") && e.contains("contrast[0].a") && e.contains("row9") && e.contains("rows: a, b"), "{e}");
+        let e = bad("[[contrast]]\na = \"a\"\nb = \"b\"\nkind = \"equivalence\"\n");
+        assert!(e.contains("contrast[0]") && e.contains("needs `margin`"), "{e}");
+        let e = bad("[[contrast]]\na = \"a\"\nb = \"b\"\nmargin = 0.0\n");
+        assert!(e.contains("contrast[0].margin") && e.contains("> 0"), "{e}");
+        let e = bad("[[contrast]]\na = \"a\"\nb = \"b\"\nkind = \"larger\"\n");
+        assert!(e.contains("larger") && e.contains("superiority") && e.contains("equivalence"), "{e}");
+        let e = bad("[profile.q.variant.zz]\nmodel = { tau = 0.1 }\n");
+        assert!(e.contains("profile.q.variant.zz") && e.contains("variants: a, b"), "{e}");
+    }
+
+    #[test]
+    fn a_profile_can_set_a_variants_keys_after_the_variants_own() {
+        let text = format!("{FILE}\n[profile.q.variant.b]\nmodel = {{ rec = false, h_i_dim = 3 }}\n");
+        let e = Experiment::parse(Path::new("t.toml"), &text).unwrap();
+        let (_, q) = e.select_profile(Some("q")).unwrap().unwrap();
+        // Variant b sets rec = true itself; under profile q it is false, and only b gets h_i_dim.
+        for j in e.expand(Some(q)) {
+            let b = j.variant.as_deref() == Some("b");
+            assert_eq!(get_path(&j.config, "model.rec"), Some(&Value::Boolean(false)), "{:?}", j.params);
+            assert_eq!(get_path(&j.config, "model.h_i_dim").is_some(), b);
+        }
+        let plain = e.expand(None);
+        assert!(plain.iter().all(|j| get_path(&j.config, "model.h_i_dim").is_none()), "only under the profile");
+        assert!(plain.iter().any(|j| get_path(&j.config, "model.rec") == Some(&Value::Boolean(true))));
     }
 }

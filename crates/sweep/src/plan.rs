@@ -449,6 +449,7 @@ pub fn plan(
     policy: RerunPolicy,
 ) -> Result<Plan, SweepError> {
     let (jobs, code_version, duplicates) = jobs(exp, profile, resolver)?;
+    check_contrasts(exp, &jobs)?;
     let planned = jobs
         .into_iter()
         .map(|job| {
@@ -471,6 +472,32 @@ pub fn plan(
         not_implemented: exp.variants.iter().filter(|v| !v.implemented).cloned().collect(),
         duplicates,
     })
+}
+
+/// Every `[[contrast]]` compares rows that share a seed (with the same
+/// axis values) and, for that seed, one test set (the same data and split).
+fn check_contrasts(exp: &Experiment, jobs: &[Job]) -> Result<(), SweepError> {
+    let axes = |j: &Job| j.params.iter().filter(|(k, _)| k != "variant").cloned().collect::<Vec<_>>();
+    for (i, c) in exp.contrasts.iter().enumerate() {
+        let of = |v: &str| jobs.iter().filter(|j| j.variant.as_deref() == Some(v)).collect::<Vec<_>>();
+        let (ja, jb) = (of(&c.a), of(&c.b));
+        let pairs: Vec<(&Job, &Job)> = ja.iter().flat_map(|a| jb.iter().filter(|b| axes(b) == axes(a)).map(move |b| (*a, *b))).collect();
+        let rows = exp.variant_names();
+        if pairs.is_empty() {
+            let problem = format!("rows `{}` and `{}` share no seed here (nothing to pair); rows: {rows}", c.a, c.b);
+            return Err(exp.err(&format!("contrast[{i}]"), problem));
+        }
+        if let Some((a, _)) = pairs.iter().find(|(a, b)| a.data != b.data) {
+            let problem = format!(
+                "rows `{}` and `{}` have no common test samples (their data or split differ, e.g. at {}); rows: {rows}",
+                c.a,
+                c.b,
+                a.describe()
+            );
+            return Err(exp.err(&format!("contrast[{i}]"), problem));
+        }
+    }
+    Ok(())
 }
 
 /// Where an incomplete run resumes, from the trainer's progress record.
@@ -554,5 +581,36 @@ impl Plan {
             s.push('\n');
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(variant: &str, seed: u64, data: &str) -> Job {
+        let params = vec![("variant".to_string(), Value::String(variant.into())), ("seed".to_string(), Value::Integer(seed as i64))];
+        Job {
+            id: format!("{variant}-{seed}"),
+            variant: Some(variant.into()),
+            params,
+            seed,
+            config: String::new(),
+            data: data.into(),
+            gpu: None,
+        }
+    }
+
+    const FILE: &str =
+        "[experiment]\nname = \"t\"\n[[variant]]\nname = \"a\"\n[[variant]]\nname = \"b\"\n[[contrast]]\na = \"a\"\nb = \"b\"\n";
+
+    #[test]
+    fn contrasts_need_a_common_seed_and_common_test_samples_at_plan_time() {
+        let exp = Experiment::parse(Path::new("t.toml"), FILE).unwrap();
+        assert!(check_contrasts(&exp, &[job("a", 0, "d"), job("b", 0, "d"), job("b", 1, "d")]).is_ok());
+        let e = check_contrasts(&exp, &[job("a", 0, "d"), job("b", 1, "d")]).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:7:") && e.contains("share no seed") && e.contains("rows: a, b"), "{e}");
+        let e = check_contrasts(&exp, &[job("a", 0, "d"), job("b", 0, "other")]).unwrap_err().to_string();
+        assert!(e.contains("no common test samples") && e.contains("variant=a seed=0"), "{e}");
     }
 }
