@@ -1,26 +1,19 @@
-//! Rows of a table: runs grouped by every axis except the seed, with mean,
-//! standard deviation (n - 1) and n of each metric (polars `group_by().agg()`),
-//! a bootstrap CI of the test AUC from the per-sample scores, and DeLong's
-//! test against a reference row.
-//!
-//! - The bootstrap CI is of the seed-mean AUC: 2,000 stratified resamples
-//!   of the test samples, each applied to every seed's scores (the seeds
-//!   share one test set). Where the seeds' test sets differ (cross-validation
-//!   folds), the scores are pooled over runs and bootstrapped as one set.
-//! - DeLong compares the seed-averaged scores of a row with those of the
-//!   reference row on the same test samples.
+//! Rows of a table and what is measured over them: runs grouped by every
+//! axis except the seed, with mean, standard deviation (n - 1) and n of each
+//! metric (polars `group_by().agg()`), each row's seed-mean AUC and
+//! attribute accuracy with a two-level bootstrap CI (seeds and test patients
+//! resampled, [`crate::contrasts`]), the experiment's contrasts, and the
+//! chance level of attribute accuracy on the test split.
 
 use std::collections::{BTreeMap, HashMap};
 
-use dae_metrics::{bootstrap_auc_ci, bootstrap_mean_auc_ci, delong_test, roc_auc};
+use dae_sweep::experiment::ContrastMetric;
 use polars::prelude::*;
 use toml::Value;
 
 use crate::collect::{to_dataframe, Collection, RunRecord, Scores};
+use crate::contrasts::{contrasts, row_interval, ContrastResult};
 use crate::ReportError;
-
-/// Bootstrap resamples (pROC's default).
-pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 
 /// Mean, standard deviation (n - 1; NaN for n = 1) and n of one metric.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,44 +35,41 @@ pub struct RowStats {
     pub failed: usize,
     /// Metric name -> statistics over the done runs.
     pub stats: BTreeMap<String, Stat>,
-    /// 95% bootstrap CI of the test AUC.
-    pub auc_ci: Option<(f64, f64)>,
-    /// How the CI was computed: `seed-mean` or `pooled`.
-    pub ci_kind: Option<&'static str>,
-    /// AUC of the seed-averaged scores.
-    pub averaged_auc: Option<f64>,
-    /// DeLong's test of this row's seed-averaged scores against the reference row's.
-    pub delong: Option<Delong>,
-}
-
-/// A DeLong comparison.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Delong {
-    /// This row's AUC minus the reference's (seed-averaged scores).
-    pub diff: f64,
-    pub p_value: f64,
+    /// The seed-mean test AUC and its 95% two-level bootstrap CI.
+    pub auc_ci: Option<(f64, (f64, f64))>,
+    /// The seed-mean attribute accuracy and its 95% two-level bootstrap CI.
+    pub attr_ci: Option<(f64, (f64, f64))>,
+    /// The attribute graph of the row's first finished run (the training
+    /// split, so the graph, is the same for every seed).
+    pub graph: Option<dae_runfolder::GraphRecord>,
 }
 
 impl RowStats {
     pub fn stat(&self, metric: &str) -> Option<Stat> {
         self.stats.get(metric).copied()
     }
-}
 
-/// Scores of several runs on one test set, aligned by sample id; `None`
-/// where the runs' test sets differ.
-fn aligned(sets: &[Scores]) -> Option<(Vec<u8>, Vec<Vec<f64>>)> {
-    let first = sets.first()?;
-    if sets.iter().any(|s| s.len() != first.len() || !s.keys().eq(first.keys())) {
-        return None;
+    /// The CI's half-width of the AUC (NaN without one).
+    pub fn auc_half_width(&self) -> f64 {
+        self.auc_ci.map_or(f64::NAN, |(_, (lo, hi))| (hi - lo) / 2.0)
     }
-    let labels: Vec<u8> = first.values().map(|(y, _)| *y).collect();
-    let scores = sets.iter().map(|s| s.values().map(|(_, x)| *x).collect()).collect();
-    Some((labels, scores))
 }
 
-fn averaged(labels: &[u8], scores: &[Vec<f64>]) -> Vec<f64> {
-    (0..labels.len()).map(|i| scores.iter().map(|s| s[i]).sum::<f64>() / scores.len() as f64).collect()
+/// Majority-class attribute accuracy on the test split: per cluster, the
+/// share of samples (with a true attribute there) whose true attributes
+/// include the cluster's most frequent one; and their mean.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chance {
+    pub per_cluster: Vec<f64>,
+    pub mean: f64,
+}
+
+/// Everything the tables and figures of an experiment show.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    pub rows: Vec<RowStats>,
+    pub contrasts: Vec<ContrastResult>,
+    pub chance: Option<Chance>,
 }
 
 /// The metric statistics per group, computed with polars.
@@ -124,8 +114,20 @@ pub fn group_stats(runs: &[RunRecord]) -> Result<HashMap<String, BTreeMap<String
     Ok(result)
 }
 
+/// Rows, contrasts and chance level of an experiment's runs.
+pub fn analyse(c: &Collection) -> Result<Analysis, ReportError> {
+    let mut scores: BTreeMap<String, Scores> = BTreeMap::new();
+    for r in c.runs.iter().filter(|r| r.is_done()) {
+        scores.insert(r.id.clone(), r.scores()?);
+    }
+    let rows = aggregate(c, &scores)?;
+    let contrasts = contrasts(c, &scores)?;
+    let chance = scores.values().next().and_then(chance);
+    Ok(Analysis { rows, contrasts, chance })
+}
+
 /// The rows of an experiment, in plan order (variants, then axes).
-pub fn aggregate(c: &Collection) -> Result<Vec<RowStats>, ReportError> {
+pub fn aggregate(c: &Collection, scores: &BTreeMap<String, Scores>) -> Result<Vec<RowStats>, ReportError> {
     let stats = group_stats(&c.runs)?;
     let mut order: Vec<String> = Vec::new();
     let mut members: HashMap<String, Vec<&RunRecord>> = HashMap::new();
@@ -137,82 +139,42 @@ pub fn aggregate(c: &Collection) -> Result<Vec<RowStats>, ReportError> {
         members.entry(g).or_default().push(r);
     }
     let mut rows = Vec::new();
-    let mut scores_of: HashMap<String, Vec<Scores>> = HashMap::new();
     for g in &order {
         let runs = &members[g];
-        let first = runs[0];
-        let mut sets = Vec::new();
-        for r in runs.iter().filter(|r| r.is_done()) {
-            sets.push(r.scores()?);
-        }
-        let (ci, kind, avg) = match aligned(&sets) {
-            Some((labels, scores)) => {
-                let refs: Vec<&[f64]> = scores.iter().map(|s| s.as_slice()).collect();
-                let ci = bootstrap_mean_auc_ci(&refs, &labels, BOOTSTRAP_RESAMPLES, 0.95, 20261126).ok();
-                let avg = roc_auc(&averaged(&labels, &scores), &labels).ok();
-                (ci, Some("seed-mean"), avg)
-            }
-            None if !sets.is_empty() => {
-                let (mut labels, mut scores) = (Vec::new(), Vec::new());
-                for s in &sets {
-                    for (y, x) in s.values() {
-                        labels.push(*y);
-                        scores.push(*x);
-                    }
-                }
-                let ci = bootstrap_auc_ci(&scores, &labels, BOOTSTRAP_RESAMPLES, 0.95, 20261126).ok();
-                (ci, Some("pooled"), roc_auc(&scores, &labels).ok())
-            }
-            None => (None, None, None),
-        };
-        scores_of.insert(g.clone(), sets);
+        let done: Vec<(&RunRecord, &Scores)> = runs.iter().filter_map(|r| scores.get(&r.id).map(|s| (*r, s))).collect();
         rows.push(RowStats {
             group: g.clone(),
-            variant: first.variant.clone(),
-            label: first.label.clone(),
-            axes: first.axes.clone(),
+            variant: runs[0].variant.clone(),
+            label: runs[0].label.clone(),
+            axes: runs[0].axes.clone(),
             planned: runs.len(),
             done: runs.iter().filter(|r| r.is_done()).count(),
             failed: runs.iter().filter(|r| r.status == "failed").count(),
             stats: stats.get(g).cloned().unwrap_or_default(),
-            auc_ci: ci,
-            ci_kind: kind,
-            averaged_auc: avg,
-            delong: None,
+            auc_ci: row_interval(ContrastMetric::Auc, &done),
+            attr_ci: row_interval(ContrastMetric::AttrAcc, &done),
+            graph: runs.iter().find_map(|r| r.graph.clone()),
         });
     }
-    delong_against_reference(c, &mut rows, &scores_of);
     Ok(rows)
 }
 
-/// DeLong's test of each row's seed-averaged scores against the reference
-/// row with the same axes, where both share one test set.
-fn delong_against_reference(c: &Collection, rows: &mut [RowStats], scores_of: &HashMap<String, Vec<Scores>>) {
-    if let Some(reference) = &c.experiment.reference {
-        let refs: HashMap<String, usize> = rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.variant.as_deref() == Some(reference.as_str()))
-            .map(|(i, r)| (axes_key(&r.axes), i))
-            .collect();
-        for i in 0..rows.len() {
-            let Some(&j) = refs.get(&axes_key(&rows[i].axes)) else { continue };
-            if i == j {
-                continue;
+/// The majority-class accuracy of one run's test split (the same for every
+/// row that shares it); `None` without true attributes.
+fn chance(scores: &Scores) -> Option<Chance> {
+    let clusters = scores.values().next()?.truth.len();
+    let per_cluster: Vec<f64> = (0..clusters)
+        .filter_map(|c| {
+            let truths: Vec<&str> = scores.values().map(|s| s.truth[c].as_str()).filter(|t| !t.is_empty()).collect();
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for t in &truths {
+                for a in t.split(';') {
+                    *counts.entry(a).or_default() += 1;
+                }
             }
-            let (a, b) = (&scores_of[&rows[i].group], &scores_of[&rows[j].group]);
-            let (Some((la, sa)), Some((lb, sb))) = (aligned(a), aligned(b)) else { continue };
-            let same_samples = a[0].keys().eq(b[0].keys()) && la == lb;
-            if !same_samples {
-                continue;
-            }
-            if let Ok(t) = delong_test(&averaged(&la, &sa), &averaged(&lb, &sb), &la) {
-                rows[i].delong = Some(Delong { diff: t.auc_a - t.auc_b, p_value: t.p_value });
-            }
-        }
-    }
-}
-
-fn axes_key(axes: &[(String, Value)]) -> String {
-    axes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            let best = counts.values().max()?;
+            Some(*best as f64 / truths.len() as f64)
+        })
+        .collect();
+    (!per_cluster.is_empty()).then(|| Chance { mean: per_cluster.iter().sum::<f64>() / per_cluster.len() as f64, per_cluster })
 }

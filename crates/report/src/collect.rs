@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use dae_runfolder::{read_json, Metrics, RunFolder};
+use dae_runfolder::{read_json, GraphRecord, Metrics, RunFolder};
 use dae_sweep::experiment::{flatten, Variant};
 use dae_sweep::plan::show;
 use dae_sweep::{Experiment, Manifest, RunDir, Status, SweepError};
@@ -36,8 +36,10 @@ pub struct RunRecord {
     pub exit_code: Option<i32>,
     /// Numeric entries of `metrics.json`, flattened (`attr_acc_mean`, `probe_auc_h_i`, ...).
     pub metrics: BTreeMap<String, f64>,
-    /// `device`, `code_version`.
+    /// `device`, `code_version`; `encoder` and `latent` from the job config.
     pub strings: BTreeMap<String, String>,
+    /// The attribute graph a GCN run built.
+    pub graph: Option<GraphRecord>,
     pub dir: PathBuf,
 }
 
@@ -57,6 +59,15 @@ impl RunRecord {
     }
 }
 
+impl Collection {
+    /// The encoder and latent the runs used (`small-cnn, latent branches`), from the first run that says.
+    pub fn encoder(&self) -> Option<String> {
+        let r = self.runs.iter().find(|r| r.strings.contains_key("encoder"))?;
+        let latent = r.strings.get("latent").map(|l| format!(", latent {l}")).unwrap_or_default();
+        Some(format!("{}{latent}", r.strings["encoder"]))
+    }
+}
+
 /// An experiment's runs.
 #[derive(Clone, Debug)]
 pub struct Collection {
@@ -68,14 +79,31 @@ pub struct Collection {
     pub planned_seeds: usize,
 }
 
-/// Reads `metrics.json` as the trainer's [`Metrics`]: numbers flattened with
-/// `_` (arrays of two as `_lo`, `_hi`), `device` and `code_version` as
-/// strings. Empty where the file is missing or not a metrics record.
-pub fn read_metrics(dir: &Path) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
+/// A run's `metrics.json` as the report reads it.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsRead {
+    /// Numbers flattened with `_` (arrays of two as `_lo`, `_hi`).
+    pub nums: BTreeMap<String, f64>,
+    /// `device`, `code_version`.
+    pub strings: BTreeMap<String, String>,
+    pub graph: Option<GraphRecord>,
+}
+
+/// Reads `metrics.json` as the trainer's [`Metrics`]; empty where the file
+/// is missing or not a metrics record.
+pub fn read_metrics(dir: &Path) -> MetricsRead {
+    let Ok(m) = read_json::<Metrics>(&RunFolder::at(dir).metrics()) else { return MetricsRead::default() };
+    let (nums, strings) = flatten_metrics(&m);
+    MetricsRead { nums, strings, graph: m.graph }
+}
+
+fn flatten_metrics(m: &Metrics) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
     let mut nums = BTreeMap::new();
     let mut strs = BTreeMap::new();
-    let Ok(m) = read_json::<Metrics>(&RunFolder::at(dir).metrics()) else { return (nums, strs) };
-    let v = serde_json::to_value(&m).expect("metrics serialise");
+    let mut v = serde_json::to_value(m).expect("metrics serialise");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("graph");
+    }
     fn walk(prefix: &str, v: &serde_json::Value, nums: &mut BTreeMap<String, f64>, strs: &mut BTreeMap<String, String>) {
         match v {
             serde_json::Value::Number(n) => {
@@ -103,6 +131,16 @@ pub fn read_metrics(dir: &Path) -> (BTreeMap<String, f64>, BTreeMap<String, Stri
     (nums, strs)
 }
 
+/// `model.encoder` and `model.latent` of a run's job config.
+fn config_strings(rd: &RunDir) -> BTreeMap<String, String> {
+    let t: Option<toml::Table> = std::fs::read_to_string(rd.job_toml()).ok().and_then(|t| toml::from_str(&t).ok());
+    let model = t.as_ref().and_then(|t| t.get("model")).and_then(|m| m.as_table());
+    ["encoder", "latent"]
+        .iter()
+        .filter_map(|k| model.and_then(|m| m.get(*k)).and_then(|v| v.as_str()).map(|v| (k.to_string(), v.to_string())))
+        .collect()
+}
+
 /// Collects the runs of an experiment under a profile (default: the file's
 /// default profile), as the runner's plan manifest lists them, whatever
 /// their status.
@@ -124,8 +162,9 @@ pub fn collect(exp: &Experiment, profile: Option<&str>, results: &Path) -> Resul
 fn record(exp: &Experiment, job: &dae_sweep::manifest::ManifestJob, results: &Path, code_version: &str) -> RunRecord {
     let rd = RunDir::new(results, &job.id);
     let status = rd.status(code_version);
-    let (metrics, strings) =
-        if matches!(status, Status::Done | Status::Stale { .. }) { read_metrics(&rd.path) } else { Default::default() };
+    let read = if matches!(status, Status::Done | Status::Stale { .. }) { read_metrics(&rd.path) } else { Default::default() };
+    let mut strings = read.strings;
+    strings.extend(config_strings(&rd));
     let axes: Vec<(String, Value)> = job.params.iter().filter(|(k, _)| k != "variant" && k != "seed").cloned().collect();
     let label = match &job.variant {
         Some(v) => exp.variants.iter().find(|x| &x.name == v).map(|x| x.label.clone()).unwrap_or_else(|| v.clone()),
@@ -144,8 +183,9 @@ fn record(exp: &Experiment, job: &dae_sweep::manifest::ManifestJob, results: &Pa
         seed: job.seed,
         status: status.word().to_string(),
         exit_code,
-        metrics,
+        metrics: read.nums,
         strings,
+        graph: read.graph,
         dir: rd.path,
     }
 }
@@ -164,7 +204,7 @@ pub fn collect_folder(results: &Path) -> Result<Vec<RunRecord>, ReportError> {
         .map(|dir| {
             let rd = RunDir::at(dir.clone());
             let status = rd.status_unlocked("");
-            let (metrics, strings) = if status == Status::Done { read_metrics(dir) } else { Default::default() };
+            let read = if status == Status::Done { read_metrics(dir) } else { Default::default() };
             let config: Vec<(String, Value)> = std::fs::read_to_string(rd.job_toml())
                 .ok()
                 .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
@@ -184,8 +224,9 @@ pub fn collect_folder(results: &Path) -> Result<Vec<RunRecord>, ReportError> {
                 seed,
                 status: status.word().to_string(),
                 exit_code,
-                metrics,
-                strings,
+                metrics: read.nums,
+                strings: read.strings,
+                graph: read.graph,
                 dir: dir.clone(),
             };
             (rec, config)
@@ -208,28 +249,51 @@ pub fn collect_folder(results: &Path) -> Result<Vec<RunRecord>, ReportError> {
     Ok(out)
 }
 
-/// Per-sample test scores of one run: sample id -> (label, score).
-pub type Scores = BTreeMap<String, (u8, f64)>;
+/// One test sample of a run, as `scores.csv` holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleScore {
+    pub label: u8,
+    pub score: f64,
+    pub patient: String,
+    /// Per attribute cluster (in the file's order): whether the predicted
+    /// attribute is a true one; `None` without a prediction or without a
+    /// true attribute in the cluster (the sample does not count there).
+    pub attr_hit: Vec<Option<bool>>,
+    /// Per cluster, the true attributes (`;`-separated as written).
+    pub truth: Vec<String>,
+}
 
-/// Reads `scores.csv` (`sample_id`, `patient`, `label`, `score`, ...).
+/// Per-sample test scores of one run, by sample id.
+pub type Scores = BTreeMap<String, SampleScore>;
+
+/// Reads `scores.csv` (`sample_id`, `patient`, `label`, `score`, then
+/// `pred_<cluster>` and `true_<cluster>` per cluster).
 pub fn read_scores(dir: &Path) -> Result<Scores, ReportError> {
     let path = RunFolder::at(dir).scores();
-    let mut rdr = csv::Reader::from_path(&path).map_err(|e| ReportError::Scores { path: path.clone(), problem: e.to_string() })?;
-    let headers = rdr.headers().map_err(|e| ReportError::Scores { path: path.clone(), problem: e.to_string() })?.clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| ReportError::Scores { path: path.clone(), problem: format!("no `{name}` column") })
-    };
-    let (ci, li, si) = (col("sample_id")?, col("label")?, col("score")?);
+    let err = |problem: String| ReportError::Scores { path: path.clone(), problem };
+    let mut rdr = csv::Reader::from_path(&path).map_err(|e| err(e.to_string()))?;
+    let headers = rdr.headers().map_err(|e| err(e.to_string()))?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| err(format!("no `{name}` column")));
+    let (ci, pi, li, si) = (col("sample_id")?, col("patient")?, col("label")?, col("score")?);
+    let clusters: Vec<(usize, Option<usize>)> = headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.strip_prefix("pred_").map(|c| (i, headers.iter().position(|x| x == format!("true_{c}")))))
+        .collect();
     let mut out = BTreeMap::new();
     for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| ReportError::Scores { path: path.clone(), problem: e.to_string() })?;
-        let bad = |what: &str| ReportError::Scores { path: path.clone(), problem: format!("line {}: bad {what}", i + 2) };
+        let rec = rec.map_err(|e| err(e.to_string()))?;
+        let bad = |what: &str| err(format!("line {}: bad {what}", i + 2));
         let label: u8 = rec[li].trim().parse().map_err(|_| bad("label"))?;
         let score: f64 = rec[si].trim().parse().map_err(|_| bad("score"))?;
-        out.insert(rec[ci].to_string(), (label, score));
+        let (mut attr_hit, mut truth) = (Vec::new(), Vec::new());
+        for &(p, t) in &clusters {
+            let true_set = t.map(|t| rec[t].to_string()).unwrap_or_default();
+            let hit = (!rec[p].is_empty() && !true_set.is_empty()).then(|| true_set.split(';').any(|a| a == &rec[p]));
+            attr_hit.push(hit);
+            truth.push(true_set);
+        }
+        out.insert(rec[ci].to_string(), SampleScore { label, score, patient: rec[pi].to_string(), attr_hit, truth });
     }
     Ok(out)
 }

@@ -13,7 +13,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::aggregate::RowStats;
+use crate::aggregate::{Analysis, RowStats};
 use crate::collect::{Collection, GreyImage, RunRecord};
 use crate::ReportError;
 
@@ -111,16 +111,42 @@ fn style(size: u32) -> TextStyle<'static> {
 
 // ---------- the tau x p sweep ----------
 
-/// A heatmap of one metric over two axes.
+/// One heatmap cell: the seed mean, the half-width of its 95% CI, and a
+/// mark (the attribute graph's letter, `singular E`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub mean: f64,
+    pub half: f64,
+    pub mark: String,
+}
+
+/// A heatmap of one metric over two axes. The colour scale spans at least
+/// four typical CI half-widths (and 0.1), so cells that differ by noise do
+/// not look different.
 pub struct Heatmap {
     pub title: String,
     pub x_name: String,
     pub y_name: String,
     pub xs: Vec<String>,
     pub ys: Vec<String>,
-    /// values[y][x]: (mean, n).
-    pub values: Vec<Vec<Option<(f64, usize)>>>,
+    /// values[y][x].
+    pub values: Vec<Vec<Option<Cell>>>,
     pub metric: String,
+}
+
+impl Heatmap {
+    /// The colour scale's range: the values' range, widened to at least
+    /// max(0.1, 4 x the median CI half-width) around its middle.
+    pub fn range(&self) -> (f64, f64) {
+        let cells: Vec<&Cell> = self.values.iter().flatten().flatten().filter(|c| c.mean.is_finite()).collect();
+        let (lo, hi) = cells.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), c| (a.min(c.mean), b.max(c.mean)));
+        let mut halves: Vec<f64> = cells.iter().map(|c| c.half).filter(|h| h.is_finite()).collect();
+        halves.sort_by(f64::total_cmp);
+        let median = halves.get(halves.len() / 2).copied().unwrap_or(0.0);
+        let span = (hi - lo).max(0.1).max(4.0 * median);
+        let mid = (lo + hi) / 2.0;
+        (mid - span / 2.0, mid + span / 2.0)
+    }
 }
 
 impl Figure for Heatmap {
@@ -129,12 +155,10 @@ impl Figure for Heatmap {
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         let (main, bar) = root.split_horizontally(780);
-        let vals: Vec<f64> = self.values.iter().flatten().flatten().map(|v| v.0).filter(|v| v.is_finite()).collect();
-        let (lo, hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-        let (lo, hi) = if lo < hi { (lo, hi) } else { (lo - 0.005, hi + 0.005) };
+        let (lo, hi) = self.range();
         let (nx, ny) = (self.xs.len(), self.ys.len());
         let mut chart = ChartBuilder::on(&main)
-            .caption(&self.title, style(24))
+            .caption(&self.title, style(22))
             .margin(16)
             .x_label_area_size(60)
             .y_label_area_size(80)
@@ -165,31 +189,37 @@ impl Figure for Heatmap {
         }
         for (j, row) in self.values.iter().enumerate() {
             for (i, v) in row.iter().enumerate() {
-                let (x0, y0) = (i as f64, j as f64);
-                let (fill, text) = match v {
-                    Some((m, n)) => {
-                        (viridis((m - lo) / (hi - lo)), format!("{m:.3}{}", if *n > 1 { format!("\n(n={n})") } else { String::new() }))
-                    }
-                    None => (RGBColor(230, 230, 230), "–".into()),
-                };
-                chart.draw_series(std::iter::once(Rectangle::new([(x0, y0), (x0 + 1.0, y0 + 1.0)], fill.filled()))).map_err(e)?;
-                let t = (v.map(|x| (x.0 - lo) / (hi - lo)).unwrap_or(1.0)) > 0.6;
-                let tc = if t { BLACK } else { WHITE };
-                let first = text.lines().next().unwrap_or("").to_string();
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        first,
-                        (x0 + 0.5, y0 + 0.5),
-                        style(17).color(&tc).pos(plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Center,
-                            plotters::style::text_anchor::VPos::Center,
-                        )),
-                    )))
-                    .map_err(e)?;
+                draw_cell(&mut chart, i as f64, j as f64, v.as_ref(), (lo, hi))?;
             }
         }
         colour_bar(&bar, lo, hi, &self.metric)
     }
+}
+
+/// One heatmap cell: its colour, mean, CI half-width and mark.
+fn draw_cell<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    x0: f64,
+    y0: f64,
+    v: Option<&Cell>,
+    (lo, hi): (f64, f64),
+) -> DrawResult {
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let t = v.map(|c| ((c.mean - lo) / (hi - lo)).clamp(0.0, 1.0));
+    let fill = t.map(viridis).unwrap_or(RGBColor(230, 230, 230));
+    chart.draw_series(std::iter::once(Rectangle::new([(x0, y0), (x0 + 1.0, y0 + 1.0)], fill.filled()))).map_err(e)?;
+    let tc = if t.unwrap_or(1.0) > 0.6 { BLACK } else { WHITE };
+    let lines = match v {
+        Some(c) => vec![format!("{:.3}", c.mean), format!("±{:.3}", c.half), c.mark.clone()],
+        None => vec!["–".into()],
+    };
+    for (k, line) in lines.iter().enumerate() {
+        let y = y0 + 0.5 + 0.22 * (1.0 - k as f64) * (lines.len() > 1) as u8 as f64;
+        let size = if k == 0 { 17 } else { 13 };
+        let text = Text::new(line.clone(), (x0 + 0.5, y), style(size).color(&tc).pos(Pos::new(HPos::Center, VPos::Center)));
+        chart.draw_series(std::iter::once(text)).map_err(e)?;
+    }
+    Ok(())
 }
 
 /// The colour scale of a heatmap, from `lo` to `hi`, with the metric's name above it.
@@ -561,7 +591,8 @@ fn members<'a>(c: &'a Collection, r: &RowStats) -> Vec<&'a RunRecord> {
 }
 
 /// Writes every figure that applies to the experiment; returns the paths.
-pub fn render_all(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+pub fn render_all(c: &Collection, analysis: &Analysis, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let rows = analysis.rows.as_slice();
     // A sweep: exactly two [matrix] axes and no named rows.
     let axes: Vec<String> = c.experiment.axes.iter().filter(|a| a.origin == "matrix").flat_map(|a| a.keys.clone()).collect();
     if axes.len() == 2 && c.experiment.variants.is_empty() {
@@ -602,19 +633,29 @@ fn sweep_figures(c: &Collection, rows: &[RowStats], axes: &[String], dir: &Path)
     let (xs, ys) = (axis_values(rows, &axes[0]), axis_values(rows, &axes[1]));
     let short_name = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
     let mut out = Vec::new();
+    let letters = crate::tables::graph_letters(rows);
     for (metric, pretty) in [("test_auc", "test AUC"), ("attr_acc_mean", "attribute accuracy")] {
         let cell = |x: &String, y: &String| {
-            rows.iter()
-                .find(|r| axis_value(r, &axes[0]).as_ref() == Some(x) && axis_value(r, &axes[1]).as_ref() == Some(y))
-                .and_then(|r| r.stat(metric))
-                .map(|s| (s.mean, s.n))
+            let k = rows.iter().position(|r| axis_value(r, &axes[0]).as_ref() == Some(x) && axis_value(r, &axes[1]).as_ref() == Some(y))?;
+            let r = &rows[k];
+            let ci = if metric == "test_auc" { r.auc_ci } else { r.attr_ci };
+            let (mean, (lo, hi)) = ci.or_else(|| r.stat(metric).map(|s| (s.mean, (f64::NAN, f64::NAN))))?;
+            let singular = r.graph.as_ref().is_some_and(|g| g.condition >= 1e12);
+            let letter = letters[k].split(' ').next().unwrap_or("–");
+            let mark = format!("graph {letter}{}", if singular { ", E singular" } else { "" });
+            Some(Cell { mean, half: (hi - lo) / 2.0, mark })
         };
-        let values: Vec<Vec<Option<(f64, usize)>>> = ys.iter().map(|y| xs.iter().map(|x| cell(x, y)).collect()).collect();
+        let values: Vec<Vec<Option<Cell>>> = ys.iter().map(|y| xs.iter().map(|x| cell(x, y)).collect()).collect();
         if values.iter().flatten().all(|v| v.is_none()) {
             continue;
         }
         let fig = Heatmap {
-            title: format!("{name}: {pretty} over {} x {} (profile {})", short_name(&axes[0]), short_name(&axes[1]), profile(c)),
+            title: format!(
+                "{name}: {pretty} over {} x {} (profile {}); ± 95% CI half-width; same letter = same graph",
+                short_name(&axes[0]),
+                short_name(&axes[1]),
+                profile(c)
+            ),
             x_name: axes[0].clone(),
             y_name: axes[1].clone(),
             xs: xs.clone(),
@@ -668,9 +709,9 @@ fn roc_figure(c: &Collection, rows: &[RowStats], dir: &Path) -> Result<Vec<PathB
         let Some(first) = sets.first() else { continue };
         let aligned = sets.iter().all(|s| s.keys().eq(first.keys()));
         let (labels, scores): (Vec<u8>, Vec<f64>) = if aligned {
-            first.iter().map(|(id, (y, _))| (*y, sets.iter().map(|s| s[id].1).sum::<f64>() / sets.len() as f64)).unzip()
+            first.iter().map(|(id, x)| (x.label, sets.iter().map(|s| s[id].score).sum::<f64>() / sets.len() as f64)).unzip()
         } else {
-            sets.iter().flat_map(|s| s.values().copied()).unzip()
+            sets.iter().flat_map(|s| s.values().map(|x| (x.label, x.score))).unzip()
         };
         if let Ok(pts) = roc_curve(&scores, &labels) {
             let auc = dae_metrics::roc_auc(&scores, &labels).unwrap_or(f64::NAN);

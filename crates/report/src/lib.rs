@@ -4,9 +4,11 @@
 //!   into [`RunRecord`]s and a polars `DataFrame` (one row per run, a column
 //!   per axis and per metric), saved as Parquet and CSV.
 //! - [`aggregate`]: rows of a table (every axis but the seed): mean, std
-//!   (n - 1) and n of each metric via polars `group_by().agg()`, a bootstrap
-//!   CI of the test AUC from the per-sample scores, DeLong's test against
-//!   the reference row.
+//!   (n - 1) and n of each metric via polars `group_by().agg()`, each row's
+//!   seed-mean AUC and attribute accuracy with a two-level (seed x patient)
+//!   bootstrap CI, the chance level of attribute accuracy; [`contrasts`]:
+//!   the experiment's declared contrasts (paired, Holm-adjusted, TOST for
+//!   equivalence, "below resolution" where the CI cannot tell).
 //! - [`tables`]: Table 1 (methods), 2 (ablation), 3 (attributes) and sweep
 //!   tables as Markdown, LaTeX (booktabs) and CSV.
 //! - [`figures`]: plotters figures (PNG and SVG): the tau x p heatmaps and
@@ -20,17 +22,18 @@
 //! reads run folders.
 //!
 //! ```no_run
-//! use dae_report::{aggregate::aggregate, collect::collect, tables};
+//! use dae_report::{aggregate::analyse, collect::collect, tables};
 //! use dae_sweep::Experiment;
 //! let exp = Experiment::load("experiments/table2-ablation.toml".as_ref())?;
 //! let c = collect(&exp, Some("quick"), "results".as_ref())?;
-//! let rows = aggregate(&c)?;
-//! print!("{}", tables::build(&c, &rows).to_markdown());
+//! let analysis = analyse(&c)?;
+//! print!("{}", tables::build(&c, &analysis).to_markdown());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod aggregate;
 pub mod collect;
+pub mod contrasts;
 pub mod figures;
 pub mod tables;
 

@@ -1,14 +1,16 @@
 //! Tables in the paper's layouts, rendered as Markdown, LaTeX (booktabs) and
-//! CSV (numbers in their own columns, for other tools).
+//! CSV (numbers in their own columns, for other tools), each with its
+//! contrasts block beneath and notes that say what every interval is.
 
 use std::path::{Path, PathBuf};
 
-use dae_sweep::experiment::{Layout, Variant};
+use dae_sweep::experiment::{ContrastKind, ContrastMetric, Layout, Variant};
 use dae_sweep::plan::show;
 use toml::Value;
 
-use crate::aggregate::{RowStats, Stat, BOOTSTRAP_RESAMPLES};
+use crate::aggregate::{Analysis, RowStats, Stat};
 use crate::collect::Collection;
+use crate::contrasts::{ContrastResult, RESAMPLING};
 use crate::ReportError;
 
 /// A rendered-ready table.
@@ -20,9 +22,27 @@ pub struct Table {
     /// `l`, `c` or `r` per column.
     pub align: Vec<char>,
     pub rows: Vec<Vec<String>>,
+    /// Tables rendered beneath this one (the contrasts).
+    pub sub: Vec<Table>,
     pub notes: Vec<String>,
     pub csv_columns: Vec<String>,
     pub csv_rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(name: &str, title: String, columns: &[&str], align: &[char], csv_columns: &[&str]) -> Table {
+        Table {
+            name: name.to_string(),
+            title,
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            align: align.to_vec(),
+            rows: Vec::new(),
+            sub: Vec::new(),
+            notes: Vec::new(),
+            csv_columns: csv_columns.iter().map(|c| c.to_string()).collect(),
+            csv_rows: Vec::new(),
+        }
+    }
 }
 
 fn num(x: f64) -> String {
@@ -34,10 +54,22 @@ fn num(x: f64) -> String {
 }
 
 fn signed(x: f64) -> String {
-    if x < 0.0 {
+    if !x.is_finite() {
+        "–".into()
+    } else if x < 0.0 {
         format!("−{:.3}", -x)
     } else {
         format!("+{x:.3}")
+    }
+}
+
+fn pval(p: f64) -> String {
+    if !p.is_finite() {
+        "–".into()
+    } else if p < 0.001 {
+        "<0.001".into()
+    } else {
+        format!("{p:.3}")
     }
 }
 
@@ -51,10 +83,9 @@ pub fn mean_std(s: Option<Stat>) -> String {
 }
 
 fn n_cell(r: &RowStats) -> String {
-    let planned = r.planned;
     let mut s = format!("{}", r.done);
-    if r.done < planned {
-        s = format!("{}/{planned}†", r.done);
+    if r.done < r.planned {
+        s = format!("{}/{}†", r.done, r.planned);
     }
     if r.failed > 0 {
         s.push_str(&format!(" ({} failed)", r.failed));
@@ -62,21 +93,9 @@ fn n_cell(r: &RowStats) -> String {
     s
 }
 
-fn ci_cell(r: &RowStats) -> String {
-    match r.auc_ci {
-        Some((lo, hi)) => format!("[{}, {}]", num(lo), num(hi)),
-        None => "–".into(),
-    }
-}
-
-fn delong_cell(r: &RowStats, is_ref: bool) -> String {
-    if is_ref {
-        return "ref.".into();
-    }
-    match r.delong {
-        Some(d) => {
-            format!("{} (p = {})", signed(d.diff), if d.p_value < 0.001 { "<0.001".to_string() } else { format!("{:.3}", d.p_value) })
-        }
+fn ci_cell(ci: Option<(f64, (f64, f64))>) -> String {
+    match ci {
+        Some((_, (lo, hi))) => format!("[{}, {}]", num(lo), num(hi)),
         None => "–".into(),
     }
 }
@@ -101,48 +120,62 @@ fn check(v: Option<&Value>) -> String {
     }
 }
 
-fn common_notes(c: &Collection) -> Vec<String> {
-    let mut n = vec![format!(
-        "AUC: test AUC, mean ± standard deviation (n − 1) over the seeds that finished (n); 95% CI: bootstrap of the seed-mean AUC over the test samples ({BOOTSTRAP_RESAMPLES} stratified resamples, the same draw for every seed; pooled over runs where their test sets differ)."
-    )];
-    if let Some(r) = &c.experiment.reference {
-        let label = c.experiment.variants.iter().find(|v| &v.name == r).map(|v| v.label.clone()).unwrap_or_else(|| r.clone());
-        n.push(format!("Δ vs {label}: AUC difference of the seed-averaged scores, DeLong's test (two-sided p)."));
-    }
-    n.push(format!(
-        "Profile {}: {} seed(s) planned per row; † fewer finished than planned.",
-        c.profile.as_deref().unwrap_or("(none)"),
-        c.planned_seeds
-    ));
-    n
-}
-
-/// Builds the experiment's table in its layout.
-pub fn build(c: &Collection, rows: &[RowStats]) -> Table {
-    match c.experiment.layout() {
-        Layout::Ablation => ablation(c, rows),
-        Layout::Attributes => attributes(c, rows),
-        Layout::Sweep => sweep(c, rows),
-        Layout::Methods => methods(c, rows),
-    }
-}
-
 fn variant<'a>(c: &'a Collection, r: &RowStats) -> Option<&'a Variant> {
     r.variant.as_ref().and_then(|v| c.experiment.variants.iter().find(|x| &x.name == v))
 }
 
-/// Paper Table 2: the four switches as check marks, our AUC, the paper's.
+/// What every table says about its intervals and runs.
+fn common_notes(c: &Collection, metric: &str) -> Vec<String> {
+    let mut n = vec![format!(
+        "{metric}: mean ± standard deviation (n − 1) over the seeds that finished (n; † fewer than planned). 95% CI: two-level bootstrap of the seed mean ({} resamples; seeds and test patients resampled, a patient's views together), so it includes seed-to-seed variance.",
+        RESAMPLING.resamples
+    )];
+    n.push(format!(
+        "Profile {}: {} seed(s) planned per row{}. Each run's own test AUC has a DeLong 95% CI in its metrics.json (one run, one test set).",
+        c.profile.as_deref().unwrap_or("(none)"),
+        c.planned_seeds,
+        c.encoder().map(|e| format!("; encoder {e}")).unwrap_or_default()
+    ));
+    n
+}
+
+/// Builds the experiment's table in its layout, with its contrasts beneath.
+pub fn build(c: &Collection, a: &Analysis) -> Table {
+    let mut t = match c.experiment.layout() {
+        Layout::Ablation => ablation(c, &a.rows),
+        Layout::Attributes => attributes(c, a),
+        Layout::Sweep => sweep(c, &a.rows),
+        Layout::Methods => methods(c, &a.rows),
+    };
+    if !a.contrasts.is_empty() {
+        t.sub.push(contrast_table(c, &a.contrasts));
+        t.notes.extend(contrast_notes(&a.contrasts));
+    }
+    t.notes.extend(c.experiment.notes.iter().cloned());
+    t
+}
+
+/// The paper's absolute figures, for a note: they are of another data set.
+fn paper_note(c: &Collection, key: &str, what: &str) -> Option<String> {
+    let figures: Vec<String> =
+        c.experiment.variants.iter().filter_map(|v| paper(Some(v), key).map(|x| format!("{} {}", v.name, num(x)))).collect();
+    (!figures.is_empty()).then(|| {
+        format!(
+            "The paper's {what} on DDSM, another data set (real mammograms at 224 x 224), not comparable with these synthetic ones as numbers: {}.",
+            figures.join(", ")
+        )
+    })
+}
+
+/// Paper Table 2: the four switches as check marks, our AUC and its CI.
 pub fn ablation(c: &Collection, rows: &[RowStats]) -> Table {
-    let mut t = Table {
-        name: c.experiment.name.clone(),
-        title: format!("{} — {}", c.experiment.name, c.experiment.description),
-        columns: ["Row", "Disentangle", "Attribute", "L_rec", "h_i", "AUC", "95% CI", "n", "Δ vs ref. (DeLong)", "Paper (DDSM)"]
-            .map(String::from)
-            .to_vec(),
-        align: vec!['l', 'c', 'c', 'c', 'c', 'r', 'r', 'r', 'r', 'r'],
-        rows: Vec::new(),
-        notes: common_notes(c),
-        csv_columns: [
+    let title = format!("{} — {}", c.experiment.name, c.experiment.description);
+    let mut t = Table::new(
+        &c.experiment.name,
+        title,
+        &["Row", "Disentangle", "Attribute", "L_rec", "h_i", "AUC", "95% CI", "n"],
+        &['l', 'c', 'c', 'c', 'c', 'r', 'r', 'r'],
+        &[
             "row",
             "label",
             "disentangle",
@@ -156,14 +189,9 @@ pub fn ablation(c: &Collection, rows: &[RowStats]) -> Table {
             "n",
             "planned",
             "failed",
-            "delong_diff",
-            "delong_p",
-            "paper_auc",
-        ]
-        .map(String::from)
-        .to_vec(),
-        csv_rows: Vec::new(),
-    };
+        ],
+    );
+    t.notes = common_notes(c, "AUC");
     for r in rows {
         let v = variant(c, r);
         let attr = v.and_then(|v| set_value(v, "model.attributes")).map(show).unwrap_or_default();
@@ -172,7 +200,6 @@ pub fn ablation(c: &Collection, rows: &[RowStats]) -> Table {
             "multitask" => "multi-task",
             _ => "",
         };
-        let is_ref = c.experiment.reference.is_some() && r.variant == c.experiment.reference;
         let auc = r.stat("test_auc");
         t.rows.push(vec![
             format!("{} {}", r.variant.as_deref().unwrap_or(""), r.label).trim().to_string(),
@@ -181,224 +208,287 @@ pub fn ablation(c: &Collection, rows: &[RowStats]) -> Table {
             check(v.and_then(|v| set_value(v, "model.rec"))),
             check(v.and_then(|v| set_value(v, "model.h_i"))),
             mean_std(auc),
-            ci_cell(r),
+            ci_cell(r.auc_ci),
             n_cell(r),
-            delong_cell(r, is_ref),
-            paper(v, "auc").map(num).unwrap_or_else(|| "–".into()),
         ]);
         let b = |k: &str| v.and_then(|v| set_value(v, k)).map(show).unwrap_or_default();
         let mut csv =
             vec![r.variant.clone().unwrap_or_default(), r.label.clone(), b("model.disentangle"), attr, b("model.rec"), b("model.h_i")];
-        csv.extend(auc_csv(r, paper(v, "auc")));
+        csv.extend(stat_csv(auc, r.auc_ci, r));
         t.csv_rows.push(csv);
     }
-    t.notes.push("Switches as method.md defines them; Attribute: none, multi-task heads or GCN-generated heads.".into());
+    t.notes.push("Switches as method.md defines them; Attribute: none, multi-task heads or GCN-generated heads. Rows that differ only in routing have the same total latent width and the same encoder trunk.".into());
+    t.notes.extend(paper_note(c, "auc", "AUCs"));
+    t.notes.push("The paper's rows 1 and 3 (= its Table 1's Vanilla and Chen et al.) came from published trained models it loaded, not from its own pipeline; here every row is trained the same way.".into());
     t
 }
 
-/// The numeric AUC columns of a row's CSV: mean, std, CI, n, planned, failed, DeLong, paper.
-fn auc_csv(r: &RowStats, paper_auc: Option<f64>) -> Vec<String> {
-    let auc = r.stat("test_auc");
+/// The numeric columns of a row's statistic: mean, std, CI, n, planned, failed.
+fn stat_csv(s: Option<Stat>, ci: Option<(f64, (f64, f64))>, r: &RowStats) -> Vec<String> {
     vec![
-        opt(auc.map(|s| s.mean)),
-        opt(auc.map(|s| s.std)),
-        opt(r.auc_ci.map(|c| c.0)),
-        opt(r.auc_ci.map(|c| c.1)),
+        opt(s.map(|s| s.mean)),
+        opt(s.map(|s| s.std)),
+        opt(ci.map(|c| c.1 .0)),
+        opt(ci.map(|c| c.1 .1)),
         r.done.to_string(),
         r.planned.to_string(),
         r.failed.to_string(),
-        opt(r.delong.map(|d| d.diff)),
-        opt(r.delong.map(|d| d.p_value)),
-        opt(paper_auc),
     ]
 }
 
-fn not_implemented_rows(variants: &[Variant], t: &mut Table, key: &str, width: usize) {
-    for v in variants {
-        let mut row = vec![v.label.clone(), format!("not implemented{}", v.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default())];
-        while row.len() < width - 1 {
-            row.push("–".into());
-        }
-        row.push(paper(Some(v), key).map(num).unwrap_or_else(|| "–".into()));
-        t.rows.push(row);
-        let mut csv = vec![v.name.clone(), v.label.clone(), "not implemented".into()];
-        while csv.len() < t.csv_columns.len() - 1 {
-            csv.push(String::new());
-        }
-        csv.push(opt(paper(Some(v), key)));
-        t.csv_rows.push(csv);
-    }
+fn not_implemented_row(v: &Variant, t: &mut Table) {
+    let mut row = vec![v.label.clone(), format!("not implemented{}", v.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default())];
+    row.resize(t.columns.len(), "–".into());
+    t.rows.push(row);
+    let mut csv = vec![v.name.clone(), v.label.clone(), "not implemented".into()];
+    csv.resize(t.csv_columns.len(), String::new());
+    t.csv_rows.push(csv);
 }
 
-/// Paper Table 1: methods, AUC, the paper's AUC; rows not implemented say so.
+/// Paper Table 1: methods, AUC and its CI; rows not implemented say so.
 pub fn methods(c: &Collection, rows: &[RowStats]) -> Table {
-    let mut t = Table {
-        name: c.experiment.name.clone(),
-        title: format!("{} — {}", c.experiment.name, c.experiment.description),
-        columns: ["Method", "AUC", "95% CI", "n", "Δ vs ref. (DeLong)", "Paper (DDSM)"].map(String::from).to_vec(),
-        align: vec!['l', 'r', 'r', 'r', 'r', 'r'],
-        rows: Vec::new(),
-        notes: common_notes(c),
-        csv_columns: [
-            "variant",
-            "label",
-            "status",
-            "auc_mean",
-            "auc_std",
-            "auc_ci_lo",
-            "auc_ci_hi",
-            "n",
-            "planned",
-            "failed",
-            "delong_diff",
-            "delong_p",
-            "paper_auc",
-        ]
-        .map(String::from)
-        .to_vec(),
-        csv_rows: Vec::new(),
+    let title = format!("{} — {}", c.experiment.name, c.experiment.description);
+    let mut t = Table::new(
+        &c.experiment.name,
+        title,
+        &["Method", "AUC", "95% CI", "n"],
+        &['l', 'r', 'r', 'r'],
+        &["variant", "label", "status", "auc_mean", "auc_std", "auc_ci_lo", "auc_ci_hi", "n", "planned", "failed"],
+    );
+    t.notes = common_notes(c, "AUC");
+    let push = |t: &mut Table, r: &RowStats| {
+        let axes = r.axes.iter().map(|(k, x)| format!("{k}={}", show(x))).collect::<Vec<_>>().join(" ");
+        let name = if axes.is_empty() { r.label.clone() } else { format!("{} {axes}", r.label).trim().to_string() };
+        let auc = r.stat("test_auc");
+        t.rows.push(vec![name, mean_std(auc), ci_cell(r.auc_ci), n_cell(r)]);
+        let mut csv = vec![r.variant.clone().unwrap_or_default(), r.label.clone(), "implemented".into()];
+        csv.extend(stat_csv(auc, r.auc_ci, r));
+        t.csv_rows.push(csv);
     };
-    // Implemented and not-implemented rows in the file's order.
     for v in &c.experiment.variants {
         if !v.implemented {
-            not_implemented_rows(std::slice::from_ref(v), &mut t, "auc", 6);
+            not_implemented_row(v, &mut t);
             continue;
         }
         for r in rows.iter().filter(|r| r.variant.as_deref() == Some(v.name.as_str())) {
-            push_method_row(c, &mut t, r, Some(v));
+            push(&mut t, r);
         }
     }
     if c.experiment.variants.is_empty() {
         for r in rows {
-            push_method_row(c, &mut t, r, None);
+            push(&mut t, r);
         }
     }
+    t.notes.extend(paper_note(c, "auc", "AUCs"));
     t
 }
 
-fn push_method_row(c: &Collection, t: &mut Table, r: &RowStats, v: Option<&Variant>) {
-    let is_ref = c.experiment.reference.is_some() && r.variant == c.experiment.reference;
-    let auc = r.stat("test_auc");
-    let axes = r.axes.iter().map(|(k, x)| format!("{k}={}", show(x))).collect::<Vec<_>>().join(" ");
-    let name = if axes.is_empty() || v.is_some() && r.axes.is_empty() {
-        r.label.clone()
-    } else {
-        format!("{} {axes}", r.label).trim().to_string()
-    };
-    t.rows.push(vec![
-        name,
-        mean_std(auc),
-        ci_cell(r),
-        n_cell(r),
-        delong_cell(r, is_ref),
-        paper(v, "auc").map(num).unwrap_or_else(|| "–".into()),
-    ]);
-    let mut csv = vec![r.variant.clone().unwrap_or_default(), r.label.clone(), "implemented".into()];
-    csv.extend(auc_csv(r, paper(v, "auc")));
-    t.csv_rows.push(csv);
-}
-
-/// Paper Table 3: attribute accuracy (mean over clusters, and per cluster).
-pub fn attributes(c: &Collection, rows: &[RowStats]) -> Table {
-    let mut t = Table {
-        name: c.experiment.name.clone(),
-        title: format!("{} — {}", c.experiment.name, c.experiment.description),
-        columns: ["Method", "Attribute accuracy", "Shape", "Margin", "n", "Paper (DDSM)"].map(String::from).to_vec(),
-        align: vec!['l', 'r', 'r', 'r', 'r', 'r'],
-        rows: Vec::new(),
-        notes: vec![
-            "Attribute accuracy: per cluster, the share of test samples whose highest-scoring attribute is a true one; the mean over the shape and margin clusters is the paper's figure. Mean ± standard deviation (n − 1) over seeds.".into(),
-            format!("Profile {}: {} seed(s) planned per row; † fewer finished than planned.", c.profile.as_deref().unwrap_or("(none)"), c.planned_seeds),
+/// Paper Table 3: attribute accuracy (mean over clusters, and per cluster), with a chance row.
+pub fn attributes(c: &Collection, a: &Analysis) -> Table {
+    let title = format!("{} — {}", c.experiment.name, c.experiment.description);
+    let mut t = Table::new(
+        &c.experiment.name,
+        title,
+        &["Method", "Attribute accuracy", "95% CI", "Shape", "Margin", "n"],
+        &['l', 'r', 'r', 'r', 'r', 'r'],
+        &[
+            "variant",
+            "label",
+            "status",
+            "attr_acc_mean",
+            "attr_acc_std",
+            "attr_acc_ci_lo",
+            "attr_acc_ci_hi",
+            "n",
+            "planned",
+            "failed",
+            "shape_mean",
+            "margin_mean",
         ],
-        csv_columns: ["variant", "label", "status", "attr_acc_mean", "attr_acc_std", "shape_mean", "margin_mean", "n", "planned", "failed", "paper_attr_acc"]
-            .map(String::from)
-            .to_vec(),
-        csv_rows: Vec::new(),
-    };
+    );
+    t.notes = common_notes(c, "Attribute accuracy");
+    t.notes[0] = format!("Attribute accuracy: per cluster, the share of test samples whose highest-scoring attribute is a true one; the mean over the shape and margin clusters is the paper's figure. {}", t.notes[0].split_once(": ").map_or("", |x| x.1));
     for v in &c.experiment.variants {
         if !v.implemented {
-            not_implemented_rows(std::slice::from_ref(v), &mut t, "attr_acc", 6);
+            not_implemented_row(v, &mut t);
             continue;
         }
-        for r in rows.iter().filter(|r| r.variant.as_deref() == Some(v.name.as_str())) {
+        for r in a.rows.iter().filter(|r| r.variant.as_deref() == Some(v.name.as_str())) {
             let (m, sh, ma) = (r.stat("attr_acc_mean"), r.stat("attr_acc_shape"), r.stat("attr_acc_margin"));
-            t.rows.push(vec![
-                r.label.clone(),
-                mean_std(m),
-                mean_std(sh),
-                mean_std(ma),
-                n_cell(r),
-                paper(Some(v), "attr_acc").map(num).unwrap_or_else(|| "–".into()),
-            ]);
-            t.csv_rows.push(vec![
-                v.name.clone(),
-                r.label.clone(),
-                "implemented".into(),
-                opt(m.map(|s| s.mean)),
-                opt(m.map(|s| s.std)),
-                opt(sh.map(|s| s.mean)),
-                opt(ma.map(|s| s.mean)),
-                r.done.to_string(),
-                r.planned.to_string(),
-                r.failed.to_string(),
-                opt(paper(Some(v), "attr_acc")),
-            ]);
+            t.rows.push(vec![r.label.clone(), mean_std(m), ci_cell(r.attr_ci), mean_std(sh), mean_std(ma), n_cell(r)]);
+            let mut csv = vec![v.name.clone(), r.label.clone(), "implemented".into()];
+            csv.extend(stat_csv(m, r.attr_ci, r));
+            csv.extend([opt(sh.map(|s| s.mean)), opt(ma.map(|s| s.mean))]);
+            t.csv_rows.push(csv);
         }
     }
+    if let Some(ch) = &a.chance {
+        let cell = |k: usize| ch.per_cluster.get(k).map(|x| num(*x)).unwrap_or_else(|| "–".into());
+        t.rows.push(vec!["Chance (majority attribute per cluster)".into(), num(ch.mean), "–".into(), cell(0), cell(1), "–".into()]);
+        let mut csv = vec!["chance".into(), "majority attribute per cluster".into(), "baseline".into(), format!("{}", ch.mean)];
+        csv.resize(t.csv_columns.len() - 2, String::new());
+        csv.extend([
+            ch.per_cluster.first().map(|x| format!("{x}")).unwrap_or_default(),
+            ch.per_cluster.get(1).map(|x| format!("{x}")).unwrap_or_default(),
+        ]);
+        t.csv_rows.push(csv);
+        t.notes.push("Chance: always predicting the test split's most frequent attribute of each cluster.".into());
+    }
+    t.notes.extend(paper_note(c, "attr_acc", "attribute accuracies"));
     t
 }
 
-/// A sweep: one row per axis combination.
+/// The contrasts of an experiment as a table (rendered under the main one,
+/// and written alone as `<experiment>-contrasts.{md,csv}`).
+pub fn contrast_table(c: &Collection, results: &[ContrastResult]) -> Table {
+    let title = format!("{} — contrasts (a − b)", c.experiment.name);
+    let mut t = Table::new(
+        &format!("{}-contrasts", c.experiment.name),
+        title,
+        &["Contrast", "Kind", "n", "Δ", "95% CI", "p (Holm)", "Verdict", "Δ paper"],
+        &['l', 'l', 'r', 'r', 'r', 'r', 'l', 'r'],
+        &["contrast", "a", "b", "kind", "n_seeds", "delta", "ci_lo", "ci_hi", "p", "p_holm", "verdict"],
+    );
+    for r in results {
+        let k = &r.contrast;
+        let kind = match (k.kind, k.metric) {
+            (ContrastKind::Superiority, ContrastMetric::Auc) => "superiority".to_string(),
+            (ContrastKind::Superiority, ContrastMetric::AttrAcc) => "superiority (attr. acc.)".to_string(),
+            (ContrastKind::Equivalence, m) => {
+                format!("equivalence ±{}{}", k.margin, if m == ContrastMetric::AttrAcc { " (attr. acc.)" } else { "" })
+            }
+        };
+        let ci = if r.ci.0.is_finite() { format!("[{}, {}]", signed(r.ci.0), signed(r.ci.1)) } else { "–".into() };
+        t.rows.push(vec![
+            k.name.clone(),
+            kind,
+            r.n_seeds.to_string(),
+            signed(r.delta),
+            ci,
+            pval(r.p_holm),
+            r.verdict.word().into(),
+            r.paper_delta.map(signed).unwrap_or_else(|| "–".into()),
+        ]);
+        let kind_word = if k.kind == ContrastKind::Superiority { "superiority" } else { "equivalence" };
+        let f = |x: f64| opt(Some(x));
+        t.csv_rows.push(vec![
+            k.name.clone(),
+            k.a.clone(),
+            k.b.clone(),
+            kind_word.into(),
+            r.n_seeds.to_string(),
+            f(r.delta),
+            f(r.ci.0),
+            f(r.ci.1),
+            f(r.p),
+            f(r.p_holm),
+            r.verdict.word().into(),
+        ]);
+    }
+    t.notes = contrast_notes(results);
+    t
+}
+
+/// What the contrasts block's columns are.
+fn contrast_notes(results: &[ContrastResult]) -> Vec<String> {
+    let margins: Vec<String> = results
+        .iter()
+        .map(|r| r.contrast.margin)
+        .fold(Vec::new(), |mut v: Vec<f64>, m| {
+            if !v.contains(&m) {
+                v.push(m);
+            }
+            v
+        })
+        .iter()
+        .map(|m| format!("{m}"))
+        .collect();
+    vec![
+        "Contrasts: Δ = a − b, the seed mean of per-seed differences on the rows' common test samples; CI and p from the same two-level bootstrap, with one patient draw for both rows (and for every seed where the seeds share a test set). p: two-sided (superiority) or TOST within ± the margin (equivalence), Holm-adjusted over the experiment's contrasts; a verdict needs p (Holm) < 0.05.".into(),
+        format!("Below resolution: the CI's half-width exceeds both |Δ| and the contrast's margin ({}), so the data cannot tell. Δ paper: the same difference from the paper's figures (DDSM).", margins.join(", ")),
+    ]
+}
+
+/// A sweep: one row per axis combination, with the attribute graph each
+/// combination made (configurations with the same edges share a letter)
+/// and E's condition number.
 pub fn sweep(c: &Collection, rows: &[RowStats]) -> Table {
     // Every axis key any row has (jobs added by [[include]] may have fewer), in first-seen order.
     let mut keys: Vec<String> = Vec::new();
-    for r in rows {
-        for (k, _) in &r.axes {
-            if !keys.contains(k) {
-                keys.push(k.clone());
-            }
+    for (k, _) in rows.iter().flat_map(|r| &r.axes) {
+        if !keys.contains(k) {
+            keys.push(k.clone());
         }
     }
-    let cell = |r: &RowStats, k: &str| r.axes.iter().find(|(a, _)| a == k).map(|(_, v)| show(v)).unwrap_or_else(|| "–".into());
-    let mut columns = keys.clone();
-    columns.extend(["AUC", "95% CI", "Attribute accuracy", "n"].map(String::from));
-    let mut csv_columns = keys.clone();
-    csv_columns.extend(
-        ["auc_mean", "auc_std", "auc_ci_lo", "auc_ci_hi", "attr_acc_mean", "attr_acc_std", "n", "planned", "failed"].map(String::from),
-    );
+    let cell = |r: &RowStats, k: &str| r.axes.iter().find(|(a, _)| a == k).map(|(_, v)| show(v));
+    let mut columns: Vec<&str> = keys.iter().map(String::as_str).collect();
+    columns.extend(["AUC", "95% CI", "Attribute accuracy", "Graph", "cond(E)", "n"]);
+    let mut csv_columns: Vec<&str> = keys.iter().map(String::as_str).collect();
+    csv_columns.extend([
+        "auc_mean",
+        "auc_std",
+        "auc_ci_lo",
+        "auc_ci_hi",
+        "n",
+        "planned",
+        "failed",
+        "attr_acc_mean",
+        "attr_acc_std",
+        "graph",
+        "condition",
+    ]);
     let mut align = vec!['r'; keys.len()];
-    align.extend(['r', 'r', 'r', 'r']);
-    let mut t = Table {
-        name: c.experiment.name.clone(),
-        title: format!("{} — {}", c.experiment.name, c.experiment.description),
-        columns,
-        align,
-        rows: Vec::new(),
-        notes: common_notes(c),
-        csv_columns,
-        csv_rows: Vec::new(),
-    };
-    for r in rows {
-        let mut row: Vec<String> = keys.iter().map(|k| cell(r, k)).collect();
+    align.extend(['r', 'r', 'r', 'l', 'r', 'r']);
+    let title = format!("{} — {}", c.experiment.name, c.experiment.description);
+    let mut t = Table::new(&c.experiment.name, title, &columns, &align, &csv_columns);
+    t.notes = common_notes(c, "AUC");
+    let letters = graph_letters(rows);
+    for (r, g) in rows.iter().zip(&letters) {
+        let mut row: Vec<String> = keys.iter().map(|k| cell(r, k).unwrap_or_else(|| "–".into())).collect();
         let (auc, attr) = (r.stat("test_auc"), r.stat("attr_acc_mean"));
-        row.extend([mean_std(auc), ci_cell(r), mean_std(attr), n_cell(r)]);
+        let cond = r.graph.as_ref().map(|g| condition_word(g.condition));
+        row.extend([mean_std(auc), ci_cell(r.auc_ci), mean_std(attr), g.clone(), cond.unwrap_or_else(|| "–".into()), n_cell(r)]);
         t.rows.push(row);
-        let mut csv: Vec<String> =
-            keys.iter().map(|k| r.axes.iter().find(|(a, _)| a == k).map(|(_, v)| show(v)).unwrap_or_default()).collect();
-        csv.extend([
-            opt(auc.map(|s| s.mean)),
-            opt(auc.map(|s| s.std)),
-            opt(r.auc_ci.map(|c| c.0)),
-            opt(r.auc_ci.map(|c| c.1)),
-            opt(attr.map(|s| s.mean)),
-            opt(attr.map(|s| s.std)),
-            r.done.to_string(),
-            r.planned.to_string(),
-            r.failed.to_string(),
-        ]);
+        let mut csv: Vec<String> = keys.iter().map(|k| cell(r, k).unwrap_or_default()).collect();
+        csv.extend(stat_csv(auc, r.auc_ci, r));
+        csv.extend([opt(attr.map(|s| s.mean)), opt(attr.map(|s| s.std)), g.clone(), opt(r.graph.as_ref().map(|g| g.condition))]);
         t.csv_rows.push(csv);
     }
+    t.notes.push("Graph: the thresholded attribute graph the training split gives (E~ of eq. 2); combinations with the same letter have the same edges and differ only in p's weights. cond(E): E's condition number; \"singular\" (at or above 1e12) ties attribute heads together.".into());
     t
+}
+
+/// A letter per distinct edge set, in order of first appearance (`–` without a graph).
+pub fn graph_letters(rows: &[RowStats]) -> Vec<String> {
+    let mut seen: Vec<&Vec<[String; 2]>> = Vec::new();
+    rows.iter()
+        .map(|r| match &r.graph {
+            None => "–".into(),
+            Some(g) => {
+                let k = seen.iter().position(|e| **e == g.edges).unwrap_or_else(|| {
+                    seen.push(&g.edges);
+                    seen.len() - 1
+                });
+                let letter = (b'A' + (k % 26) as u8) as char;
+                if g.edges.is_empty() {
+                    format!("{letter} (no edges)")
+                } else {
+                    format!("{letter} ({} edges)", g.edges.len())
+                }
+            }
+        })
+        .collect()
+}
+
+/// A condition number as a table cell.
+pub fn condition_word(cond: f64) -> String {
+    if cond >= 1e12 {
+        "singular".into()
+    } else if cond >= 1e3 {
+        format!("{cond:.1e}")
+    } else {
+        format!("{cond:.1}")
+    }
 }
 
 impl Table {
@@ -420,6 +510,11 @@ impl Table {
             s.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
         s.push('\n');
+        for sub in &self.sub {
+            let mut inner = sub.clone();
+            inner.notes.clear();
+            s.push_str(&inner.to_markdown());
+        }
         for n in &self.notes {
             s.push_str(&format!("{n}\n"));
         }
@@ -431,17 +526,25 @@ impl Table {
         let mut s = String::from("% Generated by dae-report; needs \\usepackage{booktabs} and \\usepackage{amssymb}.\n");
         s.push_str("\\begin{table}[t]\n\\centering\n\\small\n");
         s.push_str(&format!("\\caption{{{}}}\n\\label{{tab:{}}}\n", latex(&self.title), self.name));
+        self.latex_tabular(&mut s);
+        for sub in &self.sub {
+            s.push_str(&format!("\n\\medskip\n{}\n\n", latex(&sub.title)));
+            sub.latex_tabular(&mut s);
+        }
+        if !self.notes.is_empty() {
+            s.push_str(&format!("\\par\\smallskip\\footnotesize {}\n", self.notes.iter().map(|n| latex(n)).collect::<Vec<_>>().join(" ")));
+        }
+        s.push_str("\\end{table}\n");
+        s
+    }
+
+    fn latex_tabular(&self, s: &mut String) {
         s.push_str(&format!("\\begin{{tabular}}{{{}}}\n\\toprule\n", self.align.iter().collect::<String>()));
         s.push_str(&format!("{} \\\\\n\\midrule\n", self.columns.iter().map(|c| latex(c)).collect::<Vec<_>>().join(" & ")));
         for r in &self.rows {
             s.push_str(&format!("{} \\\\\n", r.iter().map(|c| latex(c)).collect::<Vec<_>>().join(" & ")));
         }
         s.push_str("\\bottomrule\n\\end{tabular}\n");
-        if !self.notes.is_empty() {
-            s.push_str(&format!("\\par\\smallskip\\footnotesize {}\n", self.notes.iter().map(|n| latex(n)).collect::<Vec<_>>().join(" ")));
-        }
-        s.push_str("\\end{table}\n");
-        s
     }
 
     pub fn to_csv(&self) -> String {
@@ -455,9 +558,17 @@ impl Table {
 
     /// Writes `<dir>/<name>.{md,tex,csv}` atomically; returns the paths.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-        std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.into(), source })?;
+        self.write_as(dir, &[("md", self.to_markdown()), ("tex", self.to_latex()), ("csv", self.to_csv())])
+    }
+
+    /// Writes `<dir>/<name>.{md,csv}` atomically (a block also shown under its table).
+    pub fn write_md_csv(&self, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+        self.write_as(dir, &[("md", self.to_markdown()), ("csv", self.to_csv())])
+    }
+
+    fn write_as(&self, dir: &Path, texts: &[(&str, String)]) -> Result<Vec<PathBuf>, ReportError> {
         let mut out = Vec::new();
-        for (ext, text) in [("md", self.to_markdown()), ("tex", self.to_latex()), ("csv", self.to_csv())] {
+        for (ext, text) in texts {
             let p = dir.join(format!("{}.{ext}", self.name));
             dae_runfolder::write_atomic(&p, text.as_bytes()).map_err(|source| ReportError::Io { path: p.clone(), source })?;
             out.push(p);

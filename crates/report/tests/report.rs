@@ -1,12 +1,13 @@
-//! The report on hand-made run folders: aggregation (mean, std, n,
-//! bootstrap, DeLong) against values computed here, and snapshots of the
-//! rendered tables (`UPDATE_SNAPSHOTS=1 cargo test -p dae-report` rewrites
-//! them; read the diff before committing).
+//! The report on hand-made run folders: aggregation (mean, std, n, the
+//! two-level bootstrap CIs) and contrasts against values computed here, and
+//! snapshots of the rendered tables (`UPDATE_SNAPSHOTS=1 cargo test -p
+//! dae-report` rewrites them; read the diff before committing).
 
 use std::path::{Path, PathBuf};
 
-use dae_report::aggregate::{aggregate, BOOTSTRAP_RESAMPLES};
+use dae_report::aggregate::analyse;
 use dae_report::collect::{collect, collect_folder, to_dataframe};
+use dae_report::contrasts::{Verdict, RESAMPLING};
 use dae_report::{figures, tables};
 use dae_runfolder::resolve::Resolved;
 use dae_runfolder::{Metrics, RunFolder};
@@ -56,6 +57,16 @@ name = "row7"
 label = "DAE-GCN"
 set.model = { disentangle = true, attributes = "gcn", rec = true, h_i = true }
 paper = { auc = 0.919 }
+
+[[contrast]]
+a = "row7"
+b = "row1"
+
+[[contrast]]
+a = "row2"
+b = "row1"
+kind = "equivalence"
+margin = 0.05
 "#;
 
 /// How far each row's scores separate the classes.
@@ -100,6 +111,7 @@ fn write_run(dir: &Path, attr: Option<f64>, sc: &[(String, u8, f64)]) {
         n_val: 1,
         n_test: sc.len(),
         data_fingerprint: "d".into(),
+        graph: None,
     };
     std::fs::write(RunFolder::at(dir).metrics(), serde_json::to_string(&m).unwrap()).unwrap();
     let mut s = String::from("sample_id,patient,label,score,pred_shape,pred_margin\n");
@@ -157,37 +169,69 @@ fn collection(f: &Fixture) -> dae_report::Collection {
     collect(&f.exp, None, &f.results).unwrap()
 }
 
+/// The two-level bootstrap of these seeds' scores of one row (or the
+/// difference of two rows) with the report's resampling, computed here
+/// from the scores as written.
+fn by_hand(a: &[Vec<(String, u8, f64)>], b: Option<&[Vec<(String, u8, f64)>]>) -> dae_metrics::Draws {
+    let labels: Vec<u8> = a[0].iter().map(|x| x.1).collect();
+    let patients: Vec<String> = a[0].iter().map(|x| format!("p{}", x.0)).collect();
+    let test = dae_metrics::TestSet::new(labels, &patients);
+    let rank = |s: &[(String, u8, f64)]| dae_metrics::RankedScores::new(&s.iter().map(|x| x.2).collect::<Vec<_>>()).unwrap();
+    let (ra, rb): (Vec<_>, Option<Vec<_>>) = (a.iter().map(|s| rank(s)).collect(), b.map(|b| b.iter().map(|s| rank(s)).collect()));
+    let stat = |k: usize, w: &[f64]| -> Option<f64> {
+        let x = ra[k].weighted_auc(&test.labels, w)?;
+        match &rb {
+            Some(rb) => Some(x - rb[k].weighted_auc(&test.labels, w)?),
+            None => Some(x),
+        }
+    };
+    let tests: Vec<&dae_metrics::TestSet> = a.iter().map(|_| &test).collect();
+    dae_metrics::two_level(&tests, true, &stat, RESAMPLING).unwrap()
+}
+
 #[test]
-fn aggregation_gives_mean_std_n_bootstrap_and_delong_as_computed_by_hand() {
+fn aggregation_gives_mean_std_n_and_two_level_intervals_as_computed_by_hand() {
     let f = fixture();
     let c = collection(&f);
     assert_eq!(c.runs.len(), 6, "failed runs are rows too");
-    let rows = aggregate(&c).unwrap();
+    let a = analyse(&c).unwrap();
+    let rows = &a.rows;
     assert_eq!(rows.iter().map(|r| r.variant.clone().unwrap()).collect::<Vec<_>>(), ["row1", "row2", "row7"]);
     let (r1, r2, r7) = (&rows[0], &rows[1], &rows[2]);
     // Two seeds: mean (a + b) / 2, std (n - 1) = |a - b| / sqrt(2).
-    let (a, b) = (auc(&scores(R1, 0)), auc(&scores(R1, 1)));
-    assert!((a - b).abs() > 0.01, "the fixture's seeds must differ");
+    let (x, y) = (auc(&scores(R1, 0)), auc(&scores(R1, 1)));
+    assert!((x - y).abs() > 0.01, "the fixture's seeds must differ");
     let s = r1.stat("test_auc").unwrap();
-    assert!((s.mean - (a + b) / 2.0).abs() < 1e-12 && (s.std - (a - b).abs() / 2f64.sqrt()).abs() < 1e-12 && s.n == 2, "{s:?}");
+    assert!((s.mean - (x + y) / 2.0).abs() < 1e-12 && (s.std - (x - y).abs() / 2f64.sqrt()).abs() < 1e-12 && s.n == 2, "{s:?}");
     // One run: n = 1, std undefined; the failed run counted.
     let s = r2.stat("test_auc").unwrap();
     assert_eq!((s.n, r2.done, r2.failed, r2.planned), (1, 1, 1, 2));
     assert!(s.std.is_nan());
-    let a = r7.stat("attr_acc_mean").unwrap();
-    assert!((a.mean - 0.65).abs() < 1e-12 && (a.std - 0.0707106781).abs() < 1e-9);
-    // The CI is the seed-mean bootstrap of the two runs' scores.
-    let labels: Vec<u8> = scores(R7, 0).iter().map(|x| x.1).collect();
-    let (s0, s1): (Vec<f64>, Vec<f64>) = (scores(R7, 0).iter().map(|x| x.2).collect(), scores(R7, 1).iter().map(|x| x.2).collect());
-    let want = dae_metrics::bootstrap_mean_auc_ci(&[&s0, &s1], &labels, BOOTSTRAP_RESAMPLES, 0.95, 20261126).unwrap();
-    assert_eq!(r7.auc_ci, Some(want));
-    assert_eq!(r7.ci_kind, Some("seed-mean"));
-    // DeLong of row1's seed-averaged scores against row7's.
-    let avg = |a: &[(String, u8, f64)], b: &[(String, u8, f64)]| a.iter().zip(b).map(|(x, y)| (x.2 + y.2) / 2.0).collect::<Vec<f64>>();
-    let t = dae_metrics::delong_test(&avg(&scores(R1, 0), &scores(R1, 1)), &avg(&scores(R7, 0), &scores(R7, 1)), &labels).unwrap();
-    let d = r1.delong.unwrap();
-    assert!((d.diff - (t.auc_a - t.auc_b)).abs() < 1e-12 && (d.p_value - t.p_value).abs() < 1e-12);
-    assert!(r7.delong.is_none(), "the reference is not compared with itself");
+    let m = r7.stat("attr_acc_mean").unwrap();
+    assert!((m.mean - 0.65).abs() < 1e-12 && (m.std - 0.0707106781).abs() < 1e-9);
+    // The row's CI: the two-level bootstrap of its two seeds' scores.
+    let want = by_hand(&[scores(R7, 0), scores(R7, 1)], None);
+    let (mean, ci) = r7.auc_ci.unwrap();
+    assert!((mean - (auc(&scores(R7, 0)) + auc(&scores(R7, 1))) / 2.0).abs() < 1e-12);
+    assert_eq!(ci, want.ci(0.95));
+    // Contrast row7 - row1: the seed mean of per-seed differences, paired by seed.
+    let k = &a.contrasts[0];
+    assert_eq!((k.contrast.name.as_str(), k.n_seeds), ("row7-row1", 2));
+    let want = by_hand(&[scores(R7, 0), scores(R7, 1)], Some(&[scores(R1, 0), scores(R1, 1)]));
+    let delta = ((auc(&scores(R7, 0)) - auc(&scores(R1, 0))) + (auc(&scores(R7, 1)) - auc(&scores(R1, 1)))) / 2.0;
+    assert!((k.delta - delta).abs() < 1e-12 && k.ci == want.ci(0.95), "{k:?}");
+    assert!((k.p - want.p_two_sided()).abs() < 1e-12 && k.p_holm >= k.p);
+    assert!((k.paper_delta.unwrap() - (0.919 - 0.847)).abs() < 1e-12);
+    // row2 - row1 (equivalence within 0.05): one common seed (row2's seed 1 failed); TOST p.
+    let e = &a.contrasts[1];
+    let want = by_hand(&[scores(R2, 0)], Some(&[scores(R1, 0)]));
+    assert_eq!(e.n_seeds, 1);
+    assert!((e.p - want.tost(0.05)).abs() < 1e-12, "{e:?}");
+    // Holm over the two: the smaller p times 2, the larger at least that.
+    let (lo, hi) = if k.p <= e.p { (k, e) } else { (e, k) };
+    assert!((lo.p_holm - (2.0 * lo.p).min(1.0)).abs() < 1e-12 && hi.p_holm >= lo.p_holm);
+    // Twelve test samples cannot resolve a margin of 0.05.
+    assert_eq!(e.verdict, Verdict::BelowResolution, "{e:?}");
 }
 
 #[test]
@@ -222,8 +266,7 @@ fn snapshot(name: &str, got: &str) {
 fn rendered_tables_match_their_snapshots() {
     let f = fixture();
     let c = collection(&f);
-    let rows = aggregate(&c).unwrap();
-    let t = tables::build(&c, &rows);
+    let t = tables::build(&c, &analyse(&c).unwrap());
     snapshot("table2-ablation.md", &t.to_markdown());
     snapshot("table2-ablation.tex", &t.to_latex());
     snapshot("table2-ablation.csv", &t.to_csv());
@@ -235,7 +278,7 @@ fn rendered_tables_match_their_snapshots() {
     let exp = Experiment::parse(Path::new("table1-methods.toml"), &text).unwrap();
     planned(&exp, &f.results);
     let c1 = collect(&exp, None, &f.results).unwrap();
-    let t1 = tables::build(&c1, &aggregate(&c1).unwrap());
+    let t1 = tables::build(&c1, &analyse(&c1).unwrap());
     snapshot("table1-methods.md", &t1.to_markdown());
     snapshot("table1-methods.tex", &t1.to_latex());
     assert!(t1.to_markdown().contains("| ICADx | not implemented (issue 6) |"));
@@ -245,9 +288,8 @@ fn rendered_tables_match_their_snapshots() {
 fn figures_are_written_as_png_and_svg() {
     let f = fixture();
     let c = collection(&f);
-    let rows = aggregate(&c).unwrap();
     let out = f.results.join("figures");
-    let paths = figures::render_all(&c, &rows, &out).unwrap();
+    let paths = figures::render_all(&c, &analyse(&c).unwrap(), &out).unwrap();
     for stem in ["table2-ablation-roc", "table2-ablation-training", "table2-ablation-probe"] {
         for ext in ["png", "svg"] {
             let p = out.join(format!("{stem}.{ext}"));

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use dae_report::aggregate::aggregate;
+use dae_report::aggregate::analyse;
 use dae_report::collect::{collect, collect_folder, to_dataframe, write_frames};
 use dae_report::{figures, tables, Collection, ReportError};
 use dae_sweep::{Experiment, SweepError};
@@ -123,14 +123,17 @@ fn report(c: &Collection, results: &Path, what: Outputs) -> Result<Vec<PathBuf>,
     if !(what.tables || what.figures) {
         return Ok(written);
     }
-    let rows = aggregate(c)?;
+    let analysis = analyse(c)?;
     if what.tables {
-        let t = tables::build(c, &rows);
+        let t = tables::build(c, &analysis);
         println!("{}", t.to_markdown());
         written.extend(t.write(&tables_dir)?);
+        if !analysis.contrasts.is_empty() {
+            written.extend(tables::contrast_table(c, &analysis.contrasts).write_md_csv(&tables_dir)?);
+        }
     }
     if what.figures {
-        written.extend(figures::render_all(c, &rows, &figures_dir)?);
+        written.extend(figures::render_all(c, &analysis, &figures_dir)?);
     }
     Ok(written)
 }
