@@ -154,11 +154,17 @@ impl Figure for Heatmap {
         (900, 760)
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        let (main, bar) = root.split_horizontally(780);
+        use plotters::style::text_anchor::{HPos, Pos, VPos};
+        let (head, body) = root.split_vertically(70);
+        let (title, subtitle) = self.title.split_once('\n').unwrap_or((&self.title, ""));
+        let centre = |size| style(size).pos(Pos::new(HPos::Center, VPos::Center));
+        let w = self.size().0 as i32;
+        head.draw(&Text::new(title.to_string(), (w / 2, 22), centre(22))).map_err(e)?;
+        head.draw(&Text::new(subtitle.to_string(), (w / 2, 52), centre(15))).map_err(e)?;
+        let (main, bar) = body.split_horizontally(780);
         let (lo, hi) = self.range();
         let (nx, ny) = (self.xs.len(), self.ys.len());
         let mut chart = ChartBuilder::on(&main)
-            .caption(&self.title, style(22))
             .margin(16)
             .x_label_area_size(60)
             .y_label_area_size(80)
@@ -177,15 +183,17 @@ impl Figure for Heatmap {
             .axis_desc_style(style(20))
             .draw()
             .map_err(e)?;
-        // Tick labels at the cell centres.
-        use plotters::style::text_anchor::{HPos, Pos, VPos};
+        // Tick labels at the cell centres (backend coordinates, drawn on the root).
+        let (bx, by) = root.get_base_pixel();
         for (i, x) in self.xs.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
-            main.draw(&Text::new(x.clone(), (px, py + 8), style(18).pos(Pos::new(HPos::Center, VPos::Top)))).map_err(e)?;
+            let (px, py) = (px - bx, py - by);
+            root.draw(&Text::new(x.clone(), (px, py + 8), style(18).pos(Pos::new(HPos::Center, VPos::Top)))).map_err(e)?;
         }
         for (j, y) in self.ys.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(0.0, j as f64 + 0.5));
-            main.draw(&Text::new(y.clone(), (px - 8, py), style(18).pos(Pos::new(HPos::Right, VPos::Center)))).map_err(e)?;
+            let (px, py) = (px - bx, py - by);
+            root.draw(&Text::new(y.clone(), (px - 8, py), style(18).pos(Pos::new(HPos::Right, VPos::Center)))).map_err(e)?;
         }
         for (j, row) in self.values.iter().enumerate() {
             for (i, v) in row.iter().enumerate() {
@@ -651,7 +659,7 @@ fn sweep_figures(c: &Collection, rows: &[RowStats], axes: &[String], dir: &Path)
         }
         let fig = Heatmap {
             title: format!(
-                "{name}: {pretty} over {} x {} (profile {}); ± 95% CI half-width; same letter = same graph",
+                "{name}: {pretty} over {} x {} (profile {})\nper cell: mean, ± 95% CI half-width, graph letter (same letter = same edges)",
                 short_name(&axes[0]),
                 short_name(&axes[1]),
                 profile(c)

@@ -127,7 +127,7 @@ fn variant<'a>(c: &'a Collection, r: &RowStats) -> Option<&'a Variant> {
 /// What every table says about its intervals and runs.
 fn common_notes(c: &Collection, metric: &str) -> Vec<String> {
     let mut n = vec![format!(
-        "{metric}: mean ± standard deviation (n − 1) over the seeds that finished (n; † fewer than planned). 95% CI: two-level bootstrap of the seed mean ({} resamples; seeds and test patients resampled, a patient's views together), so it includes seed-to-seed variance.",
+        "{metric}: mean ± standard deviation (n − 1) over the seeds that finished (n; † fewer than planned). 95% CI: two-level bootstrap of the seed mean ({} resamples; seeds and test patients resampled, a patient's views together), so it includes seed-to-seed variance; where n = 1 it is the test patients' sampling alone.",
         RESAMPLING.resamples
     )];
     n.push(format!(
@@ -217,7 +217,7 @@ pub fn ablation(c: &Collection, rows: &[RowStats]) -> Table {
         csv.extend(stat_csv(auc, r.auc_ci, r));
         t.csv_rows.push(csv);
     }
-    t.notes.push("Switches as method.md defines them; Attribute: none, multi-task heads or GCN-generated heads. Rows that differ only in routing have the same total latent width and the same encoder trunk.".into());
+    t.notes.push("Switches: the job keys model.disentangle, model.attributes (none, multi-task heads or GCN-generated heads), model.rec and model.h_i. Rows that differ only in routing have the same total latent width and the same encoder trunk.".into());
     t.notes.extend(paper_note(c, "auc", "AUCs"));
     t.notes.push("The paper's rows 1 and 3 (= its Table 1's Vanilla and Chen et al.) came from published trained models it loaded, not from its own pipeline; here every row is trained the same way.".into());
     t
@@ -473,7 +473,7 @@ pub fn graph_letters(rows: &[RowStats]) -> Vec<String> {
                 if g.edges.is_empty() {
                     format!("{letter} (no edges)")
                 } else {
-                    format!("{letter} ({} edges)", g.edges.len())
+                    format!("{letter} ({} edge{})", g.edges.len(), if g.edges.len() == 1 { "" } else { "s" })
                 }
             }
         })
