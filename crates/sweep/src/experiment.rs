@@ -31,10 +31,20 @@
 //! seeds = [0, 1]
 //! set.optim.epochs = 8
 //! matrix.model.tau = [0.5]     # fewer values of a [matrix] axis
+//!
+//! [profile.quick.variant.row1] # one row's keys under this profile
+//! model = { h_dim = 48 }
+//!
+//! [[contrast]]                 # a comparison the report computes
+//! a = "row1"
+//! b = "row2"
+//! kind = "equivalence"         # or "superiority" (default)
+//! margin = 0.02
 //! ```
 //!
 //! A job's config is base, then the profile's `set`, then the variant's
-//! `set`, then its axis values, then `seed`. Axis and rule keys are dotted
+//! `set`, then the profile's `variant.<name>` keys, then its axis values,
+//! then `seed`. Axis and rule keys are dotted
 //! job-config keys; a key the job config does not have is an error naming the
 //! file, line and the valid keys (checked against the trainer's resolved
 //! base config, see [`crate::plan`]).
