@@ -60,11 +60,22 @@ impl RunRecord {
 }
 
 impl Collection {
-    /// The encoder and latent the runs used (`small-cnn, latent branches`), from the first run that says.
+    /// The encoders and latents the runs used (`small-cnn, latent branches`;
+    /// several values joined by ` / `).
     pub fn encoder(&self) -> Option<String> {
-        let r = self.runs.iter().find(|r| r.strings.contains_key("encoder"))?;
-        let latent = r.strings.get("latent").map(|l| format!(", latent {l}")).unwrap_or_default();
-        Some(format!("{}{latent}", r.strings["encoder"]))
+        let distinct = |key: &str| -> Vec<&str> {
+            let mut v: Vec<&str> = self.runs.iter().filter_map(|r| r.strings.get(key).map(String::as_str)).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let encoders = distinct("encoder");
+        if encoders.is_empty() {
+            return None;
+        }
+        let latents = distinct("latent");
+        let latent = if latents.is_empty() { String::new() } else { format!(", latent {}", latents.join(" / ")) };
+        Some(format!("{}{latent}", encoders.join(" / ")))
     }
 }
 
