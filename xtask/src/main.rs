@@ -87,7 +87,7 @@ const REPRODUCE: [&str; 4] = [
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  cargo xtask reproduce --profile quick           # about 5 minutes on a 2-core CPU\n  cargo xtask reproduce --profile smoke           # seconds per job: checks the pipeline\n  cargo xtask reproduce --profile paper --gpus 0,1 --trainer /path/to/cuda/dae-train\n  cargo xtask reproduce --profile paper --backend slurm"
+    after_help = "Example:\n  cargo xtask reproduce --profile quick           # about 11 minutes on a 2-core CPU\n  cargo xtask reproduce --profile smoke           # seconds per job: checks the pipeline\n  cargo xtask reproduce --profile paper --gpus 0,1 --trainer /path/to/cuda/dae-train\n  cargo xtask reproduce --profile paper --backend slurm"
 )]
 struct Reproduce {
     /// smoke (CI), quick (a laptop CPU) or paper (a GPU).
