@@ -33,6 +33,8 @@ pub struct RowStats {
     pub planned: usize,
     pub done: usize,
     pub failed: usize,
+    /// Finished runs whose files failed their check (counted as missing).
+    pub damaged: usize,
     /// Metric name -> statistics over the done runs.
     pub stats: BTreeMap<String, Stat>,
     /// The seed-mean test AUC and its 95% two-level bootstrap CI.
@@ -150,6 +152,7 @@ pub fn aggregate(c: &Collection, scores: &BTreeMap<String, Scores>) -> Result<Ve
             planned: runs.len(),
             done: runs.iter().filter(|r| r.is_done()).count(),
             failed: runs.iter().filter(|r| r.status == "failed").count(),
+            damaged: runs.iter().filter(|r| r.damage.is_some()).count(),
             stats: stats.get(g).cloned().unwrap_or_default(),
             auc_ci: row_interval(ContrastMetric::Auc, &done),
             attr_ci: row_interval(ContrastMetric::AttrAcc, &done),

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use dae_runfolder::{read_json, GraphRecord, Metrics, RunFolder};
+use dae_runfolder::{files, read_json, Check, Damage, GraphRecord, Metrics, RunFolder};
 use dae_sweep::experiment::{flatten, Variant};
 use dae_sweep::plan::show;
 use dae_sweep::{Experiment, Manifest, RunDir, Status, SweepError};
@@ -31,8 +31,10 @@ pub struct RunRecord {
     /// Axis values other than `variant` and `seed`.
     pub axes: Vec<(String, Value)>,
     pub seed: u64,
-    /// `done`, `failed`, `incomplete`, `pending`, `stale`, `running`.
+    /// `done`, `failed`, `incomplete`, `pending`, `stale`, `running`, `damaged`.
     pub status: String,
+    /// For a damaged run: which file and what is wrong with it.
+    pub damage: Option<String>,
     pub exit_code: Option<i32>,
     /// Numeric entries of `metrics.json`, flattened (`attr_acc_mean`, `probe_auc_h_i`, ...).
     pub metrics: BTreeMap<String, f64>,
@@ -172,7 +174,7 @@ pub fn collect(exp: &Experiment, profile: Option<&str>, results: &Path) -> Resul
 /// One planned job's run as the report sees it.
 fn record(exp: &Experiment, job: &dae_sweep::manifest::ManifestJob, results: &Path, code_version: &str) -> RunRecord {
     let rd = RunDir::new(results, &job.id);
-    let status = rd.status(code_version);
+    let (status, damage) = checked_status(&rd, code_version);
     let read = if matches!(status, Status::Done | Status::Stale { .. }) { read_metrics(&rd.path) } else { Default::default() };
     let mut strings = read.strings;
     strings.extend(config_strings(&rd));
@@ -193,11 +195,32 @@ fn record(exp: &Experiment, job: &dae_sweep::manifest::ManifestJob, results: &Pa
         axes,
         seed: job.seed,
         status: status.word().to_string(),
+        damage,
         exit_code,
         metrics: read.nums,
         strings,
         graph: read.graph,
         dir: rd.path,
+    }
+}
+
+/// A run's status with its sealed files hashed, and a finished run's
+/// `scores.csv` read: a run whose files fail either is damaged (with why).
+fn checked_status(rd: &RunDir, code_version: &str) -> (Status, Option<String>) {
+    let status = rd.status_checked(code_version, Check::Hash);
+    let damage = match &status {
+        Status::Damaged { damage } => Some(damage.clone()),
+        Status::Done | Status::Stale { .. } => match read_scores(&rd.path) {
+            Ok(s) if s.is_empty() => Some(Damage::new(files::SCORES, "no test samples")),
+            Ok(_) => None,
+            Err(ReportError::Scores { problem, .. }) => Some(Damage::new(files::SCORES, problem)),
+            Err(e) => Some(Damage::new(files::SCORES, e.to_string())),
+        },
+        _ => None,
+    };
+    match damage {
+        Some(d) => (Status::Damaged { damage: d.clone() }, Some(d.to_string())),
+        None => (status, None),
     }
 }
 
@@ -222,9 +245,10 @@ pub fn collect_folder(results: &Path) -> Result<Vec<RunRecord>, ReportError> {
                 .map(|t| flatten(&t, ""))
                 .unwrap_or_default();
             let seed = config.iter().find(|(k, _)| k == "seed").and_then(|(_, v)| v.as_integer()).unwrap_or(0) as u64;
-            let exit_code = match status {
-                Status::Failed { exit, .. } => exit,
-                _ => None,
+            let (exit_code, damage) = match &status {
+                Status::Failed { exit, .. } => (*exit, None),
+                Status::Damaged { damage } => (None, Some(damage.to_string())),
+                _ => (None, None),
             };
             let rec = RunRecord {
                 id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -234,6 +258,7 @@ pub fn collect_folder(results: &Path) -> Result<Vec<RunRecord>, ReportError> {
                 axes: Vec::new(),
                 seed,
                 status: status.word().to_string(),
+                damage,
                 exit_code,
                 metrics: read.nums,
                 strings: read.strings,

@@ -9,7 +9,7 @@ use dae_sweep::plan::show;
 use toml::Value;
 
 use crate::aggregate::{Analysis, RowStats, Stat};
-use crate::collect::Collection;
+use crate::collect::{Collection, RunRecord};
 use crate::contrasts::{ContrastResult, RESAMPLING};
 use crate::ReportError;
 
@@ -90,6 +90,9 @@ fn n_cell(r: &RowStats) -> String {
     if r.failed > 0 {
         s.push_str(&format!(" ({} failed)", r.failed));
     }
+    if r.damaged > 0 {
+        s.push_str(&format!(" ({} damaged)", r.damaged));
+    }
     s
 }
 
@@ -151,8 +154,32 @@ pub fn build(c: &Collection, a: &Analysis) -> Table {
         t.sub.push(contrast_table(c, &a.contrasts));
         t.notes.extend(contrast_notes(&a.contrasts));
     }
+    t.notes.extend(missing_note(c));
     t.notes.extend(c.experiment.notes.iter().cloned());
     t
+}
+
+/// The planned runs the table lacks, with why (at most 8 named).
+fn missing_note(c: &Collection) -> Option<String> {
+    let missing: Vec<&RunRecord> = c.runs.iter().filter(|r| !r.is_done()).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = missing
+        .iter()
+        .take(8)
+        .map(|r| match &r.damage {
+            Some(d) => format!("{} seed {} damaged ({}: {d})", r.label, r.seed, r.dir.display()),
+            None => format!("{} seed {} {}", r.label, r.seed, r.status),
+        })
+        .collect();
+    let more = if missing.len() > 8 { format!("; and {} more", missing.len() - 8) } else { String::new() };
+    Some(format!(
+        "Not in the table ({} of {} planned runs; `cargo xtask run` redoes damaged and missing ones): {}{more}.",
+        missing.len(),
+        c.runs.len(),
+        named.join("; ")
+    ))
 }
 
 /// The paper's absolute figures, for a note: they are of another data set.
@@ -189,6 +216,7 @@ pub fn ablation(c: &Collection, rows: &[RowStats]) -> Table {
             "n",
             "planned",
             "failed",
+            "damaged",
         ],
     );
     t.notes = common_notes(c, "AUC");
@@ -233,6 +261,7 @@ fn stat_csv(s: Option<Stat>, ci: Option<(f64, (f64, f64))>, r: &RowStats) -> Vec
         r.done.to_string(),
         r.planned.to_string(),
         r.failed.to_string(),
+        r.damaged.to_string(),
     ]
 }
 
@@ -253,7 +282,7 @@ pub fn methods(c: &Collection, rows: &[RowStats]) -> Table {
         title,
         &["Method", "AUC", "95% CI", "n"],
         &['l', 'r', 'r', 'r'],
-        &["variant", "label", "status", "auc_mean", "auc_std", "auc_ci_lo", "auc_ci_hi", "n", "planned", "failed"],
+        &["variant", "label", "status", "auc_mean", "auc_std", "auc_ci_lo", "auc_ci_hi", "n", "planned", "failed", "damaged"],
     );
     t.notes = common_notes(c, "AUC");
     let push = |t: &mut Table, r: &RowStats| {
@@ -302,6 +331,7 @@ pub fn attributes(c: &Collection, a: &Analysis) -> Table {
             "n",
             "planned",
             "failed",
+            "damaged",
             "shape_mean",
             "margin_mean",
         ],
@@ -432,6 +462,7 @@ pub fn sweep(c: &Collection, rows: &[RowStats]) -> Table {
         "n",
         "planned",
         "failed",
+        "damaged",
         "attr_acc_mean",
         "attr_acc_std",
         "graph",

@@ -121,7 +121,8 @@ fn write_run(dir: &Path, attr: Option<f64>, sc: &[(String, u8, f64)]) {
     std::fs::write(dir.join("scores.csv"), s).unwrap();
     std::fs::write(dir.join("history.csv"), "epoch,loss,loss_cls,loss_attr,loss_rec,val_auc,val_attr_acc,lr,seconds\n1,1.0,0.7,0.3,0.0,0.6,,0.001,1.0\n2,0.8,0.6,0.2,0.0,0.65,,0.001,1.0\n").unwrap();
     std::fs::write(dir.join("job.toml"), "seed = 0\n").unwrap();
-    std::fs::write(dir.join("done"), "").unwrap();
+    let sealed = dae_runfolder::DoneRecord::seal(&RunFolder::at(dir), "test").unwrap();
+    std::fs::write(dir.join("done"), serde_json::to_string(&sealed).unwrap()).unwrap();
 }
 
 fn auc(sc: &[(String, u8, f64)]) -> f64 {
@@ -298,4 +299,43 @@ fn figures_are_written_as_png_and_svg() {
     }
     let svg = std::fs::read_to_string(out.join("table2-ablation-roc.svg")).unwrap();
     assert!(svg.contains("false positive rate") && svg.contains("DAE-GCN"), "labels are drawn");
+}
+
+#[test]
+fn damaged_runs_count_as_missing_are_named_and_every_table_and_figure_still_renders() {
+    let f = fixture();
+    let plan = planned(&f.exp, &f.results);
+    let dir = |v: &str, seed: u64| {
+        let j = plan.jobs.iter().find(|j| j.job.variant.as_deref() == Some(v) && j.job.seed == seed).unwrap();
+        f.results.join("runs").join(&j.job.id)
+    };
+    // row1 seed 1: metrics.json cut to its first 50 bytes; row7 seed 1: scores.csv emptied.
+    let metrics = dir("row1", 1).join("metrics.json");
+    let cut = std::fs::read(&metrics).unwrap()[..50].to_vec();
+    std::fs::write(&metrics, cut).unwrap();
+    std::fs::write(dir("row7", 1).join("scores.csv"), "").unwrap();
+    // An unsealed (older) run whose scores.csv lost its rows: the report reads it and finds that too.
+    let legacy = dir("row2", 0);
+    std::fs::write(legacy.join("done"), "0.1.0+old\n").unwrap();
+    std::fs::write(legacy.join("scores.csv"), "sample_id,patient,label,score\n").unwrap();
+
+    let c = collection(&f);
+    let damaged: Vec<(&str, u64)> =
+        c.runs.iter().filter(|r| r.status == "damaged").map(|r| (r.variant.as_deref().unwrap(), r.seed)).collect();
+    assert_eq!(damaged, [("row1", 1), ("row2", 0), ("row7", 1)]);
+    let a = analyse(&c).unwrap();
+    let row = |v: &str| a.rows.iter().find(|r| r.variant.as_deref() == Some(v)).unwrap();
+    assert_eq!((row("row1").done, row("row1").damaged), (1, 1));
+    // The mean is the one sound run's AUC, not two runs' with one missing.
+    assert!((row("row1").stat("test_auc").unwrap().mean - auc(&scores(R1, 0))).abs() < 1e-12);
+    let md = tables::build(&c, &a).to_markdown();
+    assert!(md.contains("| 1/2† (1 damaged) |"), "{md}");
+    assert!(md.contains("Not in the table (4 of 6 planned runs"), "{md}");
+    for (v, s, file) in
+        [("row1", 1, "metrics.json: 50 bytes, sealed with"), ("row7", 1, "scores.csv: 0 bytes"), ("row2", 0, "scores.csv: no test samples")]
+    {
+        assert!(md.contains(&format!("{}: {file}", dir(v, s).display())), "{v} {s}: {md}");
+    }
+    let out = f.results.join("figures");
+    assert!(!figures::render_all(&c, &a, &out).unwrap().is_empty());
 }

@@ -17,7 +17,7 @@
 //! | `model.safetensors` | trainer | the selected weights (when saved) |
 //! | `figure3.json`, `figure3-<sample>.png` | trainer | the reconstructions of Figure 3 |
 //! | `failed` | trainer | why a run diverged |
-//! | `done` | trainer | the completion marker, written last |
+//! | `done` | trainer | the completion marker, written last: a [`crate::DoneRecord`] sealing the artefacts |
 
 use std::path::{Path, PathBuf};
 

@@ -8,6 +8,8 @@
 //! - [`Metrics`] (`metrics.json`), [`ExitRecord`] (`exit.json`) and
 //!   [`ProgressRecord`] (`progress.json`, rewritten after every epoch): the
 //!   records, as serde structs both sides share.
+//! - [`integrity`]: `done` as a [`DoneRecord`], the size and SHA-256 of each
+//!   artefact the reports read, and [`check_done`], which finds damage.
 //! - [`resolve`]: the wire types of `dae-train --resolve`.
 //! - [`write_atomic`]: the one way files that others read are written.
 //!
@@ -19,15 +21,17 @@
 //! assert!(ExitCode::Diverged.repeats_exactly());
 //! ```
 //!
-//! This crate depends on serde only: no tensors, no tables, no processes.
+//! This crate depends on serde and sha2 only: no tensors, no tables, no processes.
 
 mod atomic;
 mod exit;
 pub mod files;
+pub mod integrity;
 mod records;
 pub mod resolve;
 
 pub use atomic::write_atomic;
 pub use exit::ExitCode;
 pub use files::RunFolder;
+pub use integrity::{check_done, Check, Damage, DoneRecord};
 pub use records::{read_json, ExitRecord, GraphRecord, Metrics, ProgressRecord};

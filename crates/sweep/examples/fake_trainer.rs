@@ -144,7 +144,8 @@ fn main() {
     let value = cfg.get("value").and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64))).unwrap_or(0.5);
     dae_runfolder::write_atomic(&run.metrics(), serde_json::to_string(&metrics(value)).unwrap().as_bytes()).unwrap();
     std::fs::remove_file(run.incomplete()).unwrap();
-    std::fs::write(run.done(), b"").unwrap();
+    let sealed = dae_runfolder::DoneRecord::seal(&run, &version()).unwrap();
+    std::fs::write(run.done(), serde_json::to_string(&sealed).unwrap()).unwrap();
     ledger(&format!("done {id}"));
     println!("done");
 }

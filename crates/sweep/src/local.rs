@@ -254,7 +254,7 @@ impl<'a> LocalExecutor<'a> {
     /// Under the lock: whether another runner finished the job meanwhile, or
     /// its status no longer asks for a run; archives a run that is redone.
     fn recheck(&self, at: Attempt, rd: &RunDir) -> Option<Report> {
-        let status = rd.status_unlocked(self.code_version);
+        let status = rd.status_unlocked_checked(self.code_version, self.opts.policy.check());
         let finished = matches!(status, Status::Done | Status::Stale { .. });
         if finished && (at.attempt > 1 || self.waited.contains(&at.job)) {
             return Some(Report::Skipped { at, reason: "finished by another runner".into(), elsewhere: true });

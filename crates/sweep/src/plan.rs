@@ -155,6 +155,8 @@ pub struct RerunPolicy {
     pub force: bool,
     pub rerun_failed: bool,
     pub rerun_stale: bool,
+    /// Hash every finished run's sealed files (`--verify`), not only their sizes.
+    pub verify: bool,
 }
 
 impl RerunPolicy {
@@ -163,7 +165,17 @@ impl RerunPolicy {
     /// `--force`, an incomplete run (its checkpoint included), which then
     /// starts over instead of resuming.
     pub fn archives_first(&self, status: &Status) -> bool {
-        matches!(status, Status::Done | Status::Stale { .. } | Status::Failed { .. }) || (self.force && *status == Status::Incomplete)
+        matches!(status, Status::Done | Status::Stale { .. } | Status::Failed { .. } | Status::Damaged { .. })
+            || (self.force && *status == Status::Incomplete)
+    }
+
+    /// How finished runs are checked.
+    pub fn check(&self) -> dae_runfolder::Check {
+        if self.verify {
+            dae_runfolder::Check::Hash
+        } else {
+            dae_runfolder::Check::Size
+        }
     }
 
     /// Whether a job with this status runs, and why.
@@ -195,6 +207,7 @@ impl RerunPolicy {
                 (Action::Run, format!("{}; rerun because of --rerun-failed", failure(status)))
             }
             Status::Failed { .. } => (Action::Skip, format!("{}; --rerun-failed to retry", failure(status))),
+            Status::Damaged { damage } => (Action::Run, format!("damaged ({damage}); runs again (the damaged run is archived)")),
         }
     }
 }
@@ -454,7 +467,7 @@ pub fn plan(
         .into_iter()
         .map(|job| {
             let rd = RunDir::new(results, &job.id);
-            let status = rd.status(&code_version);
+            let status = rd.status_checked(&code_version, policy.check());
             let (action, mut reason) = policy.decide(&status, &code_version);
             if status == Status::Incomplete && !policy.force {
                 reason = resume_reason(&rd, &code_version).unwrap_or(reason);
@@ -514,7 +527,7 @@ fn resume_reason(rd: &RunDir, code_version: &str) -> Option<String> {
 impl Plan {
     /// Counts by status word, in a fixed order.
     pub fn counts(&self) -> Vec<(&'static str, usize)> {
-        let words = ["done", "stale", "running", "incomplete", "failed", "pending"];
+        let words = ["done", "stale", "running", "incomplete", "failed", "damaged", "pending"];
         words.iter().map(|w| (*w, self.jobs.iter().filter(|j| j.status.word() == *w).count())).filter(|(_, n)| *n > 0).collect()
     }
 

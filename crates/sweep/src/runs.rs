@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use dae_runfolder::{read_json, write_atomic, ExitCode, ExitRecord, Metrics, ProgressRecord, RunFolder};
+use dae_runfolder::{check_done, files, read_json, write_atomic, Check, Damage, ExitCode, ExitRecord, Metrics, ProgressRecord, RunFolder};
 
 use crate::error::{io_err, SweepError};
 
@@ -30,6 +30,11 @@ pub enum Status {
         exit: Option<i32>,
         signal: Option<i32>,
     },
+    /// Finished, but a sealed artefact or `metrics.json` is not what the
+    /// trainer left: counts as missing, and is archived and rerun.
+    Damaged {
+        damage: Damage,
+    },
 }
 
 impl Status {
@@ -42,6 +47,7 @@ impl Status {
             Status::Done => "done",
             Status::Stale { .. } => "stale",
             Status::Failed { .. } => "failed",
+            Status::Damaged { .. } => "damaged",
         }
     }
 }
@@ -77,26 +83,34 @@ impl RunDir {
     }
 
     /// Reads the status without taking the lock for long. `code_version` is
-    /// the current trainer's; a done run by another version is stale.
+    /// the current trainer's; a done run by another version is stale. A
+    /// finished run's sealed files are checked by size
+    /// ([`RunDir::status_checked`] to hash them).
     pub fn status(&self, code_version: &str) -> Status {
+        self.status_checked(code_version, Check::Size)
+    }
+
+    /// [`RunDir::status`] with the given check of a finished run.
+    pub fn status_checked(&self, code_version: &str, check: Check) -> Status {
         if !self.path.is_dir() {
             return Status::Pending;
         }
         if self.is_locked() {
             return Status::Running;
         }
-        self.status_unlocked(code_version)
+        self.status_unlocked_checked(code_version, check)
     }
 
     /// The status from the files alone (the caller holds the lock or does
     /// not care whether someone is working on the folder).
     pub fn status_unlocked(&self, code_version: &str) -> Status {
+        self.status_unlocked_checked(code_version, Check::Size)
+    }
+
+    /// [`RunDir::status_unlocked`] with the given check of a finished run.
+    pub fn status_unlocked_checked(&self, code_version: &str, check: Check) -> Status {
         if self.is_done() {
-            let version = read_json::<Metrics>(&self.files.metrics()).ok().map(|m| m.code_version);
-            return match version {
-                Some(v) if !code_version.is_empty() && v != code_version => Status::Stale { code_version: v },
-                _ => Status::Done,
-            };
+            return self.finished_status(code_version, check);
         }
         if let Some(rec) = self.exit_record() {
             let interrupted = rec.exit_code == Some(ExitCode::Interrupted.code() as i32);
@@ -112,6 +126,21 @@ impl RunDir {
             return Status::Incomplete;
         }
         Status::Pending
+    }
+
+    /// A finished run: damaged, stale or done.
+    fn finished_status(&self, code_version: &str, check: Check) -> Status {
+        if let Err(damage) = check_done(&self.files, check) {
+            return Status::Damaged { damage };
+        }
+        let metrics = std::fs::read(self.files.metrics())
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Metrics>(&b).map_err(|e| e.to_string()));
+        match metrics {
+            Err(e) => Status::Damaged { damage: Damage::new(files::METRICS, format!("cannot be read: {e}")) },
+            Ok(m) if !code_version.is_empty() && m.code_version != code_version => Status::Stale { code_version: m.code_version },
+            Ok(_) => Status::Done,
+        }
     }
 
     /// Where the trainer left the run: its progress record, if readable.

@@ -345,7 +345,7 @@ impl<'a> SlurmExecutor<'a> {
         let job = &self.planned[at.job].job;
         let rd = RunDir::new(self.results, &job.id);
         if at.attempt == 1 {
-            let status = rd.status(self.code_version);
+            let status = rd.status_checked(self.code_version, self.opts.policy.check());
             if matches!(status, Status::Running) {
                 return Ok(false);
             }

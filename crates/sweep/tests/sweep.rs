@@ -119,6 +119,41 @@ fn run_skips_done_jobs_and_stale_runs_are_reused_unless_asked() {
 }
 
 #[test]
+fn damaged_runs_are_named_archived_and_redone_and_only_they() {
+    let s = Study::new(&matrix(4, 0.0));
+    let o = s.run(&["run", "--jobs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ids: Vec<String> = s.plan(&[]).iter().map(|j| j["id"].as_str().unwrap().to_string()).collect();
+    let metrics = s.path(&format!("results/runs/{}/metrics.json", ids[0]));
+    let cut = std::fs::read(&metrics).unwrap()[..20].to_vec();
+    std::fs::write(&metrics, cut).unwrap();
+    // Same size, other bytes: only --verify's hash finds it.
+    let other = s.path(&format!("results/runs/{}/metrics.json", ids[2]));
+    let mut bytes = std::fs::read(&other).unwrap();
+    let last = bytes.iter().rposition(|b| b.is_ascii_digit()).unwrap();
+    bytes[last] = if bytes[last] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&other, bytes).unwrap();
+    let plan = s.plan(&[]);
+    let words: Vec<&str> = plan.iter().map(|j| j["status"].as_str().unwrap()).collect();
+    assert_eq!(words, ["damaged", "done", "done", "done"]);
+    assert!(plan[0]["reason"].as_str().unwrap().contains("metrics.json: 20 bytes, sealed with"), "{}", plan[0]);
+    let verified: Vec<String> = s.plan(&["--verify"]).iter().map(|j| j["status"].as_str().unwrap().to_string()).collect();
+    assert_eq!(verified, ["damaged", "done", "damaged", "done"]);
+    let status = s.run(&["status", "--verify"]);
+    let out = text(&status);
+    assert!(out.contains("2 damaged") && out.contains(&format!("damaged {}", &ids[2][..12])), "{out}");
+    // run --verify redoes exactly those two; the damaged runs are archived, not lost.
+    let before = s.ledger().len();
+    let o = s.run(&["run", "--verify", "--jobs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let redone: Vec<String> = s.ledger()[before..].iter().filter(|(w, _)| w == "start").map(|(_, id)| id.clone()).collect();
+    assert_eq!(redone.len(), 2, "{redone:?}");
+    assert!(redone.iter().all(|id| *id == ids[0] || *id == ids[2]), "{redone:?}");
+    assert_eq!(std::fs::read_dir(s.path("results/archive")).unwrap().count(), 2);
+    assert!(s.plan(&["--verify"]).iter().all(|j| j["status"] == "done"));
+}
+
+#[test]
 fn only_selects_jobs_by_seed_or_config_key_and_force_reruns_just_those() {
     let s = Study::new(&matrix(3, 0.0).replace("seeds = [0]", "seeds = [0, 1]"));
     assert_eq!(s.plan(&["--only", "value=2"]).len(), 2);

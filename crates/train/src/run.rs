@@ -344,7 +344,12 @@ impl<'a> Session<'a> {
             }),
         };
         write_file(&run.metrics(), serde_json::to_string_pretty(&metrics).expect("metrics serialise").as_bytes())?;
-        write_file(&run.done(), format!("{}\n", crate::CODE_VERSION).as_bytes())?;
+        let sealed = dae_runfolder::DoneRecord::seal(run, crate::CODE_VERSION).map_err(|source| RunError::Io {
+            path: run.path.clone(),
+            action: "cannot seal the artefacts of",
+            source,
+        })?;
+        write_file(&run.done(), serde_json::to_string_pretty(&sealed).expect("done record serialises").as_bytes())?;
         let _ = std::fs::remove_file(run.incomplete());
         let _ = std::fs::remove_file(run.checkpoint());
         run.clear_temporaries();

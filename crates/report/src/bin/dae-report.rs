@@ -103,6 +103,9 @@ fn main() -> ExitCode {
             Err(e) => return sweep_fail(e),
         };
         eprintln!("{}: {} runs ({})", c.experiment.name, c.runs.len(), counts(&c));
+        for r in c.runs.iter().filter_map(|r| r.damage.as_ref().map(|d| (r, d))) {
+            eprintln!("  damaged, counted as missing: {} ({})", r.0.dir.display(), r.1);
+        }
         match report(&c, &common.results, what) {
             Ok(p) => written.extend(p),
             Err(e) => return report_fail(e),

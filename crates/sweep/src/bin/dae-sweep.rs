@@ -64,6 +64,18 @@ struct Rerun {
     /// Rerun jobs finished by another code version.
     #[arg(long)]
     rerun_stale: bool,
+    #[command(flatten)]
+    verify: Verify,
+}
+
+/// How finished runs are checked. Their sealed files' sizes always; a
+/// damaged run is archived and rerun.
+#[derive(Args, Clone, Copy)]
+struct Verify {
+    /// Also hash every finished run's sealed files against its `done` record
+    /// (finds a file changed in place; reads every artefact).
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -104,6 +116,8 @@ enum Cmd {
         files: Vec<PathBuf>,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        verify: Verify,
     },
 }
 
@@ -141,7 +155,7 @@ fn trainer_path(c: &Common) -> PathBuf {
 }
 
 fn policy(r: Rerun) -> RerunPolicy {
-    RerunPolicy { force: r.force, rerun_failed: r.rerun_failed, rerun_stale: r.rerun_stale }
+    RerunPolicy { force: r.force, rerun_failed: r.rerun_failed, rerun_stale: r.rerun_stale, verify: r.verify.verify }
 }
 
 fn fail(e: SweepError) -> ExitCode {
@@ -173,7 +187,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Plan { files, common, rerun, json } => cmd_plan(&files, &common, rerun, json),
         Cmd::Run { files, common, rerun, run } => cmd_run(&files, &common, rerun, &run),
-        Cmd::Status { files, common } => return status(files, &common),
+        Cmd::Status { files, common, verify } => return status(files, &common, verify),
     };
     result.unwrap_or_else(fail)
 }
@@ -299,7 +313,7 @@ fn run_on_slurm(
     Ok(s)
 }
 
-fn status(files: Vec<PathBuf>, common: &Common) -> ExitCode {
+fn status(files: Vec<PathBuf>, common: &Common, verify: Verify) -> ExitCode {
     let files = if files.is_empty() {
         let mut v: Vec<PathBuf> = std::fs::read_dir("experiments")
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect())
@@ -311,7 +325,7 @@ fn status(files: Vec<PathBuf>, common: &Common) -> ExitCode {
     };
     let mut code = ExitCode::SUCCESS;
     for f in &files {
-        match planned(f, common, RerunPolicy::default()) {
+        match planned(f, common, RerunPolicy { verify: verify.verify, ..RerunPolicy::default() }) {
             Ok((_, p)) => print_status(&p, &common.results),
             Err(e) => {
                 eprintln!("{}: {e}", f.display());
@@ -319,7 +333,7 @@ fn status(files: Vec<PathBuf>, common: &Common) -> ExitCode {
             }
         }
     }
-    print_folder_counts(&common.results);
+    print_folder_counts(&common.results, verify);
     code
 }
 
@@ -333,24 +347,29 @@ fn print_status(p: &Plan, results: &Path) {
         p.jobs.len(),
         if counts.is_empty() { "none".into() } else { counts }
     );
-    for j in p.jobs.iter().filter(|j| matches!(j.status, dae_sweep::Status::Failed { .. })) {
-        println!(
-            "    failed {} {}: log {}",
-            j.job.short_id(),
-            j.job.describe(),
-            dae_sweep::RunDir::new(results, &j.job.id).log().display()
-        );
+    for j in &p.jobs {
+        let dir = dae_sweep::RunDir::new(results, &j.job.id);
+        match &j.status {
+            dae_sweep::Status::Failed { .. } => {
+                println!("    failed  {} {}: log {}", j.job.short_id(), j.job.describe(), dir.log().display())
+            }
+            dae_sweep::Status::Damaged { damage } => {
+                println!("    damaged {} {}: {} ({damage})", j.job.short_id(), j.job.describe(), dir.path.display())
+            }
+            _ => {}
+        }
     }
 }
 
 /// Every run folder, whichever experiment made it.
-fn print_folder_counts(results: &Path) {
+fn print_folder_counts(results: &Path, verify: Verify) {
+    let check = RerunPolicy { verify: verify.verify, ..RerunPolicy::default() }.check();
     let runs = results.join(dae_runfolder::files::RUNS);
     let mut by: std::collections::BTreeMap<&'static str, usize> = Default::default();
     if let Ok(d) = std::fs::read_dir(&runs) {
         for e in d.flatten() {
             if e.path().is_dir() {
-                *by.entry(dae_sweep::RunDir::at(e.path()).status("").word()).or_default() += 1;
+                *by.entry(dae_sweep::RunDir::at(e.path()).status_checked("", check).word()).or_default() += 1;
             }
         }
     }

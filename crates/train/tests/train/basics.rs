@@ -251,6 +251,11 @@ fn a_run_folder_is_complete_consistent_and_never_overwritten() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     assert!(!out.join("incomplete").exists());
+    // `done` seals what the reports read, and the seal holds.
+    let folder = dae_runfolder::RunFolder::at(&out);
+    let sealed = dae_runfolder::DoneRecord::read(&folder).unwrap().expect("a sealed completion record");
+    assert!(["metrics.json", "scores.csv", "history.csv"].iter().all(|f| sealed.files.contains_key(*f)), "{sealed:?}");
+    assert_eq!(dae_runfolder::check_done(&folder, dae_runfolder::Check::Hash), Ok(()));
     // test_auc equals the AUC recomputed from scores.csv.
     let mut rdr = csv::Reader::from_path(out.join("scores.csv")).unwrap();
     let h = rdr.headers().unwrap().clone();
