@@ -204,10 +204,10 @@ fn record(exp: &Experiment, job: &dae_sweep::manifest::ManifestJob, results: &Pa
     }
 }
 
-/// A run's status with its sealed files hashed, and a finished run's
+/// A run's status with the sealed files it reads hashed, and a finished run's
 /// `scores.csv` read: a run whose files fail either is damaged (with why).
 fn checked_status(rd: &RunDir, code_version: &str) -> (Status, Option<String>) {
-    let status = rd.status_checked(code_version, Check::Hash);
+    let status = rd.status_checked(code_version, Check::Reports);
     let damage = match &status {
         Status::Damaged { damage } => Some(damage.clone()),
         Status::Done | Status::Stale { .. } => match read_scores(&rd.path) {

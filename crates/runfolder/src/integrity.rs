@@ -2,7 +2,8 @@
 //! is a [`DoneRecord`], the size and SHA-256 of each artefact the reports
 //! read ([`SEALED`]), written by the trainer last. Whoever reads a run
 //! checks it: the size cheaply ([`Check::Size`], what `status` and `plan`
-//! do), the hash fully ([`Check::Hash`], what the report and `--verify` do).
+//! do), the hash of what the reports read ([`Check::Reports`], what the
+//! report does) or of everything ([`Check::Hash`], `--verify`).
 //! A run that fails the check is damaged ([`Damage`]): it counts as
 //! missing, and the runner archives it and runs the job again.
 
@@ -40,8 +41,21 @@ pub struct DoneRecord {
 pub enum Check {
     /// File sizes only (no file is read).
     Size,
+    /// Sizes, and SHA-256 of the files the reports read (all but the model
+    /// file, which can be large and which no report reads).
+    Reports,
     /// Sizes and SHA-256 of every sealed file.
     Hash,
+}
+
+impl Check {
+    fn hashes(self, name: &str) -> bool {
+        match self {
+            Check::Size => false,
+            Check::Reports => name != files::MODEL,
+            Check::Hash => true,
+        }
+    }
 }
 
 /// What is wrong with a finished run: the file and the problem.
@@ -111,7 +125,7 @@ impl DoneRecord {
             if len != want.bytes {
                 return Err(Damage::new(name, format!("{len} bytes, sealed with {}", want.bytes)));
             }
-            if check == Check::Hash {
+            if check.hashes(name) {
                 let got = digest_file(&path).map_err(|e| Damage::new(name, format!("cannot be read: {e}")))?;
                 if got.sha256 != want.sha256 {
                     return Err(Damage::new(name, "its SHA-256 differs from the sealed one (same size: changed in place)"));
@@ -188,7 +202,16 @@ mod tests {
         let (_d, run) = sealed_run();
         std::fs::write(run.metrics(), b"{\"test_auc\": 0.95}").unwrap();
         assert_eq!(check_done(&run, Check::Size), Ok(()));
+        assert!(check_done(&run, Check::Reports).unwrap_err().problem.contains("SHA-256"));
         assert!(check_done(&run, Check::Hash).unwrap_err().problem.contains("SHA-256"));
+
+        // The model file: hashed by --verify only.
+        let (_d, run) = sealed_run();
+        std::fs::write(run.model(), b"weights").unwrap();
+        std::fs::write(run.done(), serde_json::to_string(&DoneRecord::seal(&run, "v1").unwrap()).unwrap()).unwrap();
+        std::fs::write(run.model(), b"WEIGHTS").unwrap();
+        assert_eq!(check_done(&run, Check::Reports), Ok(()));
+        assert_eq!(check_done(&run, Check::Hash).unwrap_err().file, "model.safetensors");
     }
 
     #[test]
