@@ -205,7 +205,7 @@ pub fn parse_pgm(bytes: &[u8]) -> std::result::Result<Image, String> {
     }
     pos += 1; // the single whitespace byte after maxval
     let bpp = if maxval < 256 { 1 } else { 2 };
-    let need = w * h * bpp;
+    let need = w.checked_mul(h).and_then(|n| n.checked_mul(bpp)).unwrap_or(usize::MAX);
     let have = bytes.len().saturating_sub(pos);
     if have < need {
         return Err(format!("truncated PGM: {w} x {h} x {bpp} bytes of pixels expected, {have} present"));

@@ -91,7 +91,10 @@ pub fn load(opts: &ManifestOptions) -> Result<(Vec<Sample>, BTreeMap<String, usi
     }
     let samples: Vec<Sample> = rows
         .into_par_iter()
-        .map(|(_, p, mut s)| -> Result<Sample> {
+        .map(|(line, p, mut s)| -> Result<Sample> {
+            if !p.exists() {
+                return Err(DataError::Missing { path: p, what: format!("image named on line {line} of {}", path.display()) });
+            }
             let img = read_any(&p)?;
             s.image = Some(img.pad_square(0.0).resize(opts.image_size, opts.image_size));
             Ok(s)

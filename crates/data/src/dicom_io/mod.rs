@@ -16,6 +16,10 @@
 //! read from the top level, or from the first frame's functional groups in
 //! enhanced multi-frame objects.
 //!
+//! Before the data set is parsed, `lengths.rs` walks the element headers:
+//! a declared length beyond the end of the file is an error, not an
+//! allocation of that size.
+//!
 //! This file holds the entry points ([`read_dicom`], [`read_dicom_bytes`]),
 //! [`DicomOptions`], the transfer-syntax lists and the error description.
 //!
@@ -37,6 +41,7 @@ use crate::error::{io_err, DataError, Result};
 use crate::image::Image;
 
 mod frame;
+mod lengths;
 mod rle;
 #[cfg(any(test, feature = "test-support"))]
 mod testfile;
@@ -81,6 +86,9 @@ pub const SUPPORTED_TRANSFER_SYNTAXES: &[(&str, &str)] = &[
     ("1.2.840.10008.1.2.4.70", "JPEG Lossless SV1"),
 ];
 
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+
 /// Names of some common transfer syntaxes that are *not* supported, for
 /// error messages.
 const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
@@ -122,12 +130,18 @@ pub fn read_dicom_bytes(bytes: &[u8], what: &Path, opts: &DicomOptions) -> Resul
     // The file meta group first, to reject unsupported transfer syntaxes
     // with a clear message before parsing the data set.
     let meta_start = if preamble == ReadPreamble::Always { 128 } else { 0 };
+    let meta_end = lengths::check(body, meta_start + 4, true, true).map_err(|p| err(format!("DICOM file meta group: {p}")))?;
     let meta =
         FileMetaTable::from_reader(&body[meta_start..]).map_err(|e| err(format!("invalid DICOM file meta group: {}", describe(&e))))?;
     let ts = meta.transfer_syntax().to_string();
     if !SUPPORTED_TRANSFER_SYNTAXES.iter().any(|(uid, _)| *uid == ts) {
         let name = KNOWN_UNSUPPORTED.iter().find(|(uid, _)| *uid == ts).map(|(_, n)| format!(" ({n})")).unwrap_or_default();
         return Err(err(format!("unsupported transfer syntax {ts}{name} (supported: {})", supported_list())));
+    }
+    // Lengths checked before the parser allocates them (a deflated data
+    // set is compressed: its lengths cannot be checked here).
+    if ts != DEFLATED {
+        lengths::check(body, meta_end, ts != IMPLICIT_VR_LE, false).map_err(err)?;
     }
 
     let obj = OpenFileOptions::new()

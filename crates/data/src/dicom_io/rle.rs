@@ -31,17 +31,23 @@ pub(super) fn decode_rle_frame(frag: &[u8], pixels: usize, bits_allocated: u16) 
         }
         Ok(&frag[start..end])
     };
+    // PackBits writes at most 128 bytes per 2-byte record: a frame larger
+    // than 64 times its segment cannot be in it (and is not allocated).
+    let first = segment(0)?;
+    if pixels > 64 * first.len() {
+        return Err(format!("{pixels} pixels declared, more than a {}-byte segment can hold (truncated or corrupt)", first.len()));
+    }
     let short = |s: usize, got: usize| format!("pixel data truncated: segment {s} decodes to {got} bytes, expected {pixels}");
     if n == 1 {
         let mut out = vec![0u8; pixels];
-        let got = unpackbits(segment(0)?, &mut out, |d, v| *d = v);
+        let got = unpackbits(first, &mut out, |d, v| *d = v);
         if got < pixels {
             return Err(short(0, got));
         }
         Ok(RleSamples::U8(out))
     } else {
         let mut out = vec![0u16; pixels];
-        let got = unpackbits(segment(0)?, &mut out, |d, v| *d = (v as u16) << 8);
+        let got = unpackbits(first, &mut out, |d, v| *d = (v as u16) << 8);
         if got < pixels {
             return Err(short(0, got));
         }
