@@ -339,3 +339,55 @@ fn damaged_runs_count_as_missing_are_named_and_every_table_and_figure_still_rend
     let out = f.results.join("figures");
     assert!(!figures::render_all(&c, &a, &out).unwrap().is_empty());
 }
+
+/// Hostile input: mutated run-folder files (`done`, `metrics.json`,
+/// `scores.csv`, `exit.json`, `progress.json`) through the readers the
+/// runner and the report use: each gives a value, a damaged status or an
+/// error naming the file; never a panic or a hang.
+#[test]
+fn run_folder_files_under_mutation() {
+    use dae_mutate::Campaign;
+    use dae_runfolder::{read_json, Check, ExitRecord, ProgressRecord};
+    use dae_sweep::runs::{RunDir, Status};
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("runs/0123abcd");
+    write_run(&run, Some(0.5), &scores(0.3, 0));
+    let folder = RunFolder::at(&run);
+    let exit = ExitRecord { exit_code: Some(1), signal: None, attempt: 2, backend: "local".into(), seconds: 3.5 };
+    std::fs::write(folder.exit(), serde_json::to_vec(&exit).unwrap()).unwrap();
+    let progress = r#"{"epoch":3,"epochs":10,"training_done":false,"loss":0.5,"val_auc":0.7,"best_auc":0.72,"best_epoch":2,"epoch_seconds":4.0,"checkpoint":true,"code_version":"v","updated_unix":1}"#;
+    std::fs::write(folder.progress(), progress).unwrap();
+    read_json::<ProgressRecord>(&folder.progress()).unwrap();
+
+    let json_tokens = ["{", "}", "[", "]", "\"", ":", ",", "null", "1e999", "-1", "18446744073709551616", "NaN"];
+    let mut total = 0;
+    for (file, seed) in [(folder.done(), 1), (folder.metrics(), 2), (folder.scores(), 3), (folder.exit(), 4), (folder.progress(), 5)] {
+        let good = std::fs::read(&file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let stats =
+            Campaign::new(&format!("run folder {name}"), vec![good.clone()]).cases(1_000).seed(seed).tokens(&json_tokens).run(|b| {
+                std::fs::write(&file, b).unwrap();
+                // What status, plan and the report do with a run folder.
+                let status = RunDir::at(run.clone()).status_checked("test", Check::Hash);
+                let metrics = dae_report::collect::read_metrics(&run);
+                let exit = read_json::<ExitRecord>(&folder.exit());
+                let progress = read_json::<ProgressRecord>(&folder.progress());
+                let scores = dae_report::collect::read_scores(&run).map_err(|e| e.to_string());
+                let sealed = name != "exit.json" && name != "progress.json" && name != "done";
+                match (&status, name.as_str()) {
+                    // A sealed file changed in any way is damage, whatever it now holds.
+                    (Status::Damaged { damage }, _) => return Err(format!("{}: {}", damage.file, damage.problem)),
+                    _ if sealed && b != good.as_slice() => panic!("{name} changed but the run is {status:?}"),
+                    (_, "metrics.json") if metrics.nums.is_empty() => panic!("an intact metrics.json read as empty"),
+                    (_, "exit.json") => exit.map(drop),
+                    (_, "progress.json") => progress.map(drop),
+                    _ => scores.map(drop),
+                }
+            });
+        assert!(stats.rejected > 100, "{name}: {stats:?}");
+        std::fs::write(&file, good).unwrap();
+        total += stats.inputs;
+    }
+    assert_eq!(total, 5_000);
+}

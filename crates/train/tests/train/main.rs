@@ -1,8 +1,13 @@
 //! The trainer's integration tests, one binary: [`basics`] (losses,
 //! gradients, the run folder, reproducibility, bad configs), [`baselines`]
-//! (Guided-VAE, ICADx, Li et al.) and [`resume`] (checkpoints).
+//! (Guided-VAE, ICADx, Li et al.), [`resume`] (checkpoints) and
+//! [`hostile`] (mutated job files and checkpoints).
 
 mod baselines;
 mod basics;
 mod common;
+mod hostile;
 mod resume;
+
+#[global_allocator]
+static ALLOC: dae_mutate::CountingAlloc = dae_mutate::CountingAlloc;

@@ -9,22 +9,7 @@ use std::sync::atomic::AtomicBool;
 use dae_runfolder::ExitCode;
 use dae_train::{train, train_with, Job, TrainOptions};
 
-/// A tiny synthetic job of `method` with extra TOML lines under `[model]`
-/// and `[optim]` (which must set `epochs`).
-fn job(method: &str, model: &str, optim: &str) -> Job {
-    std::env::set_var("DAE_CACHE", std::env::temp_dir().join("dae-train-test-cache"));
-    let blocks = match method {
-        "dae-gcn" => "h_ma_dim = 8\nh_mi_dim = 8\nh_i_dim = 8\ngcn_hidden = 8",
-        "guided-vae" => "h_ma_dim = 8\nh_mi_dim = 8\nh_i_dim = 8",
-        _ => "h_dim = 16",
-    };
-    let text = format!(
-        "seed = 3\nmethod = \"{method}\"\n[dataset]\nkind = \"synthetic\"\npatients = 80\nimage_size = 32\n\
-         [split]\nratios = [0.6, 0.2, 0.2]\n[model]\nwidth = 4\n{blocks}\n{model}\n\
-         [optim]\nlr = 0.002\nbatch_size = 16\n{optim}\n[output]\nfigure3_samples = 1\n"
-    );
-    Job::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
+use crate::common::tiny_job as job;
 
 fn json(dir: &Path) -> serde_json::Map<String, serde_json::Value> {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
