@@ -156,7 +156,9 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
         results.join("figures").display()
     );
     if !ran.success() {
-        eprintln!("some jobs failed: tables mark them; see `cargo xtask status` and each failure's log");
+        // The failures last, with their logs, where the user's eye lands.
+        eprintln!("some jobs failed (the tables count them as missing); their logs:");
+        Command::new(bin("dae-sweep")).current_dir(project_root()).arg("status").args(REPRODUCE).args(&common).status()?;
         return Ok(ran);
     }
     Ok(reported)

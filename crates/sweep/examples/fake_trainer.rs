@@ -3,7 +3,9 @@
 //! (`dae-runfolder`: file names, exit codes, records, resolve wire types),
 //! with behaviour set by config keys: `sleep` (seconds), `fail` (exit 3),
 //! `diverge` (exit 4),
-//! `crash` (abort), `value` (written as `test_auc`). Every start and finish
+//! `crash` (abort), `value` (written as `test_auc`), `artefact` (bytes of a
+//! `model.safetensors` to write, as dae-train does: a failed write is an
+//! error naming the file, exit 1, and no completion marker). Every start and finish
 //! is appended to the file `$FAKE_LEDGER` (`start <id> <pid> <gpus>`,
 //! `done <id>`). `$FAKE_VERSION` is its code version.
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use dae_runfolder::resolve::{Answer, Refusal, Resolved, Response};
 use dae_runfolder::{ExitCode, Metrics, RunFolder};
 
-const KEYS: &[&str] = &["seed", "device", "sleep", "fail", "diverge", "crash", "value", "model"];
+const KEYS: &[&str] = &["seed", "device", "sleep", "fail", "diverge", "crash", "value", "model", "artefact"];
 const MODEL_KEYS: &[&str] = &["tau", "p"];
 
 fn version() -> String {
@@ -142,7 +144,14 @@ fn main() {
         exit(ExitCode::DataError);
     }
     let value = cfg.get("value").and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64))).unwrap_or(0.5);
-    dae_runfolder::write_atomic(&run.metrics(), serde_json::to_string(&metrics(value)).unwrap().as_bytes()).unwrap();
+    let bytes = cfg.get("artefact").and_then(|v| v.as_integer()).unwrap_or(0) as usize;
+    let writes = [(run.model(), vec![7u8; bytes]), (run.metrics(), serde_json::to_vec(&metrics(value)).unwrap())];
+    for (path, data) in writes.iter().filter(|(_, d)| !d.is_empty()) {
+        if let Err(e) = dae_runfolder::write_atomic(path, data) {
+            eprintln!("error: {}: cannot write: {e}", path.display());
+            exit(ExitCode::Other);
+        }
+    }
     std::fs::remove_file(run.incomplete()).unwrap();
     let sealed = dae_runfolder::DoneRecord::seal(&run, &version()).unwrap();
     std::fs::write(run.done(), serde_json::to_string(&sealed).unwrap()).unwrap();

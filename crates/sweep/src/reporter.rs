@@ -18,7 +18,8 @@ fn short(id: &str) -> &str {
 pub struct TerminalReporter {
     bar: ProgressBar,
     running: usize,
-    failed: usize,
+    /// The FAIL lines, printed again when the run ends.
+    failures: Vec<String>,
     passed: usize,
     verbose: bool,
 }
@@ -35,7 +36,7 @@ impl TerminalReporter {
         );
         bar.enable_steady_tick(Duration::from_millis(250));
         let verbose = verbose || bar.is_hidden();
-        TerminalReporter { bar, running: 0, failed: 0, passed: 0, verbose }
+        TerminalReporter { bar, running: 0, failures: Vec::new(), passed: 0, verbose }
     }
 
     fn line(&self, s: String) {
@@ -47,7 +48,7 @@ impl TerminalReporter {
     }
 
     fn update(&self) {
-        self.bar.set_message(format!("done {} running {} failed {}", self.passed, self.running, self.failed));
+        self.bar.set_message(format!("done {} running {} failed {}", self.passed, self.running, self.failures.len()));
     }
 
     pub fn report(&mut self, ev: &Event) {
@@ -94,8 +95,9 @@ impl TerminalReporter {
                     }
                     Outcome::Interrupted => self.line(format!("stop  {} {}: {}", short(&job.id), job.desc, outcome.describe())),
                     _ => {
-                        self.failed += 1;
-                        self.line(format!("FAIL  {} {}: {}; log: {}", short(&job.id), job.desc, outcome.describe(), log.display()));
+                        let line = format!("FAIL  {} {}: {}; log: {}", short(&job.id), job.desc, outcome.describe(), log.display());
+                        self.line(line.clone());
+                        self.failures.push(line);
                     }
                 }
             }
@@ -112,6 +114,12 @@ impl TerminalReporter {
                 ] {
                     if n > 0 {
                         parts.push(format!("{n} {w}"));
+                    }
+                }
+                if !self.failures.is_empty() {
+                    eprintln!("failed jobs ({}), with their logs:", self.failures.len());
+                    for f in &self.failures {
+                        eprintln!("  {f}");
                     }
                 }
                 eprintln!("run finished in {:.1} s: {}", s.seconds, parts.join(", "));

@@ -401,3 +401,57 @@ fn sigterm_stops_the_jobs_cleanly_and_leaves_them_incomplete() {
     let forced = s.plan(&["--force"]);
     assert!(forced.iter().all(|j| j["reason"].as_str().unwrap().contains("from the start because of --force")), "{forced:?}");
 }
+
+/// A full disk, as `ulimit -f` makes one (with SIGXFSZ ignored, as a full
+/// file system gives ENOSPC rather than a signal): the runner and its
+/// trainers may write at most `bytes` per file.
+fn with_file_size_limit(c: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_job_that_hits_it_keeps_earlier_results_and_the_runner_goes_on() {
+    let s = Study::new(&format!("{}\n[[include]]\nvalue = 2\nartefact = 200000\n", matrix(3, 0.0)));
+    // Earlier results: value 1, finished before the disk filled up.
+    let o = s.run(&["run", "--only", "value=1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let earlier = s.done_ids();
+    assert_eq!(earlier.len(), 1);
+    let snapshot = |ids: &BTreeSet<String>| -> BTreeMap<PathBuf, Vec<u8>> {
+        ids.iter()
+            .flat_map(|id| std::fs::read_dir(s.path(&format!("results/runs/{id}"))).unwrap().flatten())
+            .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+            .collect()
+    };
+    let before = snapshot(&earlier);
+
+    // Files up to 100 kB fit; the 200 kB model file of the included job does not.
+    let mut c = s.cmd(&["run", "--jobs", "1"]);
+    with_file_size_limit(&mut c, 100_000);
+    let o = c.output().unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let failed = s.the_failed_job();
+    let log = std::fs::read_to_string(s.path(&format!("results/runs/{failed}/{}", dae_runfolder::files::LOG))).unwrap();
+    assert!(log.contains("model.safetensors: cannot write") && log.contains("File too large"), "{log}");
+    assert!(!s.path(&format!("results/runs/{failed}/done")).exists(), "no completion marker");
+    assert!(!s.path(&format!("results/runs/{failed}/model.safetensors")).exists(), "no half-written file");
+    // The runner went on: values 2 and 3 finished; value 1 was not rerun.
+    assert_eq!(s.done_ids().len(), 3, "{out}");
+    assert_eq!(s.starts_of(earlier.iter().next().unwrap()), 1);
+    assert_eq!(snapshot(&earlier), before, "earlier results changed");
+    // The failure is listed again, with its log, when the run ends.
+    let recap = out.split("failed jobs (1), with their logs:").nth(1).unwrap_or_else(|| panic!("no recap: {out}"));
+    assert!(recap.contains(&failed[..8]) && recap.contains(dae_runfolder::files::LOG), "{out}");
+}

@@ -2,7 +2,7 @@
 //! trainer's parsers of a user's files: job TOML (the committed job files
 //! as seeds) and the checkpoint (its safetensors header and metadata, then
 //! its tensors). Never a panic, a hang, or an allocation out of proportion
-//! to the file.
+//! to the file. And a full disk while the trainer writes its results.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -77,4 +77,59 @@ fn checkpoints() {
         .run(|h| load(&[h, &good[header_end..]].concat()));
     let whole = Campaign::new("checkpoint file", vec![good.clone()]).cases(300).seed(9).alloc_cap(cap).error_check(names_it).run(load);
     assert!(headers.rejected > 1_000 && whole.accepted > 10, "{headers:?} {whole:?}");
+}
+
+/// A full disk while `dae-train` writes its results (`ulimit -f`, with
+/// SIGXFSZ ignored as a full file system gives ENOSPC, not a signal): the
+/// run ends with an error naming the file, exit 1, no completion marker,
+/// and nothing written earlier is touched; run again with room, it
+/// finishes as if nothing had happened.
+#[test]
+fn a_full_disk_ends_the_run_with_a_clear_error_and_loses_nothing() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_job("dae-gcn", "", "epochs = 2\npatience = 0");
+    let config = dir.path().join("job.toml");
+    std::fs::write(&config, cfg.canonical()).unwrap();
+    let train = |out: &str, limit: Option<u64>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dae-train"));
+        c.arg("--config").arg(&config).arg("--out").arg(dir.path().join(out));
+        if let Some(bytes) = limit {
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                c.pre_exec(move || {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let lim = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        c.output().unwrap()
+    };
+    let files = |out: &str| -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        std::fs::read_dir(dir.path().join(out)).unwrap().flatten().map(|e| (e.path(), std::fs::read(e.path()).unwrap())).collect()
+    };
+    let earlier = train("earlier", None);
+    assert!(earlier.status.success(), "{}", String::from_utf8_lossy(&earlier.stderr));
+    let before = files("earlier");
+
+    // 8 kB per file: the scores, metrics and history fit, the model does not.
+    let full = train("full", Some(8_000));
+    let err = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(full.status.code(), Some(1), "{err}");
+    assert!(err.contains("model.safetensors: cannot write") && err.contains("File too large"), "{err}");
+    let run = dae_runfolder::RunFolder::at(dir.path().join("full"));
+    assert!(!run.is_done() && run.incomplete().exists(), "no completion marker: the run counts as incomplete");
+    assert!(!run.model().exists(), "no half-written model file");
+    assert_eq!(files("earlier"), before, "an earlier run changed");
+
+    // With room again, the same folder finishes like the earlier run.
+    let again = train("full", None);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(std::fs::read(run.scores()).unwrap(), before[&dae_runfolder::RunFolder::at(dir.path().join("earlier")).scores()]);
 }
