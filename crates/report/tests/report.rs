@@ -354,7 +354,7 @@ fn run_folder_files_under_mutation() {
     let run = dir.path().join("runs/0123abcd");
     write_run(&run, Some(0.5), &scores(0.3, 0));
     let folder = RunFolder::at(&run);
-    let exit = ExitRecord { exit_code: Some(1), signal: None, attempt: 2, backend: "local".into(), seconds: 3.5 };
+    let exit = ExitRecord { exit_code: Some(1), signal: None, attempt: 2, backend: "local".into(), seconds: 3.5, slurm_task: None };
     std::fs::write(folder.exit(), serde_json::to_vec(&exit).unwrap()).unwrap();
     let progress = r#"{"epoch":3,"epochs":10,"training_done":false,"loss":0.5,"val_auc":0.7,"best_auc":0.72,"best_epoch":2,"epoch_seconds":4.0,"checkpoint":true,"code_version":"v","updated_unix":1}"#;
     std::fs::write(folder.progress(), progress).unwrap();

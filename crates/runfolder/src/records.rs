@@ -78,6 +78,10 @@ pub struct ExitRecord {
     pub attempt: u32,
     pub backend: String,
     pub seconds: f64,
+    /// The Slurm array task that wrote it (`<array job>_<task>`), so that
+    /// a Slurm runner never takes another runner's record for its task's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_task: Option<String>,
 }
 
 /// Where a run stands: `progress.json`, rewritten by the trainer after each

@@ -113,7 +113,7 @@ fn main() {
     }
     let (config, run) = (&args[2], RunFolder::at(&args[4]));
     let cfg: toml::Table = toml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
-    let id = std::env::var("DAE_JOB_ID").unwrap_or_default();
+    let id = run.id();
     ledger(&format!("start {id} {} {}", std::process::id(), std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "-".into())));
     if run.is_done() {
         eprintln!("error: {}: already holds a finished run", run.path.display());

@@ -296,7 +296,14 @@ impl<'a> LocalExecutor<'a> {
         };
         if let Ok(s) = &status {
             if passed || !stopping_now {
-                let rec = ExitRecord { exit_code: s.code(), signal: s.signal(), attempt: r.attempt, backend: "local".into(), seconds };
+                let rec = ExitRecord {
+                    exit_code: s.code(),
+                    signal: s.signal(),
+                    attempt: r.attempt,
+                    backend: "local".into(),
+                    seconds,
+                    slurm_task: None,
+                };
                 if let Err(e) = rd.write_exit(&rec) {
                     tracing::warn!("{e}");
                 }

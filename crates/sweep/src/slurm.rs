@@ -120,6 +120,8 @@ echo "==== slurm task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} of job $I
 # The run folder's lock, held on fd 9 by this shell and inherited by the trainer.
 exec 9>>"$RUN/{lock}"
 if ! flock -n 9; then echo "dae-sweep: $ID is locked by another runner; skipped" >> "$RUN/{log}"; exit 0; fi
+# Under the lock: another runner may have finished the job since the submission.
+if [ -e "$RUN/{done}" ]; then echo "dae-sweep: $ID was finished by another runner; skipped" >> "$RUN/{log}"; exit 0; fi
 {trainer} --config "$RUN/{job}" --out "$RUN" >> "$RUN/{log}" 2>&1 &
 TRAINER=$!
 wait "$TRAINER"; RC=$?
@@ -128,7 +130,7 @@ while kill -0 "$TRAINER" 2>/dev/null; do wait "$TRAINER"; RC=$?; done
 if [ "$STOPPED" -eq 1 ] && [ "$RC" -ne 0 ]; then exit "$RC"; fi  # stopped by Slurm: no exit record, the run stays incomplete
 if [ "$RC" -gt 128 ]; then CODE=null; SIG=$((RC - 128)); else CODE=$RC; SIG=null; fi
 TMP="$RUN/.{exit}.${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
-printf '{{"exit_code": %s, "signal": %s, "attempt": %d, "backend": "slurm", "seconds": %d}}\n' "$CODE" "$SIG" "$ATTEMPT" "$(( $(date +%s) - START ))" > "$TMP" && mv -f "$TMP" "$RUN/{exit}"
+printf '{{"exit_code": %s, "signal": %s, "attempt": %d, "backend": "slurm", "seconds": %d, "slurm_task": "%s"}}\n' "$CODE" "$SIG" "$ATTEMPT" "$(( $(date +%s) - START ))" "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}" > "$TMP" && mv -f "$TMP" "$RUN/{exit}"
 exit "$RC"
 "#,
         manifest = sh_quote(&ctx.manifest),
@@ -142,9 +144,15 @@ exit "$RC"
         lock = files::LOCK,
         job = files::JOB,
         exit = files::EXIT,
+        done = files::DONE,
     ));
     s
 }
+
+/// How long a task that ended without its exit record, on a run that is
+/// done, is given for the record to appear before the run counts as
+/// finished by another runner.
+const DONE_GRACE: Duration = Duration::from_secs(3);
 
 /// Splits `n` tasks into arrays of at most `max` tasks: (offset, count).
 pub fn chunks(n: usize, max: usize) -> Vec<(usize, usize)> {
@@ -390,7 +398,9 @@ impl<'a> SlurmExecutor<'a> {
         let rd = RunDir::new(self.results, &self.planned[t.at.job].job.id);
         let unknown = matches!(states.get(&t.array), Some(None));
         let state = states.get(&t.array).and_then(|m| m.as_ref()).and_then(|m| m.get(&t.index)).cloned();
-        let record = rd.exit_record();
+        // Only this task's own record (another runner may have run the job).
+        let task = format!("{}_{}", t.array, t.index);
+        let record = rd.exit_record().filter(|r| r.slurm_task.as_deref() == Some(task.as_str()));
         if !t.started && (state.as_deref() == Some("RUNNING") || record.is_some()) {
             t.started = true;
             out.push(Report::Started { at: t.at, slot: format!("slurm {}_{}", t.array, t.index) });
@@ -421,11 +431,14 @@ impl<'a> SlurmExecutor<'a> {
         }
     }
 
-    /// A task Slurm lists as final (or no longer) without an exit record.
+    /// A task Slurm lists as final (or no longer) without an exit record of its own.
     fn gone(&self, t: &mut Task, rd: &RunDir, seconds: f64) -> Option<Report> {
         // The exit file may land a while after Slurm reports the end (shared file systems).
         let since = *t.gone_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.lost_after {
+        // A finished run without this task's record: the task found it done
+        // (or locked) and stepped aside; a short grace is enough to tell.
+        let wait = if rd.is_done() { self.lost_after.min(DONE_GRACE) } else { self.lost_after };
+        if since.elapsed() < wait {
             None
         } else if rd.is_done() {
             Some(Report::Skipped { at: t.at, reason: "finished by another runner".into(), elsewhere: true })
@@ -696,6 +709,8 @@ echo "==== slurm task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} of job $ID on
 # The run folder's lock, held on fd 9 by this shell and inherited by the trainer.
 exec 9>>"$RUN/.lock"
 if ! flock -n 9; then echo "dae-sweep: $ID is locked by another runner; skipped" >> "$RUN/log.txt"; exit 0; fi
+# Under the lock: another runner may have finished the job since the submission.
+if [ -e "$RUN/done" ]; then echo "dae-sweep: $ID was finished by another runner; skipped" >> "$RUN/log.txt"; exit 0; fi
 '/w/target/release/dae-train' --config "$RUN/job.toml" --out "$RUN" >> "$RUN/log.txt" 2>&1 &
 TRAINER=$!
 wait "$TRAINER"; RC=$?
@@ -704,7 +719,7 @@ while kill -0 "$TRAINER" 2>/dev/null; do wait "$TRAINER"; RC=$?; done
 if [ "$STOPPED" -eq 1 ] && [ "$RC" -ne 0 ]; then exit "$RC"; fi  # stopped by Slurm: no exit record, the run stays incomplete
 if [ "$RC" -gt 128 ]; then CODE=null; SIG=$((RC - 128)); else CODE=$RC; SIG=null; fi
 TMP="$RUN/.exit.json.${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
-printf '{"exit_code": %s, "signal": %s, "attempt": %d, "backend": "slurm", "seconds": %d}\n' "$CODE" "$SIG" "$ATTEMPT" "$(( $(date +%s) - START ))" > "$TMP" && mv -f "$TMP" "$RUN/exit.json"
+printf '{"exit_code": %s, "signal": %s, "attempt": %d, "backend": "slurm", "seconds": %d, "slurm_task": "%s"}\n' "$CODE" "$SIG" "$ATTEMPT" "$(( $(date +%s) - START ))" "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" > "$TMP" && mv -f "$TMP" "$RUN/exit.json"
 exit "$RC"
 "#;
         assert_eq!(array_script(&cfg, &ctx), expected);

@@ -455,3 +455,33 @@ fn a_full_disk_fails_the_job_that_hits_it_keeps_earlier_results_and_the_runner_g
     let recap = out.split("failed jobs (1), with their logs:").nth(1).unwrap_or_else(|| panic!("no recap: {out}"));
     assert!(recap.contains(&failed[..8]) && recap.contains(dae_runfolder::files::LOG), "{out}");
 }
+
+/// A local runner and a Slurm runner started together on one results
+/// folder (the CI's real single-node cluster): the run folders' locks keep
+/// every job to one start, and both runners end content. Skipped, saying
+/// why, where no cluster is reachable.
+#[test]
+fn a_local_and_a_slurm_runner_on_one_results_folder_never_run_a_job_twice() {
+    let ok = Command::new("sinfo").args(["-h", "-o", "%T"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: no reachable Slurm cluster (start one with tools/slurm/cluster.sh start and export SLURM_CONF)");
+        return;
+    }
+    let s = Study::new(&format!("{}\n[slurm]\npoll_seconds = 0.3\nmax_parallel = 2\n", matrix(8, 0.4)));
+    let slurm = s.cmd(&["run", "--backend", "slurm"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let local = s.cmd(&["run", "--jobs", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let (slurm, local) = (slurm.wait_with_output().unwrap(), local.wait_with_output().unwrap());
+    let both = format!("slurm:\n{}\nlocal:\n{}", text(&slurm), text(&local));
+    assert!(slurm.status.success() && local.status.success(), "{both}");
+    let starts: Vec<String> = s.ledger().into_iter().filter(|(w, _)| w == "start").map(|(_, i)| i).collect();
+    let unique: BTreeSet<&String> = starts.iter().collect();
+    assert_eq!((starts.len(), unique.len()), (8, 8), "a job ran twice: {starts:?}\n{both}");
+    assert_eq!(s.done_ids().len(), 8);
+    // Each job counted as passed by exactly one of them.
+    let passed = |o: &Output| -> usize {
+        let t = text(o);
+        let tail = t.rsplit("run finished in").next().unwrap_or("").to_string();
+        tail.split(": ").nth(1).and_then(|p| p.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no summary: {t}"))
+    };
+    assert_eq!(passed(&slurm) + passed(&local), 8, "{both}");
+}
