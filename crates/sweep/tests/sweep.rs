@@ -485,3 +485,60 @@ fn a_local_and_a_slurm_runner_on_one_results_folder_never_run_a_job_twice() {
     };
     assert_eq!(passed(&slurm) + passed(&local), 8, "{both}");
 }
+
+/// Runs `dae-sweep ARGS` in a private mount namespace whose `results` is a
+/// fresh tmpfs of `size`; `setup` (shell) runs first inside it, and the
+/// results are copied to `saved/` when the runner ends. `None` where no
+/// mount namespace can be made here (needs root or user namespaces).
+fn on_small_tmpfs(s: &Study, size: &str, setup: &str, args: &[&str]) -> Option<Output> {
+    let probe = s.dir.path().join("probe");
+    std::fs::create_dir_all(&probe).unwrap();
+    let ok = Command::new("unshare")
+        .args(["--mount", "sh", "-c", "mount -t tmpfs -o size=16k tmpfs \"$0\""])
+        .arg(&probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: cannot mount a tmpfs in a private mount namespace here (`unshare --mount` needs root or user namespaces)");
+        return None;
+    }
+    std::fs::create_dir_all(s.path("results")).unwrap();
+    std::fs::create_dir_all(s.path("saved")).unwrap();
+    let script = format!("mount -t tmpfs -o size={size} tmpfs results && {setup} \"$@\"; rc=$?; cp -a results/. saved/; exit $rc");
+    let mut c = Command::new("unshare");
+    c.current_dir(s.dir.path()).args(["--mount", "sh", "-c", &script, "sh", sweep_bin()]).args(args);
+    c.arg("exp.toml").arg("--trainer").arg(fake_trainer()).env("FAKE_LEDGER", s.path("ledger.txt"));
+    Some(c.output().unwrap())
+}
+
+#[test]
+fn a_full_file_system_fails_only_the_job_that_needs_the_room() {
+    // 256 kB: each job's small files fit; the 400 kB model of one job does not.
+    let s = Study::new(&format!("{}\n[[include]]\nvalue = 2\nartefact = 400000\n", matrix(3, 0.0)));
+    let Some(o) = on_small_tmpfs(&s, "256k", "", &["run", "--jobs", "1"]) else { return };
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let runs: Vec<PathBuf> = std::fs::read_dir(s.path("saved/runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    let (done, failed): (Vec<&PathBuf>, Vec<&PathBuf>) = runs.iter().partition(|r| r.join(dae_runfolder::files::DONE).exists());
+    assert_eq!((done.len(), failed.len()), (3, 1), "{out}");
+    let log = std::fs::read_to_string(failed[0].join(dae_runfolder::files::LOG)).unwrap();
+    assert!(log.contains("model.safetensors: cannot write") && log.contains("No space left on device"), "{log}");
+    let left: Vec<String> = std::fs::read_dir(failed[0]).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!left.iter().any(|n| n.contains(".tmp-")), "a temporary file is left taking the room: {left:?}");
+    assert!(out.contains("failed jobs (1), with their logs:"), "{out}");
+}
+
+#[test]
+fn a_read_only_results_folder_is_a_clear_error_and_loses_nothing() {
+    let s = Study::new(&matrix(3, 0.0));
+    // One job finished, then the file system turns read-only.
+    let setup = "\"$@\" --only value=1 >/dev/null 2>&1 && mount -o remount,ro results &&";
+    let Some(o) = on_small_tmpfs(&s, "1m", setup, &["run", "--jobs", "1"]) else { return };
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("Read-only file system") && !out.contains("panicked"), "{out}");
+    let done: Vec<_> = std::fs::read_dir(s.path("saved/runs")).unwrap().flatten().filter(|e| e.path().join("done").exists()).collect();
+    assert_eq!(done.len(), 1, "the finished run is intact: {out}");
+    let sealed = dae_runfolder::RunFolder::at(done[0].path());
+    assert_eq!(dae_runfolder::check_done(&sealed, dae_runfolder::Check::Hash), Ok(()));
+}
