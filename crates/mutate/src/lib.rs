@@ -8,8 +8,9 @@
 //! test, and fails on the first input that
 //!
 //! - panics (the panic is caught and reported with the input),
-//! - takes longer than the per-input time bound (a hang or a quadratic
-//!   blow-up; the bound is generous, this is not a benchmark),
+//! - takes longer than the per-input time bound (a quadratic blow-up; the
+//!   bound is generous, this is not a benchmark), or ten times that (a
+//!   hang: a watchdog thread saves the input and ends the test process),
 //! - allocates more, at its peak, than the caller's cap for an input of
 //!   that size (only in a test binary that installs [`CountingAlloc`] as its
 //!   global allocator; the cap is how "allocations are bounded by the
@@ -37,6 +38,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod mutator;
@@ -181,19 +184,24 @@ impl Campaign {
     }
 
     /// Syntax tokens to splice in (for text formats: quotes, brackets,
-    /// separators, numbers out of range).
+    /// separators, numbers out of range); adds to those given before.
     pub fn tokens(mut self, tokens: &[&str]) -> Self {
-        self.tokens = tokens.iter().map(|t| t.as_bytes().to_vec()).collect();
+        self.tokens.extend(tokens.iter().map(|t| t.as_bytes().to_vec()));
         self
     }
 
     /// Runs the campaign; panics (failing the test) on the first bad input,
-    /// naming the campaign, the input's number and where it was saved.
+    /// naming the campaign, the input's number and where it was saved. An
+    /// input that hangs (ten times the bound, at least 1 s) is saved by a watchdog thread,
+    /// which then ends the test process with an error.
     pub fn run<T, E: std::fmt::Display>(self, parse: impl Fn(&[u8]) -> Result<T, E>) -> Stats {
         let mut m = Mutator::new(self.seed, self.tokens.clone());
         let mut stats = Stats::default();
+        let hang = (self.per_input * 10).max(Duration::from_secs(1));
+        let watch = Watchdog::start(self.failure_file(usize::MAX).with_extension("hang.bin"), hang, &self.name);
         for n in 0..self.cases {
             let input = m.mutate(&self.corpus[n % self.corpus.len()]);
+            watch.arm(&input);
             let start = Instant::now();
             let (outcome, peak) = peak_of(|| catch_unwind(AssertUnwindSafe(|| parse(&input).map(drop).map_err(|e| e.to_string()))));
             let took = start.elapsed();
@@ -219,6 +227,7 @@ impl Campaign {
                     fail(format!("allocated {peak} bytes at once for a {}-byte input (cap {cap})", input.len()));
                 }
             }
+            watch.disarm();
             stats.inputs += 1;
             stats.max_alloc = stats.max_alloc.max(peak);
             stats.slowest = stats.slowest.max(took);
@@ -227,16 +236,70 @@ impl Campaign {
         stats
     }
 
-    fn fail(&self, n: usize, input: &[u8], why: &str) -> ! {
+    /// Where input `n` is saved when it fails.
+    fn failure_file(&self, n: usize) -> PathBuf {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/mutate-failures");
-        let file = dir.join(format!("{}-{n}.bin", self.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
-        let saved = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, input));
+        dir.join(format!("{}-{n}.bin", self.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")))
+    }
+
+    fn fail(&self, n: usize, input: &[u8], why: &str) -> ! {
+        let file = self.failure_file(n);
+        let saved = save(&file, input);
         let at = match saved {
             Ok(()) => format!("saved to {}", file.display()),
             Err(e) => format!("could not be saved: {e}"),
         };
         let head: String = String::from_utf8_lossy(&input[..input.len().min(160)]).into();
         panic!("mutation campaign `{}`, input {n} ({} bytes, {at}) {why}\nfirst bytes: {head:?}", self.name, input.len());
+    }
+}
+
+fn save(file: &std::path::Path, input: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(file.parent().expect("a folder")).and_then(|_| std::fs::write(file, input))
+}
+
+/// Ends the process when one input runs far past its bound (a hang cannot
+/// be interrupted from the same thread), after saving the input.
+struct Watchdog {
+    current: Arc<Mutex<Option<(Instant, Vec<u8>)>>>,
+    done: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(file: PathBuf, limit: Duration, name: &str) -> Watchdog {
+        let current: Arc<Mutex<Option<(Instant, Vec<u8>)>>> = Arc::new(Mutex::new(None));
+        let done = Arc::new(AtomicBool::new(false));
+        let (cur, stop, name) = (Arc::clone(&current), Arc::clone(&done), name.to_string());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                let guard = cur.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((since, input)) = guard.as_ref().filter(|(since, _)| since.elapsed() > limit) {
+                    let at = save(&file, input).map(|_| file.display().to_string()).unwrap_or_else(|e| format!("(not saved: {e})"));
+                    eprintln!(
+                        "mutation campaign `{name}`: an input has run for {:?}, over {limit:?}: a hang; saved to {at}",
+                        since.elapsed()
+                    );
+                    std::process::exit(101);
+                }
+            }
+        });
+        Watchdog { current, done }
+    }
+
+    fn arm(&self, input: &[u8]) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), input.to_vec()));
+    }
+
+    fn disarm(&self) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.disarm();
+        self.done.store(true, Ordering::Relaxed);
     }
 }
 
@@ -300,6 +363,28 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
             Ok(())
         });
+    }
+
+    /// Run only by `a_hanging_input_ends_the_process_with_its_input_saved`.
+    #[test]
+    #[ignore]
+    fn hang_probe() {
+        Campaign::new("hang", vec![b"x".to_vec()]).cases(1).per_input(Duration::from_millis(50)).run(|_| -> Result<(), String> {
+            loop {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    }
+
+    #[test]
+    fn a_hanging_input_ends_the_process_with_its_input_saved() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "tests::hang_probe", "--nocapture"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(101), "{err}");
+        assert!(err.contains("mutation campaign `hang`") && err.contains("a hang; saved to"), "{err}");
     }
 
     #[test]
