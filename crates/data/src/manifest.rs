@@ -95,7 +95,12 @@ pub fn load(opts: &ManifestOptions) -> Result<(Vec<Sample>, BTreeMap<String, usi
             if !p.exists() {
                 return Err(DataError::Missing { path: p, what: format!("image named on line {line} of {}", path.display()) });
             }
-            let img = read_any(&p)?;
+            let img = read_any(&p).map_err(|e| DataError::Value {
+                path: path.clone(),
+                line,
+                field: "path".into(),
+                problem: format!("the image cannot be read: {e}"),
+            })?;
             s.image = Some(img.pad_square(0.0).resize(opts.image_size, opts.image_size));
             Ok(s)
         })

@@ -4,10 +4,14 @@
 //! length before reading it: a corrupt 1 kB file could ask for gigabytes).
 //!
 //! The walk reads each header (tag, VR where explicit, length): a defined
-//! length must fit in the bytes that remain; sequences and items are
-//! stepped into (their contents are elements too), except the fragments of
-//! encapsulated pixel data, which are skipped whole. It does not interpret
-//! values: what else is wrong with the file is left to the parser.
+//! length must fit in the bytes that remain; sequences (of defined or
+//! undefined length; in implicit VR, a value that starts with an item) and
+//! items are stepped into (their contents are elements too), except the
+//! fragments of encapsulated pixel data, which are skipped whole. It does
+//! not interpret values: what else is wrong with the file is left to the
+//! parser. Not handled: an explicit-VR element of VR UN and undefined
+//! length, whose contents the standard encodes in implicit VR (dicom-rs
+//! 0.10 reads them as explicit too).
 
 /// VRs whose explicit-VR header has two reserved bytes and a 32-bit length
 /// (and any VR the parser does not know, which it reads as UN).
@@ -19,13 +23,17 @@ const SHORT_VRS: [&[u8; 2]; 21] = [
 const UNDEFINED: u32 = u32::MAX;
 const PIXEL_DATA: (u16, u16) = (0x7fe0, 0x0010);
 const ITEM_GROUP: u16 = 0xfffe;
+const ITEM: u16 = 0xe000;
 const SEQUENCE_END: u16 = 0xe0dd;
 
-/// One element header: tag, value length, header size.
+/// One element header: tag, value length, header size, and whether its VR
+/// is SQ (explicit VR only; in implicit VR a sequence is told by its value
+/// starting with an item).
 struct Header {
     tag: (u16, u16),
     len: u32,
     size: usize,
+    sq: bool,
 }
 
 fn u16_at(b: &[u8], i: usize) -> u16 {
@@ -44,13 +52,14 @@ fn header(b: &[u8], pos: usize, explicit: bool) -> Option<Header> {
     }
     let tag = (u16_at(rest, 0), u16_at(rest, 2));
     if tag.0 == ITEM_GROUP || !explicit {
-        return Some(Header { tag, len: u32_at(rest, 4), size: 8 });
+        let sq = !explicit && rest.len() >= 12 && u16_at(rest, 8) == ITEM_GROUP && u16_at(rest, 10) == ITEM;
+        return Some(Header { tag, len: u32_at(rest, 4), size: 8, sq: sq && tag.0 != ITEM_GROUP });
     }
     let vr: &[u8; 2] = rest[4..6].try_into().expect("two bytes");
     if SHORT_VRS.contains(&vr) && !LONG_VRS.contains(&vr) {
-        return Some(Header { tag, len: u16_at(rest, 6) as u32, size: 8 });
+        return Some(Header { tag, len: u16_at(rest, 6) as u32, size: 8, sq: false });
     }
-    (rest.len() >= 12).then(|| Header { tag, len: u32_at(rest, 8), size: 12 })
+    (rest.len() >= 12).then(|| Header { tag, len: u32_at(rest, 8), size: 12, sq: vr == b"SQ" })
 }
 
 /// Walks the elements from `start`; with `meta_only`, only the file meta
@@ -77,8 +86,9 @@ pub(super) fn check(b: &[u8], start: usize, explicit: bool, meta_only: bool) -> 
         } else if is_item && h.tag.1 == SEQUENCE_END {
             in_fragments = false;
         }
-        // Step into sequences and items; skip values and pixel fragments.
-        let step_in = h.len == UNDEFINED || (is_item && !in_fragments);
+        // Step into sequences (of any length) and items; skip values and
+        // pixel fragments.
+        let step_in = h.len == UNDEFINED || h.sq || (is_item && !in_fragments);
         pos = if step_in { body } else { body + h.len as usize };
     }
     Ok(if meta_only { pos } else { b.len() })
@@ -100,6 +110,38 @@ mod tests {
             assert_eq!(u16_at(&bytes, meta_end), 0x0008, "the data set starts after the meta group");
             assert_eq!(check(&bytes, meta_end, true, false), Ok(bytes.len()));
             read(&bytes, &DicomOptions::default()).unwrap();
+        }
+    }
+
+    /// Hand-made data sets: a sequence of defined length holding an item
+    /// whose element claims more than the file, in explicit and implicit VR.
+    #[test]
+    fn lengths_inside_a_sequence_of_defined_length_are_checked() {
+        let el = |g: u16, e: u16, vr: &[u8], len: u32, explicit: bool| -> Vec<u8> {
+            let mut v = [g.to_le_bytes(), e.to_le_bytes()].concat();
+            if explicit {
+                v.extend_from_slice(vr);
+                v.extend_from_slice(&[0, 0]);
+            }
+            v.extend_from_slice(&len.to_le_bytes());
+            v
+        };
+        for explicit in [true, false] {
+            // (0009,1001) OB claiming 2^31 bytes, inside an item inside (0008,1140) SQ.
+            let inner = el(0x0009, 0x1001, b"OB", 0x8000_0000, explicit);
+            let mut item = el(ITEM_GROUP, ITEM, b"", inner.len() as u32, false);
+            item.extend_from_slice(&inner);
+            let mut set = el(0x0008, 0x1140, b"SQ", item.len() as u32, explicit);
+            set.extend_from_slice(&item);
+            let e = check(&set, 0, explicit, false).unwrap_err();
+            assert!(e.contains("(0009,1001)") && e.contains("declares 2147483648 bytes"), "{e}");
+            // The same sequence holding a short valid element walks to the end.
+            let inner = [el(0x0009, 0x1001, b"OB", 2, explicit), vec![1, 2]].concat();
+            let mut item = el(ITEM_GROUP, ITEM, b"", inner.len() as u32, false);
+            item.extend_from_slice(&inner);
+            let mut set = el(0x0008, 0x1140, b"SQ", item.len() as u32, explicit);
+            set.extend_from_slice(&item);
+            assert_eq!(check(&set, 0, explicit, false), Ok(set.len()));
         }
     }
 
