@@ -158,7 +158,10 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     if !ran.success() {
         // The failures last, with their logs, where the user's eye lands.
         eprintln!("some jobs failed (the tables count them as missing); their logs:");
-        Command::new(bin("dae-sweep")).current_dir(project_root()).arg("status").args(REPRODUCE).args(&common).status()?;
+        let listed = Command::new(bin("dae-sweep")).current_dir(project_root()).arg("status").args(REPRODUCE).args(&common).status();
+        if let Err(e) = listed {
+            eprintln!("(cannot run `dae-sweep status`: {e}; `cargo xtask status` lists them)");
+        }
         return Ok(ran);
     }
     Ok(reported)

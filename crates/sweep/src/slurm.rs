@@ -346,16 +346,20 @@ impl<'a> SlurmExecutor<'a> {
     }
 
     /// Gets a folder ready for its attempt: a first attempt archives a run
-    /// that is redone; every attempt writes the config. `false`: the job is
-    /// running under another runner and is left to it (a task cannot wait
-    /// for a lock without holding a node).
-    fn prepare(&self, at: Attempt) -> Result<bool, SweepError> {
+    /// that is redone; every attempt writes the config. `Some(why)`: not
+    /// submitted, because the job is running under another runner (a task
+    /// cannot wait for a lock without holding a node) or its status no
+    /// longer asks for a run (another runner finished it since the plan).
+    fn prepare(&self, at: Attempt) -> Result<Option<String>, SweepError> {
         let job = &self.planned[at.job].job;
         let rd = RunDir::new(self.results, &job.id);
         if at.attempt == 1 {
             let status = rd.status_checked(self.code_version, self.opts.policy.check());
             if matches!(status, Status::Running) {
-                return Ok(false);
+                return Ok(Some("running under another runner".into()));
+            }
+            if self.opts.policy.decide(&status, self.code_version).0 == Action::Skip {
+                return Ok(Some(format!("{} (changed since the plan)", status.word())));
             }
             if self.opts.policy.archives_first(&status) {
                 std::fs::create_dir_all(&rd.path).map_err(io_err(&rd.path, "cannot create"))?;
@@ -364,7 +368,7 @@ impl<'a> SlurmExecutor<'a> {
         }
         std::fs::create_dir_all(&rd.path).map_err(io_err(&rd.path, "cannot create the run folder"))?;
         rd.prepare(&job.config)?;
-        Ok(true)
+        Ok(None)
     }
 
     /// The states of the tasks' arrays; an array whose `squeue` failed this
@@ -456,10 +460,9 @@ impl Executor for SlurmExecutor<'_> {
     fn start(&mut self, queue: &mut VecDeque<Attempt>, out: &mut Vec<Report>) -> Result<(), SweepError> {
         let mut ats = Vec::new();
         for at in queue.drain(..) {
-            if self.prepare(at)? {
-                ats.push(at);
-            } else {
-                out.push(Report::Skipped { at, reason: "running under another runner".into(), elsewhere: false });
+            match self.prepare(at)? {
+                None => ats.push(at),
+                Some(reason) => out.push(Report::Skipped { at, reason, elsewhere: false }),
             }
         }
         // One submission per attempt number (an array script records its attempt).
