@@ -92,9 +92,6 @@ pub fn load(opts: &ManifestOptions) -> Result<(Vec<Sample>, BTreeMap<String, usi
     let samples: Vec<Sample> = rows
         .into_par_iter()
         .map(|(line, p, mut s)| -> Result<Sample> {
-            if !p.exists() {
-                return Err(DataError::Missing { path: p, what: format!("image named on line {line} of {}", path.display()) });
-            }
             let img = read_any(&p).map_err(|e| DataError::Value {
                 path: path.clone(),
                 line,
