@@ -18,6 +18,9 @@
 //! - or fails with an error whose message does not satisfy the caller's
 //!   check (empty, or not naming the file).
 //!
+//! [`limit_file_size`] makes a child process meet a full disk (for the
+//! tests of what a failed write does).
+//!
 //! A failing input is written to `target/mutate-failures/<campaign>-<n>.bin`
 //! so that it can be replayed. Everything is deterministic: the same seed
 //! gives the same inputs on every machine.
@@ -42,8 +45,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod disk;
 mod mutator;
 
+pub use disk::limit_file_size;
 pub use mutator::Mutator;
 
 thread_local! {

@@ -305,13 +305,21 @@ fn unknown_axis_keys_and_bad_values_name_the_file_line_and_valid_keys() {
     assert!(e.contains("no profile `quick`"), "{e}");
 }
 
+/// Whether a Slurm cluster answers (`tools/slurm/cluster.sh start`; `.ci/run`
+/// starts one); says the test is skipped where none does.
+fn slurm_reachable() -> bool {
+    let ok = Command::new("sinfo").args(["-h", "-o", "%T"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: no reachable Slurm cluster (sinfo failed or is not installed; start one with tools/slurm/cluster.sh start and export SLURM_CONF)");
+    }
+    ok
+}
+
 /// The Slurm backend against a real cluster (`tools/slurm/cluster.sh start`;
 /// `.ci/run` starts one). Skipped, saying why, where none is reachable.
 #[test]
 fn slurm_arrays_run_a_matrix_and_report_a_failing_task() {
-    let ok = Command::new("sinfo").args(["-h", "-o", "%T"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if !ok {
-        eprintln!("skipped: no reachable Slurm cluster (sinfo failed or is not installed; start one with tools/slurm/cluster.sh start and export SLURM_CONF)");
+    if !slurm_reachable() {
         return;
     }
     let max = Command::new("scontrol")
@@ -402,24 +410,6 @@ fn sigterm_stops_the_jobs_cleanly_and_leaves_them_incomplete() {
     assert!(forced.iter().all(|j| j["reason"].as_str().unwrap().contains("from the start because of --force")), "{forced:?}");
 }
 
-/// A full disk, as `ulimit -f` makes one (with SIGXFSZ ignored, as a full
-/// file system gives ENOSPC rather than a signal): the runner and its
-/// trainers may write at most `bytes` per file.
-fn with_file_size_limit(c: &mut Command, bytes: u64) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let lim = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 #[test]
 fn a_full_disk_fails_the_job_that_hits_it_keeps_earlier_results_and_the_runner_goes_on() {
     let s = Study::new(&format!("{}\n[[include]]\nvalue = 2\nartefact = 200000\n", matrix(3, 0.0)));
@@ -438,7 +428,7 @@ fn a_full_disk_fails_the_job_that_hits_it_keeps_earlier_results_and_the_runner_g
 
     // Files up to 100 kB fit; the 200 kB model file of the included job does not.
     let mut c = s.cmd(&["run", "--jobs", "1"]);
-    with_file_size_limit(&mut c, 100_000);
+    dae_mutate::limit_file_size(&mut c, 100_000);
     let o = c.output().unwrap();
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
@@ -462,9 +452,7 @@ fn a_full_disk_fails_the_job_that_hits_it_keeps_earlier_results_and_the_runner_g
 /// why, where no cluster is reachable.
 #[test]
 fn a_local_and_a_slurm_runner_on_one_results_folder_never_run_a_job_twice() {
-    let ok = Command::new("sinfo").args(["-h", "-o", "%T"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if !ok {
-        eprintln!("skipped: no reachable Slurm cluster (start one with tools/slurm/cluster.sh start and export SLURM_CONF)");
+    if !slurm_reachable() {
         return;
     }
     let s = Study::new(&format!("{}\n[slurm]\npoll_seconds = 0.3\nmax_parallel = 2\n", matrix(8, 0.4)));

@@ -86,7 +86,6 @@ fn checkpoints() {
 /// finishes as if nothing had happened.
 #[test]
 fn a_full_disk_ends_the_run_with_a_clear_error_and_loses_nothing() {
-    use std::os::unix::process::CommandExt;
     use std::process::Command;
 
     let dir = tempfile::tempdir().unwrap();
@@ -97,17 +96,7 @@ fn a_full_disk_ends_the_run_with_a_clear_error_and_loses_nothing() {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dae-train"));
         c.arg("--config").arg(&config).arg("--out").arg(dir.path().join(out));
         if let Some(bytes) = limit {
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                c.pre_exec(move || {
-                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                    let lim = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            dae_mutate::limit_file_size(&mut c, bytes);
         }
         c.output().unwrap()
     };
