@@ -46,31 +46,63 @@ class Basic(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, kind, width):
+    """The encoder; with `last=False` the trunk without its last stage (the
+    model's default `latent = "branches"` finishes it with one branch per block)."""
+
+    def __init__(self, kind, width, last=True):
         super().__init__()
         self.kind = kind
         if kind == "small-cnn":
             layers = [conv_bn(1, width, 3, 1)]
             c = width
-            for i in range(4):
+            for i in range(4 if last else 3):
                 cout = width << min(i + 1, 3)
                 layers.append(conv_bn(c, cout, 3, 2))
                 c = cout
-            self.net = nn.Sequential(*layers)
-            self.out_dim = c
         else:
             layout = [2, 2, 2, 2] if kind == "resnet18" else [3, 4, 6, 3]
             layers = [conv_bn(1, 64, 7, 2), nn.MaxPool2d(2)]
             c = 64
             for l, (n, cout) in enumerate(zip(layout, [64, 128, 256, 512])):
+                if l == 3 and not last:
+                    break
                 for b in range(n):
                     layers.append(Basic(c, cout, 2 if (b == 0 and l > 0) else 1))
                     c = cout
-            self.net = nn.Sequential(*layers)
-            self.out_dim = 512
+        self.net = nn.Sequential(*layers)
+        self.out_dim = c
+
+    def forward_map(self, x):
+        return self.net(x)
 
     def forward(self, x):
         return self.net(x).mean(dim=(2, 3))
+
+
+def branch(kind, cin, dim):
+    """The last encoder stage for one latent block (`crates/model/src/encoder.rs`, `Branch`)."""
+    return conv_bn(cin, dim, 3, 2) if kind == "small-cnn" else Basic(cin, dim, 2)
+
+
+class Latent(nn.Module):
+    """`model.latent`: "branches" (trunk + one branch per block, the default)
+    or "projections" (whole encoder + one linear head per block)."""
+
+    def __init__(self, kind, width, dims, mode):
+        super().__init__()
+        self.mode = mode
+        self.enc = Encoder(kind, width, last=(mode == "projections"))
+        if mode == "projections":
+            self.parts = nn.ModuleList([nn.Linear(self.enc.out_dim, d) for d in dims])
+        else:
+            self.parts = nn.ModuleList([branch(kind, self.enc.out_dim, d) for d in dims])
+
+    def forward(self, x):
+        if self.mode == "projections":
+            f = self.enc(x)
+            return torch.cat([p(f) for p in self.parts], 1)
+        m = self.enc.forward_map(x)
+        return torch.cat([p(m).mean(dim=(2, 3)) for p in self.parts], 1)
 
 
 class Decoder(nn.Module):
@@ -94,21 +126,19 @@ class Decoder(nn.Module):
 class Vanilla(nn.Module):
     """Table 2 row 1: encoder, one latent h, classifier."""
 
-    def __init__(self, kind, width=16, d=96):
+    def __init__(self, kind, latent, width=16, d=96):
         super().__init__()
-        self.enc = Encoder(kind, width)
-        self.head = nn.Linear(self.enc.out_dim, d)
+        self.latent = Latent(kind, width, [d], latent)
         self.cls = nn.Linear(d, 1)
 
     def forward(self, x):
-        return self.cls(self.head(self.enc(x))).squeeze(1), None, None
+        return self.cls(self.latent(x)).squeeze(1), None, None
 
 
 class DaeGcn(nn.Module):
-    def __init__(self, kind, size, width=16, d=32, a=9, feat=384, hidden=64):
+    def __init__(self, kind, size, latent, width=16, d=32, a=9, feat=384, hidden=64):
         super().__init__()
-        self.enc = Encoder(kind, width)
-        self.heads = nn.ModuleList([nn.Linear(self.enc.out_dim, d) for _ in range(3)])
+        self.latent = Latent(kind, width, [d, d, d], latent)
         self.register_buffer("E", torch.eye(a) * 0.8 + 0.2 / a)
         self.register_buffer("X", torch.randn(a, feat))
         self.w0 = nn.Linear(feat, hidden, bias=False)
@@ -118,8 +148,7 @@ class DaeGcn(nn.Module):
         self.d = d
 
     def forward(self, x):
-        f = self.enc(x)
-        h = torch.cat([hd(f) for hd in self.heads], 1)
+        h = self.latent(x)
         w = self.E @ self.w1(F.leaky_relu(self.E @ self.w0(self.X), 0.2))
         scores = h[:, : self.d] @ w.t()
         return self.cls(h[:, : 2 * self.d]).squeeze(1), scores, self.dec(h)
@@ -139,12 +168,14 @@ def main():
     ap.add_argument("--setting", choices=SETTINGS, default="quick")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--latent", choices=["branches", "projections"], default="branches")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     s = SETTINGS[args.setting]
     dev = torch.device(args.device)
-    model = (Vanilla(s["encoder"]) if s.get("row1") else DaeGcn(s["encoder"], s["size"])).to(dev)
+    kind = s["encoder"]
+    model = (Vanilla(kind, args.latent) if s.get("row1") else DaeGcn(kind, s["size"], args.latent)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     b, n = s["batch"], s["size"]
     x = torch.randn(b, 1, n, n)

@@ -1,0 +1,263 @@
+//! Convolutions whose CPU forward and backward passes are matrix products.
+//!
+//! candle 0.11 computes conv2d's input gradient, and conv_transpose2d's
+//! forward, with a direct transposed-convolution loop (a dot product per
+//! output element); on the CPU that loop was most of a training step here.
+//! On the CPU these modules compute each convolution as one operation with
+//! its own backward pass ([`kernels`]): per image an im2col / col2im
+//! rearrangement ([`geometry`]) around one matrix product (`gemm`), the
+//! images in parallel. Layers with one or two output channels (the
+//! decoder's last) are computed directly instead ([`direct`]).
+//!
+//! On other devices, or with `DAE_CONV=candle` in the environment (to
+//! compare, or as an escape hatch), they are candle's own `Conv2d` /
+//! `ConvTranspose2d`. The weights are created by those (same names, shapes
+//! and initialisation), so checkpoints and seeds do not change. Tested
+//! against candle's own operators (values and gradients) below.
+
+mod direct;
+mod geometry;
+mod kernels;
+
+use candle_core::{CpuStorage, Layout, Module, Result, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
+
+pub use direct::conv2d_direct;
+use geometry::Geometry;
+use kernels::{ChannelBias, Conv2dOp, ConvTranspose2dOp};
+
+/// The f32 data of a contiguous CPU tensor (the custom ops here and in [`crate::norm`]).
+pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: the input must be contiguous"),
+    }
+}
+
+/// Output channels up to which a stride-1 convolution is computed directly.
+const DIRECT_MAX_OUT: usize = 2;
+
+/// conv2d of `x` `[B, Ci, H, W]` with `w` `[Co, Ci, k, k]` (square kernel,
+/// no dilation or groups) as one operation (see [`kernels`]).
+pub fn conv2d_gemm(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    let (_, c, h, wd) = x.dims4()?;
+    let (co, ci, k, k2) = w.dims4()?;
+    if ci != c || k != k2 || stride == 0 || h + 2 * pad < k || wd + 2 * pad < k {
+        candle_core::bail!("conv2d_gemm: input {:?}, kernel {:?}, stride {stride}, padding {pad}", x.dims(), w.dims());
+    }
+    let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (wd + 2 * pad - k) / stride + 1);
+    let g = Geometry { c, h, w: wd, k, stride, pad, oh, ow };
+    x.contiguous()?.apply_op2(&w.contiguous()?, Conv2dOp { g, o: co })
+}
+
+/// conv_transpose2d of `x` `[B, Ci, H, W]` with `w` `[Ci, Co, k, k]` as one
+/// operation (see [`kernels`]).
+pub fn conv_transpose2d_gemm(x: &Tensor, w: &Tensor, stride: usize, pad: usize, output_padding: usize) -> Result<Tensor> {
+    let (_, ci, h, wd) = x.dims4()?;
+    let (ci2, co, k, k2) = w.dims4()?;
+    let full = |n: usize| ((n.max(1) - 1) * stride + k + output_padding).checked_sub(2 * pad);
+    let (Some(oh), Some(ow)) = (full(h), full(wd)) else {
+        candle_core::bail!("conv_transpose2d_gemm: input {:?}, kernel {:?}, padding {pad} larger than the output", x.dims(), w.dims());
+    };
+    if ci != ci2 || k != k2 || h == 0 || wd == 0 || output_padding >= stride.max(1) {
+        candle_core::bail!("conv_transpose2d_gemm: input {:?}, kernel {:?}, output padding {output_padding}", x.dims(), w.dims());
+    }
+    let g = Geometry { c: co, h: oh, w: ow, k, stride, pad, oh: h, ow: wd };
+    x.contiguous()?.apply_op2(&w.contiguous()?, ConvTranspose2dOp { g, ci })
+}
+
+/// Whether to use the gemm path for a tensor on this device.
+fn use_gemm(x: &Tensor, transposed: bool) -> bool {
+    static MODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let mode = MODE.get_or_init(|| std::env::var("DAE_CONV").unwrap_or_default());
+    x.device().is_cpu() && mode != "candle" && (transposed || mode != "transposed")
+}
+
+/// `y + bias` per channel (one operation on the CPU, see [`kernels::ChannelBias`]).
+fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match bias {
+        Some(b) if y.device().is_cpu() => y.apply_op2(&b.contiguous()?, ChannelBias),
+        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// A 2-D convolution (square kernel): on the CPU gemm-based (or direct,
+/// for few output channels), candle's elsewhere or with `DAE_CONV=candle`.
+///
+/// Measured on the 2-core CPU (`cargo bench -p dae-train --bench
+/// throughput`, `DAE_CONV=candle` for candle's path, side by side in one
+/// session): the small CNN at 64 x 64, batch 32, trains at 44-45 samples/s
+/// with the gemm path against 25 with candle's (Table 2 row 1: 96-115
+/// against 58-67), for 605-693 MB peak memory against 386 (the im2col
+/// columns are kept for the backward pass). Later (fused batch norm in
+/// place, `--one quick`, three runs each): the direct path for the
+/// decoder's last layer took the quick setting from 56-60 to 73-78
+/// samples/s and its peak memory from 460-510 to 316-320 MB. ResNet-34 at
+/// 224 x 224, batch 8 (`--one resnet34-224`): 0.65 samples/s with candle's
+/// operators, 0.91 with the gemm path in the encoder, 1.30 in encoder and
+/// decoder, for 1.7 -> 2.8 GB peak memory (before the fused batch norm the
+/// gemm path was not faster there and needed 6 GB, so it was off for the
+/// ResNets until then).
+#[derive(Clone, Debug)]
+pub struct Conv {
+    inner: Conv2d,
+    stride: usize,
+    pad: usize,
+}
+
+impl Conv {
+    pub fn new(cin: usize, cout: usize, k: usize, cfg: Conv2dConfig, bias: bool, vb: VarBuilder) -> Result<Self> {
+        let inner = if bias { candle_nn::conv2d(cin, cout, k, cfg, vb)? } else { candle_nn::conv2d_no_bias(cin, cout, k, cfg, vb)? };
+        if cfg.dilation != 1 || cfg.groups != 1 {
+            candle_core::bail!("Conv: dilation and groups are not supported");
+        }
+        Ok(Self { inner, stride: cfg.stride, pad: cfg.padding })
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !use_gemm(x, false) {
+            return self.inner.forward(x);
+        }
+        let w = self.inner.weight();
+        let y = if self.stride == 1 && w.dim(0)? <= DIRECT_MAX_OUT {
+            conv2d_direct(x, w, self.pad)?
+        } else {
+            conv2d_gemm(x, w, self.stride, self.pad)?
+        };
+        add_bias(y, self.inner.bias())
+    }
+}
+
+/// A 2-D transposed convolution (square kernel): gemm-based on the CPU, candle's elsewhere or with `DAE_CONV=candle`.
+#[derive(Clone, Debug)]
+pub struct ConvTranspose {
+    inner: ConvTranspose2d,
+    cfg: ConvTranspose2dConfig,
+}
+
+impl ConvTranspose {
+    pub fn new(cin: usize, cout: usize, k: usize, cfg: ConvTranspose2dConfig, vb: VarBuilder) -> Result<Self> {
+        if cfg.dilation != 1 {
+            candle_core::bail!("ConvTranspose: dilation is not supported");
+        }
+        Ok(Self { inner: candle_nn::conv_transpose2d(cin, cout, k, cfg, vb)?, cfg })
+    }
+}
+
+impl Module for ConvTranspose {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !use_gemm(x, true) {
+            return self.inner.forward(x);
+        }
+        let y = conv_transpose2d_gemm(x, self.inner.weight(), self.cfg.stride, self.cfg.padding, self.cfg.output_padding)?;
+        add_bias(y, self.inner.bias())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let mut r = dae_data::rng::Rng::new(seed);
+        let n: usize = shape.iter().product();
+        Tensor::from_vec((0..n).map(|_| r.normal() as f32).collect::<Vec<_>>(), shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    /// Values and both gradients against candle's own operator.
+    fn check(transposed: bool, x_shape: &[usize], w_shape: &[usize], stride: usize, pad: usize, out_pad: usize) {
+        check_with(transposed, false, x_shape, w_shape, stride, pad, out_pad)
+    }
+
+    fn check_with(transposed: bool, direct: bool, x_shape: &[usize], w_shape: &[usize], stride: usize, pad: usize, out_pad: usize) {
+        let x = Var::from_tensor(&rand(x_shape, 1)).unwrap();
+        let w = Var::from_tensor(&rand(w_shape, 2)).unwrap();
+        let ours = if transposed {
+            conv_transpose2d_gemm(x.as_tensor(), w.as_tensor(), stride, pad, out_pad).unwrap()
+        } else if direct {
+            conv2d_direct(x.as_tensor(), w.as_tensor(), pad).unwrap()
+        } else {
+            conv2d_gemm(x.as_tensor(), w.as_tensor(), stride, pad).unwrap()
+        };
+        let theirs = if transposed {
+            x.as_tensor().conv_transpose2d(w.as_tensor(), pad, out_pad, stride, 1).unwrap()
+        } else {
+            x.as_tensor().conv2d(w.as_tensor(), pad, stride, 1, 1).unwrap()
+        };
+        let what = format!("transposed={transposed} direct={direct} x{x_shape:?} w{w_shape:?} s{stride} p{pad} op{out_pad}");
+        assert!(max_diff(&ours, &theirs) < 1e-4, "values: {what}");
+        // A fixed random upstream gradient.
+        let up = rand(ours.dims(), 3);
+        let g1 = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&theirs * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in [("input", &x), ("kernel", &w)] {
+            let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+            assert!(max_diff(a, b) < 1e-3, "{name} gradient: {what}");
+        }
+    }
+
+    #[test]
+    fn gemm_convolutions_match_candle_in_values_and_gradients() {
+        // The encoder's and decoder's shapes: 3x3 stride 1 and 2, the ResNet
+        // stem (7x7/2) and shortcut (1x1/2), the decoder's 4x4/2 transposed.
+        check(false, &[2, 3, 9, 9], &[4, 3, 3, 3], 1, 1, 0);
+        check(false, &[2, 3, 10, 10], &[5, 3, 3, 3], 2, 1, 0);
+        check(false, &[2, 1, 16, 16], &[4, 1, 7, 7], 2, 3, 0);
+        check(false, &[2, 4, 8, 8], &[6, 4, 1, 1], 2, 0, 0);
+        // Odd sizes with stride 2, wide padding, non-square images.
+        check(false, &[3, 2, 7, 7], &[3, 2, 3, 3], 2, 1, 0);
+        check(false, &[1, 2, 6, 11], &[2, 2, 5, 5], 1, 2, 0);
+        check(false, &[1, 2, 9, 9], &[2, 2, 5, 5], 3, 2, 0); // (candle's own backward fails on non-square inputs here)
+        check(true, &[2, 4, 4, 4], &[4, 3, 4, 4], 2, 1, 0);
+        check(true, &[1, 2, 5, 5], &[2, 3, 3, 3], 2, 1, 1);
+        check(true, &[2, 3, 6, 6], &[3, 2, 3, 3], 1, 1, 0);
+        check(true, &[1, 2, 3, 7], &[2, 2, 4, 4], 2, 1, 0);
+        // Batches of several weight-gradient chunks, the last one partial.
+        check(false, &[9, 3, 8, 6], &[4, 3, 3, 3], 2, 1, 0);
+        check(true, &[6, 3, 3, 5], &[3, 2, 4, 4], 2, 1, 0);
+    }
+
+    #[test]
+    fn channel_bias_matches_broadcast_add_in_values_and_gradients() {
+        let y = Var::from_tensor(&rand(&[3, 4, 5, 6], 1)).unwrap();
+        let b = Var::from_tensor(&rand(&[4], 2)).unwrap();
+        let ours = add_bias(y.as_tensor().clone(), Some(b.as_tensor())).unwrap();
+        let theirs = y.as_tensor().broadcast_add(&b.as_tensor().reshape((1, 4, 1, 1)).unwrap()).unwrap();
+        assert!(max_diff(&ours, &theirs) < 1e-6);
+        let up = rand(ours.dims(), 3);
+        let g1 = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&theirs * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&y, &b] {
+            assert!(max_diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap()) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn kernels_reject_inputs_of_the_wrong_shape() {
+        let x = rand(&[2, 3, 8, 8], 1);
+        assert!(conv2d_gemm(&x, &rand(&[4, 2, 3, 3], 2), 1, 1).unwrap_err().to_string().contains("kernel"));
+        assert!(conv2d_gemm(&x, &rand(&[4, 3, 3, 3], 2), 0, 1).is_err());
+        assert!(conv_transpose2d_gemm(&x, &rand(&[2, 3, 4, 4], 2), 2, 1, 0).is_err());
+        assert!(conv_transpose2d_gemm(&rand(&[1, 2, 1, 1], 1), &rand(&[2, 3, 1, 1], 2), 1, 2, 0).unwrap_err().to_string().contains("padding"));
+    }
+
+    #[test]
+    fn direct_convolution_matches_candle_in_values_and_gradients() {
+        // The decoder's last layer (3x3, padding 1, to one channel), two
+        // output channels, no padding, a wide kernel on a non-square image.
+        check_with(false, true, &[3, 4, 9, 9], &[1, 4, 3, 3], 1, 1, 0);
+        check_with(false, true, &[2, 3, 8, 8], &[2, 3, 3, 3], 1, 0, 0);
+        check_with(false, true, &[2, 2, 6, 11], &[1, 2, 5, 5], 1, 2, 0);
+        check_with(false, true, &[2, 2, 20, 21], &[2, 2, 3, 3], 1, 1, 0);
+    }
+}
