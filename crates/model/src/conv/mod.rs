@@ -86,20 +86,7 @@ fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
 /// A 2-D convolution (square kernel): on the CPU gemm-based (or direct,
 /// for few output channels), candle's elsewhere or with `DAE_CONV=candle`.
 ///
-/// Measured on the 2-core CPU (`cargo bench -p dae-train --bench
-/// throughput`, `DAE_CONV=candle` for candle's path, side by side in one
-/// session): the small CNN at 64 x 64, batch 32, trains at 44-45 samples/s
-/// with the gemm path against 25 with candle's (Table 2 row 1: 96-115
-/// against 58-67), for 605-693 MB peak memory against 386 (the im2col
-/// columns are kept for the backward pass). Later (fused batch norm in
-/// place, `--one quick`, three runs each): the direct path for the
-/// decoder's last layer took the quick setting from 56-60 to 73-78
-/// samples/s and its peak memory from 460-510 to 316-320 MB. ResNet-34 at
-/// 224 x 224, batch 8 (`--one resnet34-224`): 0.65 samples/s with candle's
-/// operators, 0.91 with the gemm path in the encoder, 1.30 in encoder and
-/// decoder, for 1.7 -> 2.8 GB peak memory (before the fused batch norm the
-/// gemm path was not faster there and needed 6 GB, so it was off for the
-/// ResNets until then).
+/// Measurements of each path, and their history: `docs/performance.md`.
 #[derive(Clone, Debug)]
 pub struct Conv {
     inner: Conv2d,
@@ -227,6 +214,36 @@ mod tests {
         check(true, &[6, 3, 3, 5], &[3, 2, 4, 4], 2, 1, 0);
     }
 
+    /// Values and gradients of both convolutions, bit for bit.
+    fn conv_values_and_grads() -> Vec<Vec<f32>> {
+        let x = Var::from_tensor(&rand(&[9, 3, 10, 7], 1)).unwrap();
+        let w = Var::from_tensor(&rand(&[4, 3, 3, 3], 2)).unwrap();
+        let wt = Var::from_tensor(&rand(&[3, 2, 4, 4], 4)).unwrap();
+        let y = conv2d_gemm(x.as_tensor(), w.as_tensor(), 2, 1).unwrap();
+        let z = conv_transpose2d_gemm(x.as_tensor(), wt.as_tensor(), 2, 1, 0).unwrap();
+        let loss = ((&y * &rand(y.dims(), 3)).unwrap().sum_all().unwrap() + (&z * &rand(z.dims(), 5)).unwrap().sum_all().unwrap()).unwrap();
+        let g = loss.backward().unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        vec![flat(&y), flat(&z), flat(g.get(&x).unwrap()), flat(g.get(&w).unwrap()), flat(g.get(&wt).unwrap())]
+    }
+
+    #[test]
+    fn convolutions_give_the_same_bits_on_any_number_of_threads() {
+        let on = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(conv_values_and_grads);
+        assert_eq!(on(1), on(3));
+    }
+
+    #[test]
+    fn the_network_input_gets_no_gradient_but_the_kernel_does() {
+        let x = rand(&[2, 1, 9, 9], 1);
+        let w = Var::from_tensor(&rand(&[4, 1, 3, 3], 2)).unwrap();
+        let up = rand(&[2, 4, 9, 9], 3);
+        let ours = (conv2d_gemm(&x, w.as_tensor(), 1, 1).unwrap() * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let theirs = (x.conv2d(w.as_tensor(), 1, 1, 1, 1).unwrap() * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(ours.get(&x).is_none());
+        assert!(max_diff(ours.get(w.as_tensor()).unwrap(), theirs.get(w.as_tensor()).unwrap()) < 1e-3);
+    }
+
     #[test]
     fn channel_bias_matches_broadcast_add_in_values_and_gradients() {
         let y = Var::from_tensor(&rand(&[3, 4, 5, 6], 1)).unwrap();
@@ -248,7 +265,10 @@ mod tests {
         assert!(conv2d_gemm(&x, &rand(&[4, 2, 3, 3], 2), 1, 1).unwrap_err().to_string().contains("kernel"));
         assert!(conv2d_gemm(&x, &rand(&[4, 3, 3, 3], 2), 0, 1).is_err());
         assert!(conv_transpose2d_gemm(&x, &rand(&[2, 3, 4, 4], 2), 2, 1, 0).is_err());
-        assert!(conv_transpose2d_gemm(&rand(&[1, 2, 1, 1], 1), &rand(&[2, 3, 1, 1], 2), 1, 2, 0).unwrap_err().to_string().contains("padding"));
+        assert!(conv_transpose2d_gemm(&rand(&[1, 2, 1, 1], 1), &rand(&[2, 3, 1, 1], 2), 1, 2, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("padding"));
     }
 
     #[test]
