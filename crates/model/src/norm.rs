@@ -97,20 +97,21 @@ fn lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 #[inline]
 fn grad_sums(xs: &[f32], ys: &[f32], gs: &[f32], m: f32, relu: bool) -> (f64, f64) {
     let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
-    let n8 = xs.len() / 8 * 8;
-    for i in (0..n8).step_by(8) {
-        let (x8, y8, g8) = (&xs[i..i + 8], &ys[i..i + 8], &gs[i..i + 8]);
+    let (x8, y8, g8) = (xs.chunks_exact(8), ys.chunks_exact(8), gs.chunks_exact(8));
+    let rest = x8.remainder().iter().zip(y8.remainder()).zip(g8.remainder());
+    for ((x, y), g) in x8.zip(y8).zip(g8) {
         for l in 0..8 {
-            let g = if relu && y8[l] <= 0.0 { 0.0 } else { g8[l] };
+            // A select, not a branch, so that the loop vectorises.
+            let g = if relu && y[l] <= 0.0 { 0.0 } else { g[l] };
             a[l] += g;
-            b[l] += g * (x8[l] - m);
+            b[l] += g * (x[l] - m);
         }
     }
     let (mut sa, mut sb) = (a.iter().map(|&v| v as f64).sum::<f64>(), b.iter().map(|&v| v as f64).sum::<f64>());
-    for i in n8..xs.len() {
-        let g = if relu && ys[i] <= 0.0 { 0.0 } else { gs[i] };
+    for ((&x, &y), &g) in rest {
+        let g = if relu && y <= 0.0 { 0.0 } else { g };
         sa += g as f64;
-        sb += (g * (xs[i] - m)) as f64;
+        sb += (g * (x - m)) as f64;
     }
     (sa, sb)
 }
