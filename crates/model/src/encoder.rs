@@ -8,7 +8,7 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 
 use crate::config::EncoderKind;
 use crate::conv::Conv as Conv2d;
-use crate::norm::BatchNorm;
+use crate::norm::{add_relu, BatchNorm};
 
 /// A convolution with padding `k / 2` (gemm-based on the CPU, see [`crate::conv::Conv`]).
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -63,7 +63,7 @@ impl BasicBlock {
             Some((c, b)) => b.forward(&c.forward(x)?, train, false)?,
             None => x.clone(),
         };
-        (y + skip)?.relu()
+        add_relu(&y, &skip)
     }
 }
 

@@ -361,6 +361,67 @@ impl BatchNorm {
     }
 }
 
+/// `relu(a + b)`, the join of a residual block, as one operation on the CPU
+/// (candle's add and ReLU are two nodes, and the sum between them is kept
+/// for the backward pass); candle's operators elsewhere or with `DAE_BN=candle`.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.device().is_cpu() && a.dtype() == DType::F32 && fused_enabled() && a.dims() == b.dims() {
+        a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    } else {
+        (a + b)?.relu()
+    }
+}
+
+/// See [`add_relu`]: both gradients are the upstream gradient where the
+/// output is positive, 0 elsewhere (one tensor, shared).
+#[derive(Clone, Copy, Debug)]
+struct AddRelu;
+
+impl candle_core::CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "add-relu"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (a, b) = (contiguous_f32(s1, l1, "add-relu")?, contiguous_f32(s2, l2, "add-relu")?);
+        if a.len() != b.len() {
+            candle_core::bail!("add-relu: inputs of {} and {} values", a.len(), b.len());
+        }
+        let mut out = vec![0f32; a.len()];
+        out.par_chunks_mut(1 << 14).zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14))).for_each(|(o, (a, b))| {
+            o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (a, b))| *o = (a + b).max(0.0));
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?.apply_op2_no_bwd(res, &ReluMask)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+/// `(grad, out)` -> `grad` where `out > 0`, else 0.
+#[derive(Clone, Copy, Debug)]
+struct ReluMask;
+
+impl candle_core::CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "relu-mask"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (g, y) = (contiguous_f32(s1, l1, "relu mask")?, contiguous_f32(s2, l2, "relu mask")?);
+        if g.len() != y.len() {
+            candle_core::bail!("relu mask: inputs of {} and {} values", g.len(), y.len());
+        }
+        let mut out = vec![0f32; g.len()];
+        out.par_chunks_mut(1 << 14).zip(g.par_chunks(1 << 14).zip(y.par_chunks(1 << 14))).for_each(|(o, (g, y))| {
+            o.iter_mut().zip(g.iter().zip(y)).for_each(|(o, (g, y))| *o = if *y > 0.0 { *g } else { 0.0 });
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,5 +505,20 @@ mod tests {
         check(&[2, 6, 1, 1], true);
         check(&[3, 4, 2, 7], false);
         check(&[5, 2], true);
+    }
+
+    #[test]
+    fn add_relu_matches_candle_in_values_and_gradients() {
+        let a = Var::from_tensor(&rand(&[3, 4, 5, 7], 1, 1.0, 0.0)).unwrap();
+        let b = Var::from_tensor(&rand(&[3, 4, 5, 7], 2, 1.0, 0.0)).unwrap();
+        let ours = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
+        let theirs = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
+        assert_eq!(ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(), theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let up = rand(ours.dims(), 3, 1.0, 0.0);
+        let g1 = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&theirs * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&a, &b] {
+            assert!(max_diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap()) < 1e-6);
+        }
     }
 }
