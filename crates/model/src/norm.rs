@@ -383,15 +383,7 @@ impl candle_core::CustomOp2 for AddRelu {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = (contiguous_f32(s1, l1, "add-relu")?, contiguous_f32(s2, l2, "add-relu")?);
-        if a.len() != b.len() {
-            candle_core::bail!("add-relu: inputs of {} and {} values", a.len(), b.len());
-        }
-        let mut out = vec![0f32; a.len()];
-        out.par_chunks_mut(1 << 14).zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14))).for_each(|(o, (a, b))| {
-            o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (a, b))| *o = (a + b).max(0.0));
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        zip_map("add-relu", (s1, l1), (s2, l2), |a, b| (a + b).max(0.0))
     }
 
     fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -410,16 +402,27 @@ impl candle_core::CustomOp2 for ReluMask {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (g, y) = (contiguous_f32(s1, l1, "relu mask")?, contiguous_f32(s2, l2, "relu mask")?);
-        if g.len() != y.len() {
-            candle_core::bail!("relu mask: inputs of {} and {} values", g.len(), y.len());
-        }
-        let mut out = vec![0f32; g.len()];
-        out.par_chunks_mut(1 << 14).zip(g.par_chunks(1 << 14).zip(y.par_chunks(1 << 14))).for_each(|(o, (g, y))| {
-            o.iter_mut().zip(g.iter().zip(y)).for_each(|(o, (g, y))| *o = if *y > 0.0 { *g } else { 0.0 });
-        });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        zip_map("relu mask", (s1, l1), (s2, l2), |g, y| if y > 0.0 { g } else { 0.0 })
     }
+}
+
+/// `f(a_i, b_i)` over two contiguous f32 inputs of one length (the
+/// element-wise ops above), in parallel.
+fn zip_map(
+    name: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let (a, b) = (contiguous_f32(s1, l1, name)?, contiguous_f32(s2, l2, name)?);
+    if a.len() != b.len() {
+        candle_core::bail!("{name}: inputs of {} and {} values", a.len(), b.len());
+    }
+    let mut out = vec![0f32; a.len()];
+    out.par_chunks_mut(1 << 14).zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14))).for_each(|(o, (a, b))| {
+        o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| *o = f(a, b));
+    });
+    Ok((CpuStorage::F32(out), l1.shape().clone()))
 }
 
 #[cfg(test)]

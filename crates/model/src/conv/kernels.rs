@@ -121,44 +121,44 @@ fn gemm_scatter(g: &Geometry, m: usize, input: &[f32], w: &[f32]) -> Vec<f32> {
 
 /// `sum_b small_b [m, len] . im2col(img_b)^T`, `[m, K]`.
 fn weight_grad(g: &Geometry, m: usize, imgs: &[f32], small: &[f32]) -> Vec<f32> {
-    let (kk, len, il) = (g.window_len(), g.grid_len(), g.image_len());
+    let (il, len) = (g.image_len(), g.grid_len());
     let partials: Vec<Vec<f32>> = imgs
         .par_chunks(il * WEIGHT_GRAD_CHUNK)
         .zip(small.par_chunks(m * len * WEIGHT_GRAD_CHUNK))
-        .map(|(imgs, small)| {
-            let (mut cols, mut acc) = (vec![0f32; kk * len], vec![0f32; m * kk]);
-            for (i, (img, s)) in imgs.chunks_exact(il).zip(small.chunks_exact(m * len)).enumerate() {
-                g.im2col(img, &mut cols);
-                matmul(&mut acc, i > 0, Mat::rows(s, len), Mat::transposed(&cols, len), (m, kk, len));
-            }
-            acc
-        })
+        .map(|(imgs, small)| chunk_weight_grad(g, m, imgs, small, None))
         .collect();
-    sum_in_order(partials, m * kk)
+    sum_in_order(partials, m * g.window_len())
 }
 
 /// [`gather_gemm`] of `(dy, w)` and [`weight_grad`] of `(dy, x)` together,
 /// each image's window matrix of `dy` built once for both: the backward
 /// pass of conv_transpose2d. Returns `(dx, dw)`.
 fn gather_gemm_with_weight_grad(g: &Geometry, m: usize, dy: &[f32], w: &[f32], x: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let (kk, len, il) = (g.window_len(), g.grid_len(), g.image_len());
+    let (il, len) = (g.image_len(), g.grid_len());
     let mut dx = vec![0f32; dy.len() / il * m * len];
     let partials: Vec<Vec<f32>> = dx
         .par_chunks_mut(m * len * WEIGHT_GRAD_CHUNK)
         .zip(dy.par_chunks(il * WEIGHT_GRAD_CHUNK))
         .zip(x.par_chunks(m * len * WEIGHT_GRAD_CHUNK))
-        .map(|((dxs, dys), xs)| {
-            let (mut cols, mut acc) = (vec![0f32; kk * len], vec![0f32; m * kk]);
-            let images = dxs.chunks_exact_mut(m * len).zip(dys.chunks_exact(il)).zip(xs.chunks_exact(m * len));
-            for (i, ((o, img), s)) in images.enumerate() {
-                g.im2col(img, &mut cols);
-                matmul(o, false, Mat::rows(w, kk), Mat::rows(&cols, len), (m, len, kk));
-                matmul(&mut acc, i > 0, Mat::rows(s, len), Mat::transposed(&cols, len), (m, kk, len));
-            }
-            acc
-        })
+        .map(|((dxs, dys), xs)| chunk_weight_grad(g, m, dys, xs, Some((dxs, w))))
         .collect();
-    (dx, sum_in_order(partials, m * kk))
+    (dx, sum_in_order(partials, m * g.window_len()))
+}
+
+/// One chunk of images of [`weight_grad`]: `sum_b small_b . im2col(img_b)^T`
+/// in image order; with `gather = Some((out, w))`, also [`gather_gemm`]'s
+/// `out_b = w . im2col(img_b)` from the same window matrix.
+fn chunk_weight_grad(g: &Geometry, m: usize, imgs: &[f32], small: &[f32], mut gather: Option<(&mut [f32], &[f32])>) -> Vec<f32> {
+    let (kk, len, il) = (g.window_len(), g.grid_len(), g.image_len());
+    let (mut cols, mut acc) = (vec![0f32; kk * len], vec![0f32; m * kk]);
+    for (i, (img, s)) in imgs.chunks_exact(il).zip(small.chunks_exact(m * len)).enumerate() {
+        g.im2col(img, &mut cols);
+        if let Some((out, w)) = gather.as_mut() {
+            matmul(&mut out[i * m * len..(i + 1) * m * len], false, Mat::rows(w, kk), Mat::rows(&cols, len), (m, len, kk));
+        }
+        matmul(&mut acc, i > 0, Mat::rows(s, len), Mat::transposed(&cols, len), (m, kk, len));
+    }
+    acc
 }
 
 /// The sum of equally long partial sums, added in their order.
@@ -184,9 +184,8 @@ impl Kernel {
     fn batch(&self, l: &Layout) -> Result<usize> {
         let (name, g, m) = self.parts();
         let want = match self {
-            Kernel::GatherGemm { .. } => (g.c, g.h, g.w),
+            Kernel::GatherGemm { .. } | Kernel::WeightGrad { .. } => (g.c, g.h, g.w),
             Kernel::GemmScatter { .. } => (m, g.oh, g.ow),
-            Kernel::WeightGrad { .. } => (g.c, g.h, g.w),
         };
         match l.dims() {
             &[b, c, h, w] if (c, h, w) == want => Ok(b),
