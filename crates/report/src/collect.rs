@@ -158,7 +158,7 @@ fn config_strings(rd: &RunDir) -> BTreeMap<String, String> {
 /// default profile), as the runner's plan manifest lists them, whatever
 /// their status.
 pub fn collect(exp: &Experiment, profile: Option<&str>, results: &Path) -> Result<Collection, SweepError> {
-    let profile = exp.select_profile(profile)?.map(|(n, _)| n.to_string());
+    let profile = exp.plan_label(exp.select_profile(profile)?.map(|(n, _)| n));
     let manifest = Manifest::read(results, &exp.name, profile.as_deref())?;
     let runs: Vec<RunRecord> = manifest.jobs.par_iter().map(|job| record(exp, job, results, &manifest.code_version)).collect();
     let seeds: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();

@@ -12,6 +12,7 @@
 //!   artefact the reports read, and [`check_done`], which finds damage.
 //! - [`resolve`]: the wire types of `dae-train --resolve`.
 //! - [`write_atomic`]: the one way files that others read are written.
+//! - [`settings`]: `KEY=VALUE` overrides and dotted keys of TOML configs.
 //!
 //! ```
 //! use dae_runfolder::{ExitCode, RunFolder};
@@ -21,7 +22,7 @@
 //! assert!(ExitCode::Diverged.repeats_exactly());
 //! ```
 //!
-//! This crate depends on serde and sha2 only: no tensors, no tables, no processes.
+//! This crate depends on serde, toml and sha2 only: no tensors, no tables, no processes.
 
 mod atomic;
 mod exit;
@@ -29,6 +30,7 @@ pub mod files;
 pub mod integrity;
 mod records;
 pub mod resolve;
+pub mod settings;
 
 pub use atomic::write_atomic;
 pub use exit::ExitCode;

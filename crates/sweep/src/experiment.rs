@@ -55,7 +55,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::{Table, Value};
 
+pub use dae_runfolder::settings::{get_path, set_path};
+
 use crate::error::SweepError;
+use crate::overrides::Overrides;
 
 /// Keys of the experiment file itself (for error messages).
 const TOP_KEYS: &str = "experiment, base, matrix, zip, variant, include, exclude, profile, contrast, slurm";
@@ -273,7 +276,11 @@ pub struct Experiment {
     /// The comparisons reports compute, in file order.
     pub contrasts: Vec<Contrast>,
     pub slurm: Option<crate::slurm::SlurmConfig>,
+    /// `--set` and `--seeds` from the command line ([`Experiment::with_overrides`]).
+    pub overrides: Overrides,
     lines: BTreeMap<String, usize>,
+    /// The file's lines, to quote in errors.
+    source: Vec<String>,
 }
 
 /// One expanded job before the trainer resolves it.
@@ -323,7 +330,9 @@ impl Experiment {
             profiles: BTreeMap::new(),
             contrasts: Vec::new(),
             slurm: raw.slurm,
+            overrides: Overrides::default(),
             lines: line_index(text),
+            source: text.lines().map(str::to_string).collect(),
         };
         if exp.seeds.is_empty() {
             return Err(exp.err("experiment.seeds", "is empty; give at least one seed".into()));
@@ -554,16 +563,56 @@ impl Experiment {
 
     /// An error at a key of this file.
     pub fn err(&self, key: &str, problem: String) -> SweepError {
-        SweepError::File { path: self.path.clone(), line: self.line_of(key), message: format!("`{key}` {problem}") }
+        self.error_at(key, format!("`{key}` {problem}"))
+    }
+
+    /// An error at the line of `key` (a dotted key path, or `--set KEY`),
+    /// quoting that line of the file.
+    pub fn error_at(&self, key: &str, message: String) -> SweepError {
+        let line = self.line_of(key);
+        let quote = line.and_then(|l| self.source.get(l - 1)).map(|t| format!("\n    {} | {}", line.unwrap_or(0), t.trim_end()));
+        SweepError::File { path: self.path.clone(), line, message: format!("{message}{}", quote.unwrap_or_default()) }
+    }
+
+    /// Applies command-line overrides (`--set`, `--seeds`) after the
+    /// profile and the variants. A `--set` of a `[matrix]` axis key replaces
+    /// the axis's values (a list gives several).
+    pub fn with_overrides(mut self, o: Overrides) -> Result<Experiment, SweepError> {
+        for (k, v) in &o.set {
+            if self.is_matrix_axis(k) && matches!(v, Value::Array(a) if a.is_empty()) {
+                return Err(SweepError::Usage(format!("--set {k}=[]: `{k}` is an axis of [matrix]; give one value or a non-empty list")));
+            }
+        }
+        if o.seeds.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(SweepError::Usage("--seeds: give at least one seed".into()));
+        }
+        self.overrides = o;
+        Ok(self)
+    }
+
+    fn is_matrix_axis(&self, key: &str) -> bool {
+        self.axes.iter().any(|a| a.origin == "matrix" && a.keys == [key])
+    }
+
+    /// The `--set` pairs that are not `[matrix]` axes (applied to every job).
+    fn set_overrides(&self) -> impl Iterator<Item = &(String, Value)> {
+        self.overrides.set.iter().filter(|(k, _)| !self.is_matrix_axis(k))
+    }
+
+    /// The name a plan is recorded under: the profile, with the overrides'
+    /// tag (`quick+set-1a2b3c4d`) when there are any.
+    pub fn plan_label(&self, profile: Option<&str>) -> Option<String> {
+        match (profile, self.overrides.tag()) {
+            (p, None) => p.map(str::to_string),
+            (p, Some(tag)) => Some(format!("{}+{tag}", p.unwrap_or("default"))),
+        }
     }
 
     /// The base config with the profile's settings applied.
     pub fn profiled_base(&self, profile: Option<&Profile>) -> Table {
         let mut t = self.base.clone();
-        if let Some(p) = profile {
-            for (k, v) in &p.set {
-                set_path(&mut t, k, v.clone());
-            }
+        for (k, v) in profile.map(|p| p.set.as_slice()).unwrap_or_default().iter().chain(self.set_overrides()) {
+            set_path(&mut t, k, v.clone());
         }
         t
     }
@@ -580,16 +629,11 @@ impl Experiment {
     /// keys the experiment does not set.
     pub fn expand_with_defaults(&self, profile: Option<&Profile>, defaults: Option<&Table>) -> Vec<JobSpec> {
         let base = self.profiled_base(profile);
-        let seeds = profile.and_then(|p| p.seeds.clone()).unwrap_or_else(|| self.seeds.clone());
+        let seeds = self.overrides.seeds.clone().or_else(|| profile.and_then(|p| p.seeds.clone())).unwrap_or_else(|| self.seeds.clone());
         let profile_keys: Vec<String> = profile.map(|p| p.set.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
         let rows: Vec<Option<&Variant>> =
             if self.variants.is_empty() { vec![None] } else { self.variants.iter().filter(|v| v.implemented).map(Some).collect() };
-        let mut axes = self.axes.clone();
-        for (key, values) in profile.map(|p| p.matrix.as_slice()).unwrap_or_default() {
-            if let Some(a) = axes.iter_mut().find(|a| a.origin == "matrix" && a.keys == [key.clone()]) {
-                a.assignments = values.iter().map(|v| vec![(key.clone(), v.clone())]).collect();
-            }
-        }
+        let axes = self.axes_under(profile);
         let mut combos: Vec<Vec<&(String, Value)>> = vec![Vec::new()];
         for axis in &axes {
             let mut next = Vec::with_capacity(combos.len() * axis.assignments.len());
@@ -613,7 +657,7 @@ impl Experiment {
                     set_keys.push(k.clone());
                 }
             }
-            for (k, val) in settings {
+            for (k, val) in settings.iter().copied().chain(self.set_overrides()) {
                 set_path(&mut cfg, k, val.clone());
                 set_keys.push(k.clone());
             }
@@ -654,9 +698,25 @@ impl Experiment {
         out
     }
 
+    /// The axes with the profile's and then the overrides' values.
+    fn axes_under(&self, profile: Option<&Profile>) -> Vec<Axis> {
+        let mut axes = self.axes.clone();
+        let from_profile = profile.map(|p| p.matrix.clone()).unwrap_or_default();
+        let from_set = self.overrides.set.iter().map(|(k, v)| match v {
+            Value::Array(values) => (k.clone(), values.clone()),
+            one => (k.clone(), vec![one.clone()]),
+        });
+        for (key, values) in from_profile.into_iter().chain(from_set) {
+            if let Some(a) = axes.iter_mut().find(|a| a.origin == "matrix" && a.keys == [key.clone()]) {
+                a.assignments = values.iter().map(|v| vec![(key.clone(), v.clone())]).collect();
+            }
+        }
+        axes
+    }
+
     /// Every dotted job-config key the experiment names, with where.
     pub fn named_keys(&self) -> Vec<(String, String)> {
-        let mut v = Vec::new();
+        let mut v: Vec<(String, String)> = self.overrides.set.iter().map(|(k, _)| (k.clone(), format!("--set {k}"))).collect();
         for a in &self.axes {
             v.extend(a.keys.iter().map(|k| (k.clone(), format!("{}.{k}", a.origin))));
         }
@@ -709,33 +769,6 @@ pub fn flatten(t: &Table, prefix: &str) -> Vec<(String, Value)> {
         }
     }
     out
-}
-
-/// Sets a dotted key, creating tables on the way.
-pub fn set_path(t: &mut Table, key: &str, v: Value) {
-    let mut parts = key.split('.').peekable();
-    let mut cur = t;
-    while let Some(p) = parts.next() {
-        if parts.peek().is_none() {
-            cur.insert(p.to_string(), v);
-            return;
-        }
-        let entry = cur.entry(p.to_string()).or_insert_with(|| Value::Table(Table::new()));
-        if !entry.is_table() {
-            *entry = Value::Table(Table::new());
-        }
-        cur = entry.as_table_mut().expect("just made a table");
-    }
-}
-
-/// Reads a dotted key.
-pub fn get_path<'a>(t: &'a Table, key: &str) -> Option<&'a Value> {
-    let mut parts = key.split('.');
-    let mut cur = t.get(parts.next()?)?;
-    for p in parts {
-        cur = cur.as_table()?.get(p)?;
-    }
-    Some(cur)
 }
 
 /// Maps dotted key paths (`variant[2].set.model.tau`) to 1-based lines.
@@ -871,6 +904,47 @@ matrix.model.p = [0.2]
         assert!(e.contains("larger") && e.contains("superiority") && e.contains("equivalence"), "{e}");
         let e = bad("[profile.q.variant.zz]\nmodel = { tau = 0.1 }\n");
         assert!(e.contains("profile.q.variant.zz") && e.contains("variants: a, b"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_after_the_profile_and_the_variants() {
+        use crate::overrides::{Overrides, SetArg};
+        let set = |args: &[&str], seeds: Option<Vec<u64>>| {
+            let args: Vec<SetArg> = args.iter().map(|a| a.parse().unwrap()).collect();
+            Experiment::parse(Path::new("t.toml"), FILE).unwrap().with_overrides(Overrides::new(&args, seeds)).unwrap()
+        };
+        // A plain key: every job, over the profile's tau and variant a's rec = false.
+        let e = set(&["model.tau=0.7", "model.rec=true"], Some(vec![3, 4]));
+        let (_, q) = e.select_profile(Some("q")).unwrap().unwrap();
+        let jobs = e.expand(Some(q));
+        assert_eq!(jobs.len(), 2 * 2 * 2 + 1, "variants x zip x the two --seeds, plus the include");
+        assert!(jobs.iter().all(|j| get_path(&j.config, "model.tau") == Some(&Value::Float(0.7))));
+        assert!(jobs.iter().all(|j| get_path(&j.config, "model.rec") == Some(&Value::Boolean(true))));
+        assert_eq!(jobs.iter().filter(|j| j.seed == 3).count(), 4);
+        assert_eq!(jobs.last().unwrap().seed, 7, "an include's own seed stays");
+        assert!(jobs[0].set_keys.iter().any(|k| k == "model.tau"));
+        assert_eq!(get_path(&e.profiled_base(Some(q)), "model.tau"), Some(&Value::Float(0.7)), "resolution sees it");
+        // A [matrix] axis key replaces the axis's values, over the profile's.
+        let e = set(&["model.p=[0.5, 0.6]"], None);
+        let (_, q) = e.select_profile(Some("q")).unwrap().unwrap();
+        let ps: BTreeSet<String> = e.expand(Some(q)).iter().map(|j| get_path(&j.config, "model.p").unwrap().to_string()).collect();
+        assert_eq!(ps.into_iter().collect::<Vec<_>>(), ["0.5", "0.6", "0.9"], "the include keeps its own");
+        assert!(Experiment::parse(Path::new("t.toml"), FILE)
+            .unwrap()
+            .with_overrides(Overrides::new(&["model.p=[]".parse().unwrap()], None))
+            .unwrap_err()
+            .to_string()
+            .contains("non-empty list"));
+        // Plans with overrides are labelled apart; where the key is named, errors say `--set`.
+        assert_eq!(e.plan_label(Some("q")).unwrap(), format!("q+{}", e.overrides.tag().unwrap()));
+        assert_eq!(set(&[], None).plan_label(Some("q")).as_deref(), Some("q"));
+        assert!(e.named_keys().iter().any(|(k, w)| k == "model.p" && w == "--set model.p"));
+    }
+
+    #[test]
+    fn file_errors_quote_their_line() {
+        let e = Experiment::parse(Path::new("t.toml"), &FILE.replace("variant = \"a\"", "variant = \"zz\"")).unwrap_err().to_string();
+        assert!(e.contains("t.toml:25:") && e.contains("\n    25 | variant = \"zz\""), "{e}");
     }
 
     #[test]

@@ -288,19 +288,23 @@ fn resolve_base(exp: &Experiment, prof: Option<(&str, &crate::experiment::Profil
         Err(e) => {
             let profile_key = |k: &str| prof.map(|(n, _)| format!("profile.{n}.set.{k}"));
             let at = e.key.as_deref().and_then(|k| {
-                profile_key(k)
-                    .filter(|w| exp.line_of(w).is_some())
+                Some(format!("--set {k}"))
+                    .filter(|_| exp.overrides.value_of(k).is_some())
+                    .or_else(|| profile_key(k).filter(|w| exp.line_of(w).is_some()))
                     .or_else(|| Some(format!("base.{k}")).filter(|w| exp.line_of(w).is_some()))
             });
-            let line = at.as_deref().and_then(|w| exp.line_of(w)).or_else(|| exp.line_of("base"));
             let with = prof.map(|(n, _)| format!(" (profile {n})")).unwrap_or_default();
-            let message = match &at {
-                Some(w) => format!("`{w}`: {e}"),
-                None => format!("the base config{with}: {e}"),
-            };
-            Err(SweepError::File { path: exp.path.clone(), line, message })
+            Err(match &at {
+                Some(w) => exp.error_at(w, format!("`{w}`: {}", problem(e))),
+                None => exp.error_at("base", format!("the base config{with}: {}", e.message)),
+            })
         }
     }
+}
+
+/// The trainer's words without the `key: ` it starts with where it names a key.
+fn problem(e: &Refusal) -> &str {
+    e.key.as_deref().and_then(|k| e.message.strip_prefix(k)).and_then(|m| m.strip_prefix(": ")).unwrap_or(&e.message)
 }
 
 /// Exclude rules must name something a job config can hold.
@@ -334,9 +338,9 @@ fn valid_keys_at<'a>(resolved: &Table, key: &'a str) -> (&'a str, String) {
 fn locate(exp: &Experiment, spec: &crate::experiment::JobSpec, resolved_base: &Table, e: &Refusal) -> SweepError {
     let named = exp.named_keys();
     let where_of = |key: &str| named.iter().find(|(k, _)| k == key).map(|(_, w)| w.clone());
-    let file_err = |w: &str, message: String| SweepError::File { path: exp.path.clone(), line: exp.line_of(w), message };
+    let file_err = |w: &str, message: String| exp.error_at(w, message);
     if let Some(w) = e.key.as_deref().filter(|k| spec.set_keys.iter().any(|s| s == k)).and_then(where_of) {
-        return file_err(&w, format!("`{w}`: {}", e.message));
+        return file_err(&w, format!("`{w}`: {}", problem(e)));
     }
     for key in &spec.set_keys {
         let leaf = key.rsplit('.').next().unwrap_or(key);
@@ -353,8 +357,7 @@ fn locate(exp: &Experiment, spec: &crate::experiment::JobSpec, resolved_base: &T
         }
     }
     let hit = spec.set_keys.iter().rev().find(|k| e.message.contains(k.as_str())).and_then(|k| where_of(k));
-    let message = format!("job {}: {}", describe(&spec.params), e.message);
-    SweepError::File { path: exp.path.clone(), line: hit.as_deref().and_then(|w| exp.line_of(w)), message }
+    exp.error_at(hit.as_deref().unwrap_or(""), format!("job {}: {}", describe(&spec.params), e.message))
 }
 
 /// One `--only KEY=VALUE` selection: `variant`, `seed`, or a job-config
@@ -475,7 +478,7 @@ pub fn plan(
             PlannedJob { job, status, action, reason }
         })
         .collect();
-    let prof = exp.select_profile(profile)?.map(|(n, _)| n.to_string());
+    let prof = exp.plan_label(exp.select_profile(profile)?.map(|(n, _)| n));
     Ok(Plan {
         experiment: exp.name.clone(),
         path: exp.path.clone(),

@@ -40,6 +40,9 @@ struct Common {
     /// The experiments' profile (default: each file's default_profile).
     #[arg(long)]
     profile: Option<String>,
+    /// The overrides the runs were planned with (`--set`, `--seeds`: the same as given to `run`).
+    #[command(flatten)]
+    overrides: dae_sweep::overrides::OverrideArgs,
 }
 
 #[derive(Subcommand)]
@@ -98,10 +101,16 @@ fn main() -> ExitCode {
     }
     let mut written: Vec<PathBuf> = Vec::new();
     for file in &common.files {
-        let c = match Experiment::load(file).and_then(|exp| collect(&exp, common.profile.as_deref(), &common.results)) {
+        let loaded = Experiment::load(file).and_then(|exp| exp.with_overrides(common.overrides.overrides()));
+        let mut c = match loaded.and_then(|exp| collect(&exp, common.profile.as_deref(), &common.results)) {
             Ok(c) => c,
             Err(e) => return sweep_fail(e),
         };
+        if let Some(tag) = c.experiment.overrides.tag() {
+            // Reports of overridden plans get their own file names and say how they were made.
+            c.experiment.notes.push(format!("Planned with overrides: `{}`.", c.experiment.overrides.describe()));
+            c.experiment.name = format!("{}+{tag}", c.experiment.name);
+        }
         eprintln!("{}: {} runs ({})", c.experiment.name, c.runs.len(), counts(&c));
         for r in c.runs.iter().filter_map(|r| r.damage.as_ref().map(|d| (r, d))) {
             eprintln!("  damaged, counted as missing: {} ({})", r.0.dir.display(), r.1);

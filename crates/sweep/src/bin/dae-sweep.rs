@@ -49,6 +49,8 @@ struct Common {
     /// key are alternatives; different keys must all match.
     #[arg(long, value_name = "KEY=VALUE")]
     only: Vec<dae_sweep::plan::Only>,
+    #[command(flatten)]
+    overrides: dae_sweep::overrides::OverrideArgs,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -170,7 +172,7 @@ fn fail(e: SweepError) -> ExitCode {
 /// Plans one experiment file, records the whole plan as the results
 /// folder's manifest for the reporter, then applies `--only`.
 fn planned(file: &Path, common: &Common, rerun: RerunPolicy) -> Result<(Experiment, Plan), SweepError> {
-    let exp = Experiment::load(file)?;
+    let exp = Experiment::load(file)?.with_overrides(common.overrides.overrides())?;
     let resolver = TrainerResolver { program: trainer_path(common) };
     let mut p = plan(&exp, common.profile.as_deref(), &resolver, &common.results, rerun)?;
     Manifest::of(&p).write(&common.results)?;
