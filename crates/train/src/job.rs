@@ -8,6 +8,7 @@ use std::path::Path;
 use dae_data::batch::Augment;
 use dae_data::{DatasetConfig, SplitSpec, Vocabulary};
 use dae_model::{EncoderKind, GuidedVaeConfig, IcadxConfig, LiDiagnetConfig, Method, MethodSpec, ModelConfig};
+use dae_runfolder::settings::{set_path, SetArg};
 use serde::{Deserialize, Serialize};
 
 /// Weights of the loss terms: L = rec * L_rec + attr * L_attr + cls * L_cls.
@@ -186,6 +187,10 @@ pub enum JobError {
     /// TOML syntax or types, as the toml crate words it (with line and column).
     #[error("{0}")]
     Toml(String),
+    /// TOML syntax or types at a dotted key: the key, its line in the text
+    /// and the toml crate's words.
+    #[error("{key} (line {line}): {problem}")]
+    TomlAt { key: String, line: usize, problem: String },
     /// A value TOML types cannot rule out, at a dotted key.
     #[error("{key}: {problem}")]
     Key { key: String, problem: String },
@@ -199,10 +204,50 @@ impl JobError {
     /// The dotted key at fault, where there is one.
     pub fn key_name(&self) -> Option<&str> {
         match self {
-            JobError::Key { key, .. } => Some(key),
+            JobError::Key { key, .. } | JobError::TomlAt { key, .. } => Some(key),
             JobError::Toml(_) => None,
         }
     }
+
+    /// What is wrong, without the key and line where the key is known.
+    pub fn problem(&self) -> String {
+        match self {
+            JobError::Key { problem, .. } | JobError::TomlAt { problem, .. } => problem.clone(),
+            JobError::Toml(_) => self.to_string(),
+        }
+    }
+}
+
+/// A TOML error, at the dotted key whose key or value holds the error's
+/// position where the text has one.
+fn toml_error(text: &str, e: toml::de::Error) -> JobError {
+    match e.span().and_then(|s| key_at(text, s.start)) {
+        Some((key, line)) => JobError::TomlAt { key, line, problem: e.message().trim_end().to_string() },
+        None => JobError::Toml(e.to_string().trim_end().to_string()),
+    }
+}
+
+/// The dotted key whose key or value contains byte `offset`, with the
+/// 1-based line of the key (the innermost key where tables nest).
+fn key_at(text: &str, offset: usize) -> Option<(String, usize)> {
+    use toml::de::{DeTable, DeValue};
+    fn walk(t: &DeTable<'_>, prefix: &str, offset: usize) -> Option<(String, usize)> {
+        for (k, v) in t.iter() {
+            let key = if prefix.is_empty() { k.get_ref().to_string() } else { format!("{prefix}.{}", k.get_ref()) };
+            if let DeValue::Table(sub) = v.get_ref() {
+                if let Some(hit) = walk(sub, &key, offset) {
+                    return Some(hit);
+                }
+            }
+            if k.span().contains(&offset) || v.span().contains(&offset) {
+                return Some((key, k.span().start));
+            }
+        }
+        None
+    }
+    let doc = DeTable::parse(text).ok()?;
+    let (key, start) = walk(doc.get_ref(), "", offset)?;
+    Some((key, text[..start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1))
 }
 
 /// A refused job file: the file and why.
@@ -235,15 +280,36 @@ pub struct Job {
 impl Job {
     /// Reads and checks a job file.
     pub fn load(path: &Path) -> Result<Job, JobFileError> {
+        Job::load_with(path, &[])
+    }
+
+    /// Reads a job file, applies `--set` overrides to it, and checks the
+    /// result; an error at an overridden key names the override.
+    pub fn load_with(path: &Path, set: &[SetArg]) -> Result<Job, JobFileError> {
         let err = |error: JobError| JobFileError { path: path.display().to_string(), error };
         let text = std::fs::read_to_string(path).map_err(|e| err(JobError::Toml(format!("cannot read: {e}"))))?;
-        Job::parse(&text).map_err(err)
+        if set.is_empty() {
+            return Job::parse(&text).map_err(err);
+        }
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| err(toml_error(&text, e)))?;
+        for a in set {
+            set_path(&mut table, &a.key, a.value.clone());
+        }
+        let merged = toml::to_string(&table).map_err(|e| err(JobError::Toml(format!("cannot apply --set: {e}"))))?;
+        Job::parse(&merged).map_err(|e| {
+            let Some(key) = e.key_name().map(str::to_string) else { return err(e) };
+            match set.iter().rev().find(|a| a.key == key) {
+                Some(a) => JobFileError { path: format!("--set {}={}", a.key, a.value), error: JobError::key(key, e.problem()) },
+                // A line of the merged text would mislead: the key alone.
+                None => err(JobError::key(key, e.problem())),
+            }
+        })
     }
 
     /// Parses and checks a job config's text: TOML and type errors with
-    /// their line, options of another method, then the values.
+    /// their key and line, options of another method, then the values.
     pub fn parse(text: &str) -> Result<Job, JobError> {
-        let toml_err = |e: toml::de::Error| JobError::Toml(e.to_string().trim_end().to_string());
+        let toml_err = |e: toml::de::Error| toml_error(text, e);
         let raw: toml::Table = toml::from_str(text).map_err(toml_err)?;
         let cfg: JobConfig = toml::from_str(text).map_err(toml_err)?;
         check_method_keys(&cfg, &raw)?;
@@ -495,7 +561,13 @@ pub fn resolve_batch(texts: &[String]) -> Vec<dae_runfolder::resolve::Answer> {
         .map(|text| {
             let job = match Job::parse(text) {
                 Ok(j) => j,
-                Err(e) => return refuse(e.key_name().map(str::to_string), e.to_string()),
+                // `key: problem` (no line: the sweep generated this text and names its own lines).
+                Err(e) => {
+                    return refuse(
+                        e.key_name().map(str::to_string),
+                        e.key_name().map_or_else(|| e.to_string(), |k| format!("{k}: {}", e.problem())),
+                    )
+                }
             };
             let key = serde_json::to_string(&(&job.dataset, &job.split)).expect("serialises");
             let data = fingerprints

@@ -36,6 +36,10 @@ struct Cli {
     /// (by default an interrupted run resumes after its last finished epoch).
     #[arg(long)]
     fresh: bool,
+    /// Sets a key of the job config (repeatable; dotted keys, TOML values:
+    /// `--set optim.epochs=4 --set model.encoder=resnet18`).
+    #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "resolve")]
+    set: Vec<dae_runfolder::settings::SetArg>,
 }
 
 fn resolve_stdin() -> ExitCode {
@@ -72,7 +76,7 @@ fn main() -> ExitCode {
         return resolve_stdin();
     }
     let (config, out) = (cli.config.expect("clap requires --config"), cli.out.expect("clap requires --out"));
-    let job = match Job::load(&config) {
+    let job = match Job::load_with(&config, &cli.set) {
         Ok(j) => j,
         Err(e) => {
             eprintln!("error: {e}");
