@@ -108,6 +108,12 @@ struct Reproduce {
     /// A prebuilt trainer (e.g. the cuda build); default: build `dae-train` (CPU).
     #[arg(long)]
     trainer: Option<PathBuf>,
+    /// An override applied to every job after the profile (repeatable), e.g. `--set optim.lr=3e-4`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Seeds replacing the profile's, e.g. `0-4` or `0,3,7`.
+    #[arg(long)]
+    seeds: Option<String>,
     /// Use dev-profile builds (what `cargo test` already built; CI's smoke run) instead of release.
     #[arg(long)]
     dev: bool,
@@ -116,36 +122,49 @@ struct Reproduce {
     run_args: Vec<String>,
 }
 
+impl Reproduce {
+    /// `--set` and `--seeds` as the runner and the reporter take them.
+    fn set_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = self.set.iter().flat_map(|s| ["--set".to_string(), s.clone()]).collect();
+        if let Some(s) = &self.seeds {
+            a.extend(["--seeds".to_string(), s.clone()]);
+        }
+        a
+    }
+}
+
 fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     let t0 = std::time::Instant::now();
     let profile_dir = if r.dev { "debug" } else { "release" };
-    eprintln!("building dae-train and dae-sweep ({profile_dir}) and dae-report (dev; the first build takes a while)...");
-    let built = if r.dev { build_dev_like_tests()? } else { build_release()? };
+    eprintln!("building dae-train and dae-sweep ({profile_dir}; the first build takes about 6 minutes on 2 cores)...");
+    let built = if r.dev { build_dev_like_tests()? } else { build_runner()? };
     if !built.success() {
         return Ok(built);
     }
+    // The reporter builds while the jobs train (at the lowest priority, so
+    // the jobs keep their cores); its binary is needed only after the run.
+    let reporter = if r.dev { None } else { Some(ReporterBuild::start()?) };
     let bin = |name: &str| target_dir().join(if name == "dae-report" { "debug" } else { profile_dir }).join(name);
     let results = project_root().join(&r.results);
     let common: Vec<String> = vec!["--profile".into(), r.profile.clone(), "--results".into(), results.display().to_string()];
-    let trainer = match &r.trainer {
-        Some(t) => project_root().join(t),
-        None => target_dir().join(profile_dir).join("dae-train"),
-    };
-    let jobs = r.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let mut run = Command::new(bin("dae-sweep"));
-    run.current_dir(project_root()).arg("run").args(REPRODUCE).args(&common).arg("--trainer").arg(&trainer);
-    run.args(["--backend", &r.backend, "--jobs", &jobs.to_string()]);
-    if let Some(g) = &r.gpus {
-        run.args(["--gpus", g]);
-    }
-    run.args(&r.run_args);
-    eprintln!("running {} (profile {}, {jobs} CPU slots)...", REPRODUCE.join(", "), r.profile);
-    let ran = run.status()?;
+    let ran = run_all(r, &bin("dae-sweep"), profile_dir, &common)?;
     if ran.code() == Some(130) || ran.code().is_some_and(|c| c >= 2) {
         eprintln!("the run stopped (exit {}); tables not rendered", ran.code().unwrap_or(-1));
         return Ok(ran);
     }
-    let reported = Command::new(bin("dae-report")).current_dir(project_root()).arg("all").args(REPRODUCE).args(&common).status()?;
+    if let Some(b) = reporter {
+        let built = b.wait()?;
+        if !built.success() {
+            return Ok(built);
+        }
+    }
+    let reported = Command::new(bin("dae-report"))
+        .current_dir(project_root())
+        .arg("all")
+        .args(REPRODUCE)
+        .args(&common)
+        .args(&r.set_args())
+        .status()?;
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
         "reproduce --profile {} finished in {:.0} s ({:.1} min): tables in {}, figures in {}",
@@ -158,7 +177,13 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     if !ran.success() {
         // The failures last, with their logs, where the user's eye lands.
         eprintln!("some jobs failed (the tables count them as missing); their logs:");
-        let listed = Command::new(bin("dae-sweep")).current_dir(project_root()).arg("status").args(REPRODUCE).args(&common).status();
+        let listed = Command::new(bin("dae-sweep"))
+            .current_dir(project_root())
+            .arg("status")
+            .args(REPRODUCE)
+            .args(&common)
+            .args(r.set_args())
+            .status();
         if let Err(e) = listed {
             eprintln!("(cannot run `dae-sweep status`: {e}; `cargo xtask status` lists them)");
         }
@@ -167,18 +192,78 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     Ok(reported)
 }
 
-/// Builds the trainer and the runner in release, and the reporter in the
-/// dev profile exactly as `cargo test --workspace` builds it: its
-/// dependencies are optimised there too, it only handles small tables, and
-/// sharing the test build spares a ~20-minute release build of polars (a
-/// plain `cargo build -p dae-report` unifies features differently and would
-/// rebuild polars yet again).
-fn build_release() -> std::io::Result<std::process::ExitStatus> {
-    let built = cargo().args(["build", "--release", "--quiet", "-p", "dae-train", "-p", "dae-sweep"]).status()?;
-    if !built.success() {
-        return Ok(built);
+/// `dae-sweep run` over the `REPRODUCE` files with `reproduce`'s options.
+fn run_all(r: &Reproduce, sweep: &std::path::Path, profile_dir: &str, common: &[String]) -> std::io::Result<std::process::ExitStatus> {
+    let trainer = match &r.trainer {
+        Some(t) => project_root().join(t),
+        None => target_dir().join(profile_dir).join("dae-train"),
+    };
+    let jobs = r.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let mut run = Command::new(sweep);
+    run.current_dir(project_root()).arg("run").args(REPRODUCE).args(common).arg("--trainer").arg(&trainer);
+    run.args(["--backend", &r.backend, "--jobs", &jobs.to_string()]).args(r.set_args());
+    if let Some(g) = &r.gpus {
+        run.args(["--gpus", g]);
     }
-    build_dev_like_tests()
+    run.args(&r.run_args);
+    eprintln!("running {} (profile {}, {jobs} CPU slots)...", REPRODUCE.join(", "), r.profile);
+    run.status()
+}
+
+/// The reporter's dev build, started in the background with its output in
+/// a log file (shown if it fails).
+struct ReporterBuild {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl ReporterBuild {
+    fn start() -> std::io::Result<ReporterBuild> {
+        std::fs::create_dir_all(target_dir())?;
+        let log = target_dir().join("xtask-dae-report-build.log");
+        let out = std::fs::File::create(&log)?;
+        let mut c = lowest_priority(cargo());
+        c.args(["build", "--quiet", "-p", "dae-report"]).stdout(out.try_clone()?).stderr(out);
+        eprintln!("building dae-report (dev) in the background while the jobs run...");
+        Ok(ReporterBuild { child: c.spawn()?, log })
+    }
+
+    fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+        if let Ok(None) = self.child.try_wait() {
+            eprintln!("waiting for the dae-report build...");
+        }
+        let status = self.child.wait()?;
+        if !status.success() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("{text}error: building dae-report failed (log: {})", self.log.display());
+        }
+        Ok(status)
+    }
+}
+
+/// `cmd` under `nice -n 19` where `nice` exists (every Unix), else as is.
+fn lowest_priority(cmd: Command) -> Command {
+    let has_nice = Command::new("nice").arg("true").status().is_ok_and(|s| s.success());
+    if !has_nice {
+        return cmd;
+    }
+    let mut c = Command::new("nice");
+    c.arg("-n").arg("19").arg(cmd.get_program()).args(cmd.get_args()).current_dir(project_root());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+/// Builds the trainer and the runner in release. The trainer is built
+/// without its default `candle-datasets` feature: it batches the same
+/// tensors itself, and skipping candle-datasets' Hugging Face hub, parquet
+/// and tokenizer stack halves the first build (docs/performance.md).
+fn build_runner() -> std::io::Result<std::process::ExitStatus> {
+    cargo().args(["build", "--release", "--quiet", "--no-default-features", "-p", "dae-train", "-p", "dae-sweep"]).status()
 }
 
 /// The dev binaries exactly as `cargo test --workspace` builds them (a no-op
@@ -187,10 +272,10 @@ fn build_dev_like_tests() -> std::io::Result<std::process::ExitStatus> {
     cargo().args(["test", "--workspace", "--no-run", "--quiet"]).status()
 }
 
-/// Builds the reporter (dev, as the tests build it) and starts it; it reads
-/// the plan manifests `plan` and `run` write, so no trainer is built.
+/// Builds the reporter (dev) and starts it; it reads the plan manifests
+/// `plan` and `run` write, so no trainer is built.
 fn report(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
-    let built = build_dev_like_tests()?;
+    let built = cargo().args(["build", "--quiet", "-p", "dae-report"]).status()?;
     if !built.success() {
         return Ok(built);
     }
@@ -211,7 +296,7 @@ fn sweep(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus
     if !help {
         eprintln!("building dae-train and dae-sweep (release)...");
     }
-    let built = cargo().args(["build", "--release", "--quiet", "-p", "dae-train", "-p", "dae-sweep"]).status()?;
+    let built = build_runner()?;
     if !built.success() {
         return Ok(built);
     }

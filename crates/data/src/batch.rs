@@ -1,8 +1,8 @@
-//! Batches as candle tensors (through `candle_datasets::Batcher`),
-//! normalisation and light training augmentation.
+//! Batches as candle tensors (through `candle_datasets::Batcher`; builds
+//! without the `candle-datasets` feature stack them with [`Collate`], which
+//! gives the same tensors), normalisation and light training augmentation.
 
 use candle_core::{Device, Tensor};
-use candle_datasets::Batcher;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
@@ -168,11 +168,82 @@ pub fn batches<'a>(
         let y = Tensor::from_vec(y, 1 + n_attr, device)?;
         Ok((x, y))
     });
-    let batcher = Batcher::new_r2(items).batch_size(bs).return_last_incomplete_batch(keep_last);
+    #[cfg(feature = "candle-datasets")]
+    let batcher = candle_datasets::Batcher::new_r2(items).batch_size(bs).return_last_incomplete_batch(keep_last);
+    #[cfg(not(feature = "candle-datasets"))]
+    let batcher = Collate { items, batch_size: bs, keep_last };
     Ok(batcher.zip(chunks).map(move |(r, indices)| {
         let (x, y) = r?;
         let labels = y.narrow(1, 0, 1)?.squeeze(1)?;
         let attributes = y.narrow(1, 1, n_attr)?;
         Ok(Batch { images: x, attributes, labels, indices })
     }))
+}
+
+/// Stacks `(x, y)` items into batches along a new first axis, the last,
+/// smaller batch only when `keep_last`; an item's error ends its batch with
+/// that error. What `candle_datasets::Batcher::new_r2` does, for builds
+/// without candle-datasets (whose Hugging Face hub stack is over half of
+/// the trainer's build time): `cargo xtask` builds the trainer that way.
+pub struct Collate<I> {
+    pub items: I,
+    pub batch_size: usize,
+    pub keep_last: bool,
+}
+
+impl<I: Iterator<Item = candle_core::Result<(Tensor, Tensor)>>> Iterator for Collate<I> {
+    type Item = candle_core::Result<(Tensor, Tensor)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (mut xs, mut ys, mut first_err) = (Vec::new(), Vec::new(), None);
+        for _ in 0..self.batch_size {
+            match self.items.next() {
+                Some(Ok((x, y))) => {
+                    xs.push(x);
+                    ys.push(y);
+                }
+                Some(Err(e)) => first_err = first_err.or(Some(e)),
+                None if self.keep_last && !xs.is_empty() => break,
+                None => return None,
+            }
+        }
+        if let Some(e) = first_err {
+            return Some(Err(e));
+        }
+        Some(Tensor::stack(&xs, 0).and_then(|x| Ok((x, Tensor::stack(&ys, 0)?))))
+    }
+}
+
+#[cfg(all(test, feature = "candle-datasets"))]
+mod collate_tests {
+    use super::*;
+
+    /// `Collate` and candle-datasets' batcher give the same batches (values
+    /// and shapes), with and without the last, smaller one.
+    #[test]
+    fn collate_gives_the_batches_candle_datasets_gives() {
+        let dev = Device::Cpu;
+        let items = || {
+            (0..7).map(|i| {
+                let x = Tensor::from_vec(vec![i as f32; 6], (1, 2, 3), &dev)?;
+                let y = Tensor::from_vec(vec![i as f32, -(i as f32)], 2, &dev)?;
+                Ok((x, y))
+            })
+        };
+        for keep_last in [false, true] {
+            let ours: Vec<_> = Collate { items: items(), batch_size: 3, keep_last }.map(|r| r.unwrap()).collect();
+            let theirs: Vec<_> = candle_datasets::Batcher::new_r2(items())
+                .batch_size(3)
+                .return_last_incomplete_batch(keep_last)
+                .map(|r| r.unwrap())
+                .collect();
+            assert_eq!(ours.len(), if keep_last { 3 } else { 2 });
+            assert_eq!(ours.len(), theirs.len());
+            for ((x, y), (tx, ty)) in ours.iter().zip(&theirs) {
+                assert_eq!(x.dims(), tx.dims());
+                assert_eq!(x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), tx.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                assert_eq!(y.to_vec2::<f32>().unwrap(), ty.to_vec2::<f32>().unwrap());
+            }
+        }
+    }
 }
