@@ -24,13 +24,21 @@ pub struct OverrideArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<SetArg>,
     /// Replaces the profile's seeds: `0-4`, `0,3,7`, `0-2,10`.
-    #[arg(long, value_name = "SEEDS", value_parser = parse_seeds)]
-    pub seeds: Option<Vec<u64>>,
+    #[arg(long, value_name = "SEEDS", value_parser = parse_seed_list)]
+    pub seeds: Option<SeedList>,
+}
+
+/// `--seeds` parsed (a newtype: clap reads a bare `Vec` as many values).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeedList(pub Vec<u64>);
+
+fn parse_seed_list(s: &str) -> Result<SeedList, String> {
+    parse_seeds(s).map(SeedList)
 }
 
 impl OverrideArgs {
     pub fn overrides(&self) -> Overrides {
-        Overrides::new(&self.set, self.seeds.clone())
+        Overrides::new(&self.set, self.seeds.as_ref().map(|s| s.0.clone()))
     }
 }
 

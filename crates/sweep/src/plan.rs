@@ -287,7 +287,7 @@ fn resolve_base(exp: &Experiment, prof: Option<(&str, &crate::experiment::Profil
         Ok(r) => toml::from_str(&r.config).map_err(|e| SweepError::Usage(format!("the trainer's canonical config does not parse: {e}"))),
         Err(e) => {
             let profile_key = |k: &str| prof.map(|(n, _)| format!("profile.{n}.set.{k}"));
-            let at = e.key.as_deref().and_then(|k| {
+            let at = e.key.as_deref().or_else(|| named_override(exp, &e.message)).and_then(|k| {
                 Some(format!("--set {k}"))
                     .filter(|_| exp.overrides.value_of(k).is_some())
                     .or_else(|| profile_key(k).filter(|w| exp.line_of(w).is_some()))
@@ -302,9 +302,18 @@ fn resolve_base(exp: &Experiment, prof: Option<(&str, &crate::experiment::Profil
     }
 }
 
+/// For a refusal without a key: the `--set` key its message starts with, or
+/// whose leaf it calls an unknown field.
+fn named_override<'a>(exp: &'a Experiment, message: &str) -> Option<&'a str> {
+    let leaf = |k: &str| format!("`{}`", k.rsplit('.').next().unwrap_or(k));
+    let names = |k: &str| message.starts_with(&format!("{k}:")) || (message.contains("unknown field") && message.contains(&leaf(k)));
+    exp.overrides.set.iter().rev().find(|(k, _)| names(k)).map(|(k, _)| k.as_str())
+}
+
 /// The trainer's words without the `key: ` it starts with where it names a key.
 fn problem(e: &Refusal) -> &str {
-    e.key.as_deref().and_then(|k| e.message.strip_prefix(k)).and_then(|m| m.strip_prefix(": ")).unwrap_or(&e.message)
+    let key = e.key.as_deref().or_else(|| e.message.split_once(": ").map(|(k, _)| k).filter(|k| !k.contains(' ')));
+    key.and_then(|k| e.message.strip_prefix(k)).and_then(|m| m.strip_prefix(": ")).unwrap_or(&e.message)
 }
 
 /// Exclude rules must name something a job config can hold.

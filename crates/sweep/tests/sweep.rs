@@ -305,6 +305,38 @@ fn unknown_axis_keys_and_bad_values_name_the_file_line_and_valid_keys() {
     assert!(e.contains("no profile `quick`"), "{e}");
 }
 
+#[test]
+fn overrides_make_new_jobs_leave_earlier_runs_reusable_and_name_bad_keys() {
+    let s = Study::new(&matrix(2, 0.0).replace("[base]\n", "[base]\nmodel.tau = 0.5\n"));
+    assert!(s.run(&["run"]).status.success());
+    let plain: BTreeSet<String> = s.plan(&[]).iter().map(|j| j["id"].as_str().unwrap().to_string()).collect();
+    // --set changes every job's config: new ids, and --seeds replaces the seeds.
+    let set = s.plan(&["--set", "model.tau=0.3", "--seeds", "0-2"]);
+    assert_eq!(set.len(), 6);
+    assert!(set.iter().all(|j| j["status"] == "pending" && !plain.contains(j["id"].as_str().unwrap())), "{set:?}");
+    let seeds: BTreeSet<u64> = set.iter().map(|j| j["params"]["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, BTreeSet::from([0, 1, 2]));
+    // The same overrides give the same ids; an axis key's values are replaced.
+    assert_eq!(s.plan(&["--seeds", "0,1,2", "--set", "model.tau=0.3"]), set);
+    let axis = s.plan(&["--set", "value=[5, 6, 7]"]);
+    let values: Vec<i64> = axis.iter().map(|j| j["params"]["value"].as_i64().unwrap()).collect();
+    assert_eq!(values, vec![5, 6, 7]);
+    let o = s.run(&["run", "--set", "model.tau=0.3", "--seeds", "0-2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(s.ledger().iter().filter(|(w, _)| w == "start").count(), 2 + 6);
+    // The plain plan is still done: the overridden run did not replace it.
+    assert!(s.plan(&[]).iter().all(|j| j["status"] == "done"));
+    // A bad key or value names `--set KEY` and what is valid, like a file does.
+    let e = text(&s.run(&["plan", "--set", "model.tua=0.2"]));
+    assert!(e.contains("--set model.tua") && e.contains("tua") && e.contains("tau") && !e.contains("[base]"), "{e}");
+    let e = text(&s.run(&["plan", "--set", "model.tau=1.5"]));
+    assert!(e.contains("--set model.tau") && e.contains("(0, 1)"), "{e}");
+    let o = s.run(&["plan", "--seeds", "4-2"]);
+    assert!(o.status.code() == Some(2) && text(&o).contains("runs backwards"), "{}", text(&o));
+    let o = s.run(&["plan", "--set", "model.tau"]);
+    assert!(o.status.code() == Some(2) && text(&o).contains("KEY=VALUE"), "{}", text(&o));
+}
+
 /// Whether a Slurm cluster answers (`tools/slurm/cluster.sh start`; `.ci/run`
 /// starts one); says the test is skipped where none does.
 fn slurm_reachable() -> bool {
