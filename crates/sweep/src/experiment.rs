@@ -61,7 +61,7 @@ use crate::error::SweepError;
 use crate::overrides::Overrides;
 
 /// Keys of the experiment file itself (for error messages).
-const TOP_KEYS: &str = "experiment, base, matrix, zip, variant, include, exclude, profile, contrast, slurm";
+const TOP_KEYS: &str = "experiment, base, matrix, zip, search, variant, include, exclude, profile, contrast, slurm";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +73,8 @@ struct RawExperiment {
     matrix: Table,
     #[serde(default)]
     zip: Vec<Table>,
+    #[serde(default)]
+    search: Option<crate::search::RawSearch>,
     #[serde(default)]
     variant: Vec<RawVariant>,
     #[serde(default)]
@@ -343,6 +345,9 @@ impl Experiment {
                 exp.axes.push(axis);
             }
         }
+        if let Some(s) = &raw.search {
+            exp.axes.push(exp.search_axis(s)?);
+        }
         exp.check_axes()?;
         exp.variants = exp.variants_of(raw.variant)?;
         exp.include = exp.rules("include", &raw.include)?;
@@ -405,6 +410,14 @@ impl Experiment {
             axes.push(Axis { origin: "matrix".into(), keys: vec![key], assignments });
         }
         Ok(axes)
+    }
+
+    /// The `[search]` points as one axis (origin `search.space`).
+    fn search_axis(&self, s: &crate::search::RawSearch) -> Result<Axis, SweepError> {
+        let at = |(key, problem): crate::search::SearchError| self.err(&key, problem);
+        let dims = crate::search::parse_space(&s.space).map_err(at)?;
+        let assignments = crate::search::points(s.kind, s.n, s.seed, &dims).map_err(at)?;
+        Ok(Axis { origin: "search.space".into(), keys: dims.into_iter().map(|(k, _)| k).collect(), assignments })
     }
 
     /// A `[[zip]]` group as one axis (`None` for an empty group).
@@ -866,6 +879,32 @@ matrix.model.p = [0.2]
         assert_eq!(jobs.len(), 2 * 2 + 1);
         assert!(jobs[..4].iter().all(|j| j.seed == 5 && get_path(&j.config, "model.p") == Some(&Value::Float(0.2))));
         assert!(jobs.iter().all(|j| get_path(&j.config, "model.tau") == Some(&Value::Float(0.1))));
+    }
+
+    #[test]
+    fn a_search_is_one_axis_of_n_points_under_the_variants_and_seeds() {
+        let text = "[experiment]\nname = \"s\"\nseeds = [0, 1]\n\n[[variant]]\nname = \"a\"\n\n[[variant]]\nname = \"b\"\n\n\
+                    [search]\nkind = \"sobol\"\nn = 5\nseed = 3\n\
+                    space = { \"model.tau\" = { uniform = [0.1, 0.9] }, \"model.p\" = { uniform = [0.1, 0.9] } }\n";
+        let e = Experiment::parse(Path::new("t.toml"), text).unwrap();
+        let jobs = e.expand(None);
+        assert_eq!(jobs.len(), 2 * 5 * 2);
+        let keys: Vec<&str> = jobs[0].params.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["variant", "model.tau", "model.p", "seed"]);
+        // Every variant and seed sees the same 5 points; the file gives them again.
+        let point = |j: &JobSpec| (get_path(&j.config, "model.tau").cloned(), get_path(&j.config, "model.p").cloned());
+        let a0: Vec<_> = jobs.iter().filter(|j| j.variant.as_deref() == Some("a") && j.seed == 0).map(point).collect();
+        let b1: Vec<_> = jobs.iter().filter(|j| j.variant.as_deref() == Some("b") && j.seed == 1).map(point).collect();
+        assert_eq!((a0.len(), &a0), (5, &b1));
+        let again = Experiment::parse(Path::new("t.toml"), text).unwrap().expand(None);
+        assert_eq!(jobs.iter().map(|j| &j.params).collect::<Vec<_>>(), again.iter().map(|j| &j.params).collect::<Vec<_>>());
+        // A key the search and the matrix both vary, and a bad range: errors at the line.
+        let both = format!("{text}\n[matrix]\nmodel.p = [0.2]\n");
+        let err = Experiment::parse(Path::new("t.toml"), &both).unwrap_err().to_string();
+        assert!(err.contains("model.p") && err.contains("two axes"), "{err}");
+        let bad = text.replace("uniform = [0.1, 0.9] }, ", "uniform = [0.9, 0.1] }, ");
+        let err = Experiment::parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(err.contains("t.toml:15:") && err.contains("search.space.model.tau") && err.contains("lo < hi"), "{err}");
     }
 
     #[test]

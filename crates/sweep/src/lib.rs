@@ -2,8 +2,10 @@
 //! backends that run them. Never links candle: a job is a `dae-train`
 //! process, locally or as a Slurm array task.
 //!
-//! - [`experiment`]: the TOML experiment file (base, matrix, zip, variants,
-//!   include/exclude, seeds, profiles) and its expansion.
+//! - [`experiment`]: the TOML experiment file (base, matrix, zip, search,
+//!   variants, include/exclude, seeds, profiles) and its expansion;
+//!   [`search`]: random and Sobol points as one axis; [`overrides`]: the
+//!   command line's `--set` and `--seeds`.
 //! - [`plan`]: jobs with content-hash ids (resolved by the trainer), their
 //!   status, and what a run would do ([`Plan`]).
 //! - [`manifest`]: the plan as the reporter reads it
@@ -33,6 +35,7 @@ pub mod overrides;
 pub mod plan;
 pub mod reporter;
 pub mod runs;
+pub mod search;
 pub mod slurm;
 
 pub use error::SweepError;
