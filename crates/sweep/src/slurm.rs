@@ -43,7 +43,8 @@ pub struct SlurmConfig {
     /// Extra `#SBATCH` lines, e.g. `"--account=lab"`.
     #[serde(default)]
     pub extra: Vec<String>,
-    /// Seconds between status polls (default 2).
+    /// Seconds between `squeue` polls (default 30, as clusters ask of
+    /// their users; completion is also read from the tasks' exit files then).
     pub poll_seconds: Option<f64>,
     /// Seconds a task may be gone from squeue (or final) without an
     /// `exit.json` before it counts as lost (default 60: files written on a
@@ -152,6 +153,9 @@ exit "$RC"
 /// How long a task that ended without its exit record, on a run that is
 /// done, is given for the record to appear before the run counts as
 /// finished by another runner.
+/// Seconds between `squeue` polls unless `[slurm] poll_seconds` says otherwise.
+pub const DEFAULT_POLL_SECONDS: f64 = 30.0;
+
 const DONE_GRACE: Duration = Duration::from_secs(3);
 
 /// Splits `n` tasks into arrays of at most `max` tasks: (offset, count).
@@ -338,7 +342,7 @@ impl<'a> SlurmExecutor<'a> {
             sub_dir: results.join("slurm").join(format!("{}", crate::runs::unix_millis())),
             submissions: 0,
             tasks: Vec::new(),
-            poll: Duration::from_secs_f64(opts.config.poll_seconds.unwrap_or(2.0).max(0.05)),
+            poll: Duration::from_secs_f64(opts.config.poll_seconds.unwrap_or(DEFAULT_POLL_SECONDS).max(0.05)),
             lost_after: Duration::from_secs_f64(opts.config.lost_after_seconds.unwrap_or(60.0).max(0.0)),
             last_poll: None,
             squeue_failures: 0,
