@@ -358,9 +358,20 @@ fn print_status(p: &Plan, results: &Path) {
             dae_sweep::Status::Damaged { damage } => {
                 println!("    damaged {} {}: {} ({damage})", j.job.short_id(), j.job.describe(), dir.path.display())
             }
+            dae_sweep::Status::Running | dae_sweep::Status::Incomplete => {
+                println!("    {:<7} {} {}: {}", j.status.word(), j.job.short_id(), j.job.describe(), progress_line(&dir))
+            }
             _ => {}
         }
     }
+}
+
+/// Where a started run is: its last epoch's progress and how old that is.
+fn progress_line(dir: &dae_sweep::RunDir) -> String {
+    let Some(p) = dir.progress() else { return "no epoch finished yet".into() };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let age = dae_runfolder::human_duration(now.saturating_sub(p.updated_unix) as f64);
+    format!("{} (updated {age} ago)", p.summary())
 }
 
 /// Every run folder, whichever experiment made it.
