@@ -12,6 +12,7 @@
 //! | `progress.json` | trainer | [`crate::ProgressRecord`], after every epoch |
 //! | `checkpoint.safetensors` | trainer | everything the next epoch needs; removed when done |
 //! | `history.csv` | trainer | one row per epoch |
+//! | `events.out.tfevents.dae-train` | trainer | the history's numbers as TensorBoard scalars, after every epoch |
 //! | `scores.csv` | trainer | one row per test sample |
 //! | `metrics.json` | trainer | [`crate::Metrics`] |
 //! | `model.safetensors` | trainer | the selected weights (when saved) |
@@ -30,6 +31,7 @@ pub const CONFIG: &str = "config.toml";
 pub const PROGRESS: &str = "progress.json";
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const HISTORY: &str = "history.csv";
+pub const TFEVENTS: &str = "events.out.tfevents.dae-train";
 pub const SCORES: &str = "scores.csv";
 pub const METRICS: &str = "metrics.json";
 pub const MODEL: &str = "model.safetensors";
@@ -61,7 +63,7 @@ macro_rules! paths {
 
 paths! {
     job => JOB, log => LOG, lock => LOCK, exit => EXIT, incomplete => INCOMPLETE, config => CONFIG,
-    progress => PROGRESS, checkpoint => CHECKPOINT, history => HISTORY, scores => SCORES,
+    progress => PROGRESS, checkpoint => CHECKPOINT, history => HISTORY, tfevents => TFEVENTS, scores => SCORES,
     metrics => METRICS, model => MODEL, figure3 => FIGURE3, failed => FAILED, done => DONE,
 }
 

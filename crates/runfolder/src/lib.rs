@@ -36,4 +36,4 @@ pub use atomic::write_atomic;
 pub use exit::ExitCode;
 pub use files::RunFolder;
 pub use integrity::{check_done, Check, Damage, DoneRecord};
-pub use records::{read_json, ExitRecord, GraphRecord, Metrics, ProgressRecord};
+pub use records::{human_duration, read_json, ExitRecord, GraphRecord, MachineRecord, Metrics, ProgressRecord};

@@ -48,9 +48,35 @@ pub struct Metrics {
     pub n_test: usize,
     #[serde(default)]
     pub data_fingerprint: String,
+    /// Rows the data loader left out, by reason (e.g. image files missing
+    /// under `dataset.missing = "skip"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, usize>,
     /// The attribute graph of a GCN head, as the training split made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphRecord>,
+    /// The machine the run finished on (empty in runs older than the record).
+    #[serde(default)]
+    pub machine: MachineRecord,
+}
+
+/// Where a run finished: provenance, not part of the job's identity.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineRecord {
+    pub hostname: String,
+    /// As `/proc/cpuinfo` names it.
+    pub cpu_model: String,
+    /// The CPU threads the trainer's kernels use.
+    pub threads: usize,
+    /// The GPU's name and driver (`NVIDIA H200, driver 550.54.15`) on a CUDA run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    /// The distribution and kernel (`Debian GNU/Linux 12, Linux 6.1.0`).
+    pub os: String,
+    /// `rustc --version` of the compiler that built the trainer.
+    pub rustc: String,
+    /// The candle-core version the trainer was built with.
+    pub candle: String,
 }
 
 /// The thresholded attribute graph of a run (`attributes = "gcn"`).
@@ -63,9 +89,10 @@ pub struct GraphRecord {
 }
 
 impl Metrics {
-    /// The keys that vary from run to run of the same job (timing, memory):
-    /// everything else is a function of the config, data and code.
-    pub const TIMING_KEYS: [&'static str; 4] = ["wall_seconds", "train_samples_per_second", "peak_memory_mb", "resumed_from_epoch"];
+    /// The keys that vary from run to run of the same job (timing, memory,
+    /// the machine): everything else is a function of the config, data and code.
+    pub const TIMING_KEYS: [&'static str; 5] =
+        ["wall_seconds", "train_samples_per_second", "peak_memory_mb", "resumed_from_epoch", "machine"];
 }
 
 /// How an attempt ended: `exit.json`, written by the runner (or the Slurm
@@ -120,6 +147,36 @@ impl ProgressRecord {
             self.epochs.saturating_sub(self.epoch) as f64 * self.epoch_seconds
         }
     }
+
+    /// `epoch 3/10, loss 0.5000, val AUC 0.700, 4.0 s/epoch, ETA 28 s`: the
+    /// one line the runner's display and `status` show of a running job.
+    pub fn summary(&self) -> String {
+        if self.training_done {
+            return format!(
+                "epoch {}/{}, training done (best val AUC {:.3} at epoch {}), testing",
+                self.epoch, self.epochs, self.best_auc, self.best_epoch
+            );
+        }
+        format!(
+            "epoch {}/{}, loss {:.4}, val AUC {:.3}, {:.1} s/epoch, ETA {}",
+            self.epoch,
+            self.epochs,
+            self.loss,
+            self.val_auc,
+            self.epoch_seconds,
+            human_duration(self.eta_seconds())
+        )
+    }
+}
+
+/// `28 s`, `4 min 05 s`, `1 h 02 min`.
+pub fn human_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
 }
 
 /// Reads a JSON record; `Err` says why it cannot (missing, unreadable, or not
@@ -154,6 +211,10 @@ mod tests {
         let q: ProgressRecord = read_json(&path).unwrap();
         assert_eq!(q, p);
         assert_eq!(q.eta_seconds(), 28.0);
+        assert_eq!(q.summary(), "epoch 3/10, loss 0.5000, val AUC 0.700, 4.0 s/epoch, ETA 28 s");
+        let q = ProgressRecord { epoch: 1, epoch_seconds: 270.0, ..q };
+        assert!(q.summary().ends_with("ETA 40 min 30 s"), "{}", q.summary());
+        assert_eq!(human_duration(7500.0), "2 h 05 min");
         std::fs::write(&path, b"{\"epoch\": 3").unwrap();
         assert!(read_json::<ProgressRecord>(&path).unwrap_err().contains("progress.json"));
     }

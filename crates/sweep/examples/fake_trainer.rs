@@ -99,6 +99,8 @@ fn metrics(value: f64) -> Metrics {
         n_test: 0,
         data_fingerprint: "fake-data".into(),
         graph: None,
+        skipped: Default::default(),
+        machine: Default::default(),
     }
 }
 

@@ -22,6 +22,8 @@ pub struct RunData {
     pub dev: candle_core::Device,
     /// `Dataset::fingerprint` (pixels included).
     pub fingerprint: String,
+    /// Rows the loader left out, by reason (`Dataset::skipped`).
+    pub skipped: std::collections::BTreeMap<String, usize>,
     /// Batch size of evaluation passes.
     eval_batch: usize,
 }
@@ -44,7 +46,8 @@ impl RunData {
         let norm = Normalize::fit(&ds.samples, &split.train)?;
         let fingerprint = ds.fingerprint();
         let eval_batch = job.optim.batch_size.max(64);
-        Ok(RunData { samples: ds.samples, split, vocab: job.vocab.clone(), stats, norm, dev, fingerprint, eval_batch })
+        let skipped = ds.skipped;
+        Ok(RunData { samples: ds.samples, split, vocab: job.vocab.clone(), stats, norm, dev, fingerprint, skipped, eval_batch })
     }
 
     /// Batches for evaluation: in order, unaugmented, the last one kept.

@@ -259,6 +259,12 @@ pub struct JobFileError {
     pub error: JobError,
 }
 
+/// The one command that builds a CUDA trainer (`cargo xtask reproduce
+/// --gpus` runs it itself).
+pub const CUDA_BUILD: &str =
+    "build one with `cargo build --release -p dae-train --no-default-features --features cuda --target-dir target/cuda` \
+     and pass `--trainer target/cuda/release/dae-train` (or let `cargo xtask reproduce --gpus 0` build it)";
+
 /// A checked, resolved job: what the trainer runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
@@ -321,6 +327,12 @@ impl Job {
     pub fn new(cfg: JobConfig) -> Result<Job, JobError> {
         let device =
             Device::parse(&cfg.device).ok_or_else(|| JobError::key("device", format!("`{}`; expected cpu, cuda or cuda:N", cfg.device)))?;
+        if matches!(device, Device::Cuda(_)) && !cfg!(feature = "cuda") {
+            return Err(JobError::key(
+                "device",
+                format!("`{}` needs a trainer built with CUDA, and this one is not: {CUDA_BUILD}", cfg.device),
+            ));
+        }
         let vocab = match &cfg.vocabulary {
             None => Vocabulary::default(),
             Some(names) => Vocabulary::from_names(names).map_err(|e| JobError::key("vocabulary", e))?,

@@ -13,9 +13,11 @@
 //! - [`methods`]: the job's method (DAE-GCN, Guided-VAE, ICADx, Li et al.),
 //!   each one type behind the [`methods::Method`] trait;
 //! - [`run`]: the loop, whose state ([`progress::Progress`]) is what the
-//!   [`checkpoint`] saves after every epoch, with the [`progress::History`];
+//!   [`checkpoint`] saves after every epoch, with the [`progress::History`]
+//!   (also as TensorBoard scalars, [`tfevents`]);
 //! - [`evaluate`], [`probes`] and [`artefacts`]: the test metrics, the
-//!   latent probes, and `scores.csv`, Figure 3, the model and `metrics.json`.
+//!   latent probes, and `scores.csv`, Figure 3, the model and `metrics.json`
+//!   (with the [`machine`] it ran on).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -34,10 +36,12 @@ pub mod checkpoint;
 pub mod data;
 pub mod evaluate;
 pub mod job;
+pub mod machine;
 pub mod methods;
 pub mod probes;
 pub mod progress;
 pub mod run;
+pub mod tfevents;
 
 pub use job::{Job, JobConfig, JobError};
 pub use run::{train, train_with, RunError, TrainOptions};

@@ -56,6 +56,10 @@ impl History {
     pub fn as_bytes(&self) -> &[u8] {
         self.text.as_bytes()
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
 }
 
 /// The format of [`Progress`] in checkpoints this trainer writes and reads.

@@ -228,6 +228,7 @@ impl<'a> Session<'a> {
         let seconds = te.elapsed().as_secs_f64();
         self.progress.history.push(&EpochRow { epoch, losses: &losses, val_auc, val_attr_acc, lr, seconds });
         write_file(&self.run.history(), self.progress.history.as_bytes())?;
+        self.write_tfevents(epoch);
         tracing::info!(epoch, loss = losses.total, val_auc, "epoch done");
         let o = &self.job.optim;
         if self.progress.finish_epoch(epoch, val_auc, o.patience, o.epochs) {
@@ -237,6 +238,23 @@ impl<'a> Session<'a> {
         let saved = self.save_checkpoint(epoch);
         let record = self.progress.record(o.epochs, Some(&EpochRecord { loss: losses.total, val_auc, seconds }), saved);
         write_file(&self.run.progress(), serde_json::to_string_pretty(&record).expect("serialises").as_bytes())
+    }
+
+    /// The TensorBoard scalars: the whole history at the first epoch of an
+    /// attempt (a resumed run drops what its last attempt wrote after the
+    /// checkpoint), then one appended epoch. A convenience: a failure warns.
+    fn write_tfevents(&self, epoch: usize) {
+        let (path, history) = (self.run.tfevents(), self.progress.history.as_str());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let written = if epoch == self.resumed_from + 1 {
+            dae_runfolder::write_atomic(&path, &crate::tfevents::from_history(history, now))
+        } else {
+            use std::io::Write;
+            std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| f.write_all(&crate::tfevents::last_epoch(history, now)))
+        };
+        if let Err(e) = written {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
     }
 
     /// The training steps of one epoch; returns the mean losses.
@@ -334,6 +352,7 @@ impl<'a> Session<'a> {
             n_val: data.split.val.len(),
             n_test: data.split.test.len(),
             data_fingerprint: data.fingerprint.clone(),
+            skipped: data.skipped.clone(),
             graph: net.graph().map(|g| dae_runfolder::GraphRecord {
                 edges: g
                     .edges
@@ -342,6 +361,7 @@ impl<'a> Session<'a> {
                     .collect(),
                 condition: g.condition,
             }),
+            machine: crate::machine::this_machine(&self.job.device),
         };
         write_file(&run.metrics(), serde_json::to_string_pretty(&metrics).expect("metrics serialise").as_bytes())?;
         let sealed = dae_runfolder::DoneRecord::seal(run, crate::CODE_VERSION).map_err(|source| RunError::Io {

@@ -295,9 +295,30 @@ fn the_same_seed_gives_the_same_metrics_and_an_interrupt_leaves_the_run_incomple
     let b = train(&cfg, &dir.path().join("b"), &AtomicBool::new(false)).unwrap();
     assert_eq!((a.test_auc, a.val_auc), (b.test_auc, b.val_auc));
     assert_eq!(std::fs::read(dir.path().join("a/scores.csv")).unwrap(), std::fs::read(dir.path().join("b/scores.csv")).unwrap());
+    // TensorBoard scalars of every epoch, and the machine the run finished on.
+    let events = std::fs::read(dir.path().join("a").join(dae_runfolder::files::TFEVENTS)).unwrap();
+    assert_eq!(events.windows(8).filter(|w| w == b"val/auc\x15").count(), a.epochs_run);
+    assert!(a.machine.threads >= 1 && a.machine.rustc.starts_with("rustc") && a.machine.gpu.is_none());
     let e = train(&cfg, &dir.path().join("c"), &AtomicBool::new(true)).unwrap_err();
     assert_eq!(e.exit_code(), ExitCode::Interrupted);
     assert!(dir.path().join("c/incomplete").exists() && !dir.path().join("c/done").exists());
+}
+
+#[test]
+fn set_overrides_apply_to_the_file_and_a_bad_one_is_named_as_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("job.toml");
+    std::fs::write(&p, "[model]\ntau = 0.5\n[optim]\nepochs = 3\n").unwrap();
+    let set = |s: &str| s.parse::<dae_runfolder::settings::SetArg>().unwrap();
+    let job = Job::load_with(&p, &[set("model.tau=0.3"), set("optim.epochs=2")]).unwrap();
+    assert_eq!((job.model.tau, job.optim.epochs), (0.3, 2));
+    assert_eq!(Job::load(&p).unwrap().model.tau, 0.5);
+    let e = Job::load_with(&p, &[set("model.tua=0.3")]).unwrap_err().to_string();
+    assert!(e.contains("--set model.tua=0.3") && e.contains("tau") && !e.contains("line"), "{e}");
+    let e = Job::load_with(&p, &[set("model.tau=1.5")]).unwrap_err().to_string();
+    assert!(e.contains("--set model.tau=1.5") && e.contains("(0, 1)"), "{e}");
+    let e = Job::load_with(&p, &[set("optim.epochs=ten")]).unwrap_err().to_string();
+    assert!(e.contains("--set optim.epochs") && e.contains("expected usize"), "{e}");
 }
 
 #[test]
@@ -324,6 +345,10 @@ fn bad_configs_fail_before_training_with_the_key_named() {
     assert!(e.contains("epochs") && e.contains("line 2") && e.contains("expected usize"), "{e}");
     let e = write("device = \"tpu\"\n");
     assert!(e.contains("device") && e.contains("cuda:N"), "{e}");
+    if !cfg!(feature = "cuda") {
+        let e = write("device = \"cuda\"\n");
+        assert!(e.contains("device") && e.contains("--features cuda") && e.contains("--trainer"), "{e}");
+    }
     // Branches share out the last encoder stage (8 x width = 64 channels here).
     let e = write("[model]\nwidth = 8\nh_ma_dim = 32\nh_mi_dim = 32\nh_i_dim = 16\n");
     assert!(e.contains("model.h_ma_dim") && e.contains("80 channels") && e.contains("64") && e.contains("projections"), "{e}");
