@@ -24,6 +24,26 @@ pub enum WithoutCallback {
     Exclude,
 }
 
+/// What a row whose cropped image file is missing does (`dataset.missing`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingImages {
+    /// Loading fails, with the count and the first few paths.
+    #[default]
+    Error,
+    /// The rows are left out and counted ("image missing").
+    Skip,
+}
+
+impl MissingImages {
+    fn is_error(&self) -> bool {
+        *self == MissingImages::Error
+    }
+}
+
+/// How many missing paths an error or a count lists.
+pub const MISSING_SHOWN: usize = 5;
+
 /// Options of the CBIS-DDSM loader (`kind = "cbis-ddsm"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,6 +59,11 @@ pub struct CbisOptions {
     /// Read labels only, even where image paths are present.
     pub labels_only: bool,
     pub dicom: DicomOptions,
+    /// Rows whose image file is missing: an error (default) or skipped.
+    /// Left out of the serialised options at its default, so existing
+    /// jobs keep their ids.
+    #[serde(skip_serializing_if = "MissingImages::is_error")]
+    pub missing: MissingImages,
 }
 
 impl Default for CbisOptions {
@@ -51,6 +76,7 @@ impl Default for CbisOptions {
             masses: true,
             labels_only: false,
             dicom: DicomOptions::default(),
+            missing: MissingImages::Error,
         }
     }
 }
@@ -100,8 +126,9 @@ pub struct CbisRow {
 /// Parses one description CSV. Unknown columns and unknown values are errors
 /// naming the file, line and field.
 pub fn read_table(path: &Path, is_mass: bool) -> Result<Vec<CbisRow>> {
-    let file = std::fs::File::open(path).map_err(crate::error::io_err(path, "cannot open CBIS-DDSM table"))?;
-    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(std::io::BufReader::new(file));
+    let text = std::fs::read(path).map_err(crate::error::io_err(path, "cannot open CBIS-DDSM table"))?;
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_slice());
+    let mut lines = crate::csv_lines::PhysicalLines::new(&text);
     let headers = rdr.headers().map_err(|e| DataError::Csv { path: path.into(), source: e })?.clone();
     let valid = || MASS_COLUMNS.iter().chain(CALC_ONLY).copied().collect::<Vec<_>>().join(", ");
     for h in headers.iter() {
@@ -131,7 +158,7 @@ pub fn read_table(path: &Path, is_mass: bool) -> Result<Vec<CbisRow>> {
     let mut rows = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| DataError::Csv { path: path.into(), source: e })?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let line = lines.line_of(rec.position());
         let err = |field: &str, problem: String| DataError::Value { path: path.into(), line, field: field.into(), problem };
         let mut attributes = AttrSet::EMPTY;
         for (c, field) in [(c_shape, "mass shape"), (c_margin, "mass margins")] {
@@ -171,10 +198,37 @@ pub fn load(opts: &CbisOptions) -> Result<(Vec<Sample>, BTreeMap<String, usize>)
         keep
     });
     let labels_only = opts.labels_only || rows.iter().all(|r| r.cropped_path.is_none());
-    let images: Vec<Option<Image>> =
-        rows.par_iter().map(|r| if labels_only { Ok(None) } else { read_row_image(r, opts).map(Some) }).collect::<Result<_>>()?;
+    if !labels_only {
+        rows = without_missing_images(rows, opts, &mut skipped)?;
+    }
+    let images: Vec<Result<Option<Image>>> =
+        rows.par_iter().map(|r| if labels_only { Ok(None) } else { read_row_image(r, opts).map(Some) }).collect();
+    // The first failure in row order, whichever thread met it first.
+    let images: Vec<Option<Image>> = images.into_iter().collect::<Result<_>>()?;
     let samples = rows.into_iter().zip(images).map(|(r, image)| to_sample(r, image, opts)).collect();
     Ok((samples, skipped))
+}
+
+/// The rows whose image file exists. Missing ones are counted: an error
+/// with the count and the first paths, or (`missing = "skip"`) left out and
+/// counted under "image missing" with the first paths.
+fn without_missing_images(rows: Vec<CbisRow>, opts: &CbisOptions, skipped: &mut BTreeMap<String, usize>) -> Result<Vec<CbisRow>> {
+    let total = rows.len();
+    let (present, missing): (Vec<CbisRow>, Vec<CbisRow>) =
+        rows.into_iter().partition(|r| r.cropped_path.as_ref().is_none_or(|rel| opts.root.join(rel).exists()));
+    if missing.is_empty() {
+        return Ok(present);
+    }
+    let first: Vec<String> = missing
+        .iter()
+        .take(MISSING_SHOWN)
+        .map(|r| format!("{} ({}:{})", r.cropped_path.as_deref().unwrap_or(""), r.file.display(), r.line))
+        .collect();
+    if opts.missing.is_error() {
+        return Err(DataError::MissingImages { root: opts.root.clone(), missing: missing.len(), total, first });
+    }
+    skipped.insert(format!("image missing (first: {})", first.join(", ")), missing.len());
+    Ok(present)
 }
 
 /// The rows of the selected tables that are present: a folder may hold only

@@ -14,6 +14,13 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    /// Image files a table names are absent (counted, with the first few).
+    #[error(
+        "{root}: {missing} of {total} image files the tables name are missing (first: {}); \
+         set `dataset.missing = \"skip\"` to train without those rows",
+        first.join(", ")
+    )]
+    MissingImages { root: PathBuf, missing: usize, total: usize, first: Vec<String> },
     /// A required file or folder is absent.
     #[error("{path}: not found ({what})")]
     Missing { path: PathBuf, what: String },

@@ -27,6 +27,7 @@
 
 pub mod batch;
 pub mod cbis;
+mod csv_lines;
 pub mod dataset;
 pub mod dicom_io;
 pub mod error;

@@ -37,7 +37,9 @@ pub fn load(opts: &ManifestOptions) -> Result<(Vec<Sample>, BTreeMap<String, usi
         return Err(DataError::Missing { path, what: "manifest CSV (columns path,label[,attributes,patient,view,id])".into() });
     }
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut rdr = csv::Reader::from_path(&path).map_err(|e| DataError::Csv { path: path.clone(), source: e })?;
+    let text = std::fs::read(&path).map_err(crate::error::io_err(&path, "cannot read the manifest"))?;
+    let mut rdr = csv::Reader::from_reader(text.as_slice());
+    let mut lines = crate::csv_lines::PhysicalLines::new(&text);
     let headers = rdr.headers().map_err(|e| DataError::Csv { path: path.clone(), source: e })?.clone();
     for h in headers.iter() {
         if !COLUMNS.contains(&h) {
@@ -57,7 +59,7 @@ pub fn load(opts: &ManifestOptions) -> Result<(Vec<Sample>, BTreeMap<String, usi
     let mut ids = HashSet::new();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| DataError::Csv { path: path.clone(), source: e })?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let line = lines.line_of(rec.position());
         let err = |field: &str, problem: String| DataError::Value { path: path.clone(), line, field: field.into(), problem };
         let rel = rec[c_path].trim();
         if rel.is_empty() {

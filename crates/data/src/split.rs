@@ -201,6 +201,7 @@ pub fn write_split_file(path: &Path, samples: &[Sample], split: &SplitIndices) -
 pub fn read_split_file(path: &Path, samples: &[Sample]) -> Result<SplitIndices> {
     let text = std::fs::read_to_string(path).map_err(io_err(path, "cannot read split file"))?;
     let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let mut lines = crate::csv_lines::PhysicalLines::new(text.as_bytes());
     let headers = rdr.headers().map_err(|e| DataError::Csv { path: path.into(), source: e })?.clone();
     if headers.iter().collect::<Vec<_>>() != ["sample_id", "patient", "split"] {
         return Err(DataError::Columns {
@@ -215,7 +216,7 @@ pub fn read_split_file(path: &Path, samples: &[Sample]) -> Result<SplitIndices> 
     let mut idx = SplitIndices::default();
     for rec in rdr.records() {
         let rec = rec.map_err(|e| DataError::Csv { path: path.into(), source: e })?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let line = lines.line_of(rec.position());
         let val_err = |field: &str, problem: String| DataError::Value { path: path.into(), line, field: field.into(), problem };
         let id = &rec[0];
         let &i = by_id.get(id).ok_or_else(|| val_err("sample_id", format!("`{id}` is not a sample of this data set")))?;

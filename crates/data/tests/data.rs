@@ -391,7 +391,32 @@ fn cbis_official_layout_with_quoted_newlines_reads_dicom_and_png_crops() {
     // A missing crop is an error naming the file and the CSV line.
     std::fs::remove_file(root.join("crops/b.png")).unwrap();
     let e = Dataset::load(&cfg, &SplitSpec::default(), None).unwrap_err().to_string();
-    assert!(e.contains("crops/b.png") && e.contains("line 4"), "{e}");
+    assert!(e.contains("crops/b.png") && e.contains("mass_case_description_train_set.csv:4") && e.contains("1 of 2"), "{e}");
+}
+
+#[test]
+fn cbis_missing_images_are_counted_and_skipped_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("crops")).unwrap();
+    image::GrayImage::from_fn(20, 20, |x, y| image::Luma([((x + y) * 6) as u8])).save(root.join("crops/b.png")).unwrap();
+    let mut csv = format!("{OFFICIAL_HEADER}\n");
+    for (i, crop) in ["crops/a.png", "crops/b.png", "crops/c.png", "crops/d.png"].iter().enumerate() {
+        csv.push_str(&format!("P_0000{i},3,LEFT,CC,1,mass,OVAL,SPICULATED,4,MALIGNANT,4,full/{i}.dcm,\"{crop}\n\",mask/{i}.dcm\n"));
+    }
+    std::fs::write(root.join("mass_case_description_train_set.csv"), csv).unwrap();
+    let mut opts = CbisOptions { root: root.into(), image_size: 16, ..Default::default() };
+    // Every run names the same count and the same first paths, in table order.
+    for _ in 0..3 {
+        let e = Dataset::load(&DatasetConfig::CbisDdsm(opts.clone()), &SplitSpec::default(), None).unwrap_err().to_string();
+        assert!(e.contains("3 of 4 image files") && e.contains("crops/a.png") && e.contains("dataset.missing = \"skip\""), "{e}");
+        assert!(e.find("crops/a.png") < e.find("crops/c.png") && e.contains("mass_case_description_train_set.csv:6"), "{e}");
+    }
+    opts.missing = dae_data::cbis::MissingImages::Skip;
+    let ds = Dataset::load(&DatasetConfig::CbisDdsm(opts.clone()), &SplitSpec::default(), None).unwrap();
+    assert_eq!(ds.samples.len(), 1);
+    let (reason, n) = ds.skipped.iter().next().unwrap();
+    assert!(reason.starts_with("image missing") && reason.contains("crops/d.png") && *n == 3, "{reason} {n}");
 }
 
 #[test]
@@ -411,6 +436,11 @@ fn cbis_bad_tables_are_errors_naming_file_line_and_field() {
     std::fs::write(&f, "patient_id,left or right breast,image view,abnormality id,mass shape,mass margins,pathology\nP_1,LEFT,CC,1,ROUNDISH,SPICULATED,BENIGN\n").unwrap();
     let e = Dataset::load(&cfg, &SplitSpec::default(), None).unwrap_err().to_string();
     assert!(e.contains(":2") && e.contains("mass shape") && e.contains("ROUNDISH"), "{e}");
+    // CRLF line ends, as the official tables have: the physical line (csv's own count lags one behind).
+    let h = "patient_id,left or right breast,image view,abnormality id,mass shape,mass margins,pathology";
+    std::fs::write(&f, format!("{h}\r\nP_1,LEFT,CC,1,ROUND,SPICULATED,BENIGN\r\nP_2,LEFT,CC,1,ROUND,SPICULATED,BENIGN\r\nP_3,LEFT,CC,1,OVALISH,SPICULATED,BENIGN\r\n")).unwrap();
+    let e = Dataset::load(&cfg, &SplitSpec::default(), None).unwrap_err().to_string();
+    assert!(e.contains("mass_case_description_test_set.csv:4") && e.contains("OVALISH"), "{e}");
     std::fs::write(&f, "patient_id,left or right breast,image view,abnormality id,mass shape,mass margins,pathology\n").unwrap();
     let e = Dataset::load(&cfg, &SplitSpec::default(), None).unwrap_err();
     assert!(matches!(e, DataError::Empty { .. }), "{e}");

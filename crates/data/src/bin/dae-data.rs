@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dae_data::cbis::CbisOptions;
+use dae_data::cbis::{CbisOptions, MissingImages};
 use dae_data::manifest::ManifestOptions;
 use dae_data::mias::MiasOptions;
 use dae_data::preview::{write_preview, PreviewSpec};
@@ -157,7 +157,9 @@ impl GenArgs {
 }
 
 impl SourceArgs {
-    fn config(&self) -> anyhow::Result<DatasetConfig> {
+    /// The data set's options; `missing` says what CBIS-DDSM rows without
+    /// their image file do (`inspect` counts them, everything else stops).
+    fn config(&self, missing: MissingImages) -> anyhow::Result<DatasetConfig> {
         let root = || self.root.clone().with_context(|| "--root is required for this --kind (the data folder or manifest)");
         Ok(match self.kind {
             Kind::Synthetic => DatasetConfig::Synthetic(self.gen.params()),
@@ -166,14 +168,15 @@ impl SourceArgs {
                 image_size: self.gen.size,
                 calcifications: self.calcifications,
                 labels_only: self.labels_only,
+                missing,
                 ..CbisOptions::default()
             }),
             Kind::MiniMias => DatasetConfig::MiniMias(MiasOptions { root: root()?, image_size: self.gen.size, ..MiasOptions::default() }),
             Kind::Manifest => DatasetConfig::Manifest(ManifestOptions { root: root()?, image_size: self.gen.size }),
         })
     }
-    fn load(&self) -> anyhow::Result<Dataset> {
-        let cfg = self.config()?;
+    fn load(&self, missing: MissingImages) -> anyhow::Result<Dataset> {
+        let cfg = self.config(missing)?;
         Dataset::load(&cfg, &self.gen.split(), Some(&self.gen.cache)).map_err(data_err)
     }
 }
@@ -224,7 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Synth { gen } => {
             let t = Instant::now();
             let src = SourceArgs { kind: Kind::Synthetic, root: None, calcifications: false, labels_only: false, gen };
-            let ds = src.load()?;
+            let ds = src.load(MissingImages::Error)?;
             let s = ds.summary(None);
             println!(
                 "{} samples ({} malignant, {} benign) from {} patients at {}x{}: {} in {:.2} s",
@@ -239,7 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Cmd::Preview { src, out, n, tile } => {
-            let ds = src.load()?;
+            let ds = src.load(MissingImages::Error)?;
             // Alternate benign and malignant so both are on the page.
             let mal: Vec<_> = ds.samples.iter().filter(|s| s.label == 1).collect();
             let ben: Vec<_> = ds.samples.iter().filter(|s| s.label == 0).collect();
@@ -256,7 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} ({} samples of {}; {})", out.display(), pick.len(), ds.name, cache_note(&ds));
         }
         Cmd::Inspect { src, split, json } => {
-            let ds = src.load()?;
+            let ds = src.load(MissingImages::Skip)?;
             let indices = if split { Some(split_samples(&ds.samples, &src.gen.split()).map_err(data_err)?) } else { None };
             let s = ds.summary(indices.as_ref());
             if json {
@@ -266,7 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Split { src, out } => {
-            let ds = src.load()?;
+            let ds = src.load(MissingImages::Error)?;
             let idx = split_samples(&ds.samples, &src.gen.split()).map_err(data_err)?;
             write_split_file(&out, &ds.samples, &idx).map_err(data_err)?;
             println!("wrote {} (train {}, val {}, test {})", out.display(), idx.train.len(), idx.val.len(), idx.test.len());
