@@ -11,6 +11,7 @@
 //! cargo xtask status                       # done / failed / pending per experiment
 //! cargo xtask tables experiments/table2-ablation.toml    # Markdown / LaTeX / CSV tables
 //! cargo xtask figures experiments/sweep-tau-p.toml       # PNG / SVG figures
+//! cargo xtask diff 3fa2 9c1e               # two runs: config, metrics, DeLong's test
 //! cargo xtask reproduce --profile quick    # all tables and the sweep: run, then tables and figures
 //! ```
 //!
@@ -73,6 +74,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Two runs side by side: config keys that differ, metrics with B - A, DeLong's test of the test AUCs.
+    #[command(disable_help_flag = true)]
+    Diff {
+        /// Two run folders, run ids or unique id prefixes, e.g. `3fa2 9c1e` (`cargo xtask diff --help` for all).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Runs Tables 1-3 and the tau x p sweep, then renders every table and figure.
     Reproduce(Reproduce),
 }
@@ -87,7 +95,7 @@ const REPRODUCE: [&str; 4] = [
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  cargo xtask reproduce --profile quick           # about 11 minutes on a 2-core CPU\n  cargo xtask reproduce --profile smoke           # seconds per job: checks the pipeline\n  cargo xtask reproduce --profile paper --gpus 0,1 --trainer /path/to/cuda/dae-train\n  cargo xtask reproduce --profile paper --backend slurm"
+    after_help = "Example:\n  cargo xtask reproduce --profile quick           # about 11 minutes on a 2-core CPU\n  cargo xtask reproduce --profile smoke           # seconds per job: checks the pipeline\n  cargo xtask reproduce --profile paper --gpus 0,1          # builds the cuda trainer into target/cuda first\n  cargo xtask reproduce --profile paper --gpus 0 --trainer /path/to/cuda/dae-train\n  cargo xtask reproduce --profile paper --backend slurm"
 )]
 struct Reproduce {
     /// smoke (CI), quick (a laptop CPU) or paper (a GPU).
@@ -105,7 +113,7 @@ struct Reproduce {
     /// The results folder.
     #[arg(long, default_value = "results")]
     results: PathBuf,
-    /// A prebuilt trainer (e.g. the cuda build); default: build `dae-train` (CPU).
+    /// A prebuilt trainer (e.g. the cuda build); default: build `dae-train` (CPU, or with `--gpus` the cuda build into target/cuda).
     #[arg(long)]
     trainer: Option<PathBuf>,
     /// An override applied to every job after the profile (repeatable), e.g. `--set optim.lr=3e-4`.
@@ -136,18 +144,30 @@ impl Reproduce {
 fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     let t0 = std::time::Instant::now();
     let profile_dir = if r.dev { "debug" } else { "release" };
-    eprintln!("building dae-train and dae-sweep ({profile_dir}; the first build takes about 6 minutes on 2 cores)...");
+    // The reporter builds from the start at the lowest priority: on the
+    // cores the runner's build leaves idle, then beside the jobs, which keep
+    // their cores; its binary is needed only after the run.
+    let reporter = if r.dev { None } else { Some(ReporterBuild::start()?) };
+    eprintln!("building dae-train and dae-sweep ({profile_dir}; the first build takes about 4 minutes on 2 cores)...");
     let built = if r.dev { build_dev_like_tests()? } else { build_runner()? };
     if !built.success() {
         return Ok(built);
     }
-    // The reporter builds while the jobs train (at the lowest priority, so
-    // the jobs keep their cores); its binary is needed only after the run.
-    let reporter = if r.dev { None } else { Some(ReporterBuild::start()?) };
     let bin = |name: &str| target_dir().join(if name == "dae-report" { "debug" } else { profile_dir }).join(name);
     let results = project_root().join(&r.results);
     let common: Vec<String> = vec!["--profile".into(), r.profile.clone(), "--results".into(), results.display().to_string()];
-    let ran = run_all(r, &bin("dae-sweep"), profile_dir, &common)?;
+    let trainer = match (&r.trainer, &r.gpus) {
+        (Some(t), _) => project_root().join(t),
+        (None, Some(_)) if !r.dev => {
+            let built = build_cuda_trainer()?;
+            if !built.success() {
+                return Ok(built);
+            }
+            target_dir().join("cuda").join("release").join("dae-train")
+        }
+        (None, _) => target_dir().join(profile_dir).join("dae-train"),
+    };
+    let ran = run_all(r, &bin("dae-sweep"), &trainer, &common)?;
     if ran.code() == Some(130) || ran.code().is_some_and(|c| c >= 2) {
         eprintln!("the run stopped (exit {}); tables not rendered", ran.code().unwrap_or(-1));
         return Ok(ran);
@@ -193,14 +213,15 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
 }
 
 /// `dae-sweep run` over the `REPRODUCE` files with `reproduce`'s options.
-fn run_all(r: &Reproduce, sweep: &std::path::Path, profile_dir: &str, common: &[String]) -> std::io::Result<std::process::ExitStatus> {
-    let trainer = match &r.trainer {
-        Some(t) => project_root().join(t),
-        None => target_dir().join(profile_dir).join("dae-train"),
-    };
+fn run_all(
+    r: &Reproduce,
+    sweep: &std::path::Path,
+    trainer: &std::path::Path,
+    common: &[String],
+) -> std::io::Result<std::process::ExitStatus> {
     let jobs = r.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let mut run = Command::new(sweep);
-    run.current_dir(project_root()).arg("run").args(REPRODUCE).args(common).arg("--trainer").arg(&trainer);
+    run.current_dir(project_root()).arg("run").args(REPRODUCE).args(common).arg("--trainer").arg(trainer);
     run.args(["--backend", &r.backend, "--jobs", &jobs.to_string()]).args(r.set_args());
     if let Some(g) = &r.gpus {
         run.args(["--gpus", g]);
@@ -224,7 +245,7 @@ impl ReporterBuild {
         let out = std::fs::File::create(&log)?;
         let mut c = lowest_priority(cargo());
         c.args(["build", "--quiet", "-p", "dae-report"]).stdout(out.try_clone()?).stderr(out);
-        eprintln!("building dae-report (dev) in the background while the jobs run...");
+        eprintln!("building dae-report (dev) in the background, at the lowest priority...");
         Ok(ReporterBuild { child: c.spawn()?, log })
     }
 
@@ -264,6 +285,18 @@ fn lowest_priority(cmd: Command) -> Command {
 /// and tokenizer stack halves the first build (docs/performance.md).
 fn build_runner() -> std::io::Result<std::process::ExitStatus> {
     cargo().args(["build", "--release", "--quiet", "--no-default-features", "-p", "dae-train", "-p", "dae-sweep"]).status()
+}
+
+/// `--gpus` without `--trainer`: the trainer with the `cuda` feature, in its
+/// own target folder (`target/cuda`) so the CPU build stays as it is. Needs
+/// the CUDA toolkit (`docs/gpu-build.md`).
+fn build_cuda_trainer() -> std::io::Result<std::process::ExitStatus> {
+    eprintln!("--gpus without --trainer: building dae-train with the cuda feature into target/cuda (needs nvcc; docs/gpu-build.md)...");
+    let dir = target_dir().join("cuda");
+    cargo()
+        .args(["build", "--release", "--quiet", "--no-default-features", "--features", "cuda", "-p", "dae-train", "--target-dir"])
+        .arg(dir)
+        .status()
 }
 
 /// The dev binaries exactly as `cargo test --workspace` builds them (a no-op
@@ -351,6 +384,7 @@ fn main() -> ExitCode {
         Cmd::Status { args } => sweep("status", &args),
         Cmd::Tables { args } => report("tables", &args),
         Cmd::Figures { args } => report("figures", &args),
+        Cmd::Diff { args } => report("diff", &args),
         Cmd::Reproduce(r) => reproduce(&r),
     };
     match status {

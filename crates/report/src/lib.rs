@@ -14,12 +14,14 @@
 //! - [`figures`]: plotters figures (PNG and SVG): the tau x p heatmaps and
 //!   marginals, ROC curves, training curves, the Figure 3 grid, the
 //!   disentanglement probe.
+//! - [`diff`]: two named runs side by side (config, metrics, DeLong's
+//!   paired test of their test AUCs).
 //!
 //! The only crate that links polars and plotters; it knows no candle and
 //! starts no trainer. An experiment's jobs come from the runner's plan
 //! manifest, their statuses from `dae-sweep`'s run-folder view, their files
 //! through `dae-runfolder`'s names; [`collect`] is the only module that
-//! reads run folders.
+//! reads an experiment's run folders ([`diff`] reads the two it is given).
 //!
 //! ```no_run
 //! use dae_report::{aggregate::analyse, collect::collect, tables};
@@ -34,6 +36,7 @@
 pub mod aggregate;
 pub mod collect;
 pub mod contrasts;
+pub mod diff;
 pub mod figures;
 pub mod tables;
 

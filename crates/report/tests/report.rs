@@ -112,6 +112,8 @@ fn write_run(dir: &Path, attr: Option<f64>, sc: &[(String, u8, f64)]) {
         n_test: sc.len(),
         data_fingerprint: "d".into(),
         graph: None,
+        skipped: Default::default(),
+        machine: Default::default(),
     };
     std::fs::write(RunFolder::at(dir).metrics(), serde_json::to_string(&m).unwrap()).unwrap();
     let mut s = String::from("sample_id,patient,label,score,pred_shape,pred_margin\n");
@@ -390,4 +392,44 @@ fn run_folder_files_under_mutation() {
         total += stats.inputs;
     }
     assert_eq!(total, 5_000);
+}
+
+#[test]
+fn diff_shows_the_config_keys_that_differ_every_metric_and_delongs_paired_test() {
+    use dae_report::diff::{diff, find_run, AucTest};
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path();
+    let (a, b) = (results.join("runs/aa11"), results.join("runs/ab22"));
+    let (sa, sb) = (scores(R1, 0), scores(R7, 1));
+    write_run(&a, Some(0.5), &sa);
+    write_run(&b, Some(0.625), &sb);
+    std::fs::write(RunFolder::at(&a).config(), "seed = 0\n[model]\ntau = 0.5\np = 4\n").unwrap();
+    std::fs::write(RunFolder::at(&b).config(), "seed = 0\n[model]\ntau = 0.3\np = 4\nrec = true\n").unwrap();
+    // A run is named by id, unique prefix or folder.
+    assert_eq!(find_run(results, "aa").unwrap(), a);
+    assert_eq!(find_run(results, "ab22").unwrap(), b);
+    assert_eq!(find_run(results, b.to_str().unwrap()).unwrap(), b);
+    let e = find_run(results, "a").unwrap_err().to_string();
+    assert!(e.contains("2 run ids") && e.contains("aa11, ab22"), "{e}");
+    assert!(find_run(results, "zz").unwrap_err().to_string().contains("no run id"));
+    let d = diff(&a, &b).unwrap();
+    let keys: Vec<_> = d.config.iter().map(|r| (r.key.as_str(), r.a.as_deref(), r.b.as_deref())).collect();
+    assert_eq!(keys, vec![("model.rec", None, Some("true")), ("model.tau", Some("0.5"), Some("0.3"))]);
+    let metric = |k: &str| d.metrics.iter().find(|r| r.key == k).map(|r| (r.a, r.b)).unwrap();
+    assert_eq!(metric("test_auc"), (Some(auc(&sa)), Some(auc(&sb))));
+    assert_eq!(metric("attr_acc.mean"), (Some(0.5), Some(0.625)));
+    assert_eq!(metric("test_auc_ci95.1"), (Some(1.0), Some(1.0)));
+    // DeLong's test on the paired scores, as dae-metrics computes it.
+    let y: Vec<u8> = sa.iter().map(|t| t.1).collect();
+    let (xa, xb): (Vec<f64>, Vec<f64>) = sa.iter().zip(&sb).map(|(p, q)| (p.2, q.2)).unzip();
+    let expected = dae_metrics::delong_test(&xa, &xb, &y).unwrap();
+    assert_eq!(d.auc_test, AucTest::Done { n: 12, test: expected });
+    let md = d.markdown();
+    assert!(md.contains("| model.tau | 0.5 | 0.3 |") && md.contains("| attr_acc.mean | 0.5000 | 0.6250 | +0.1250 |"), "{md}");
+    // Another test set: the AUCs are not paired, and the diff says so.
+    write_run(&b, Some(0.625), &sb[..10]);
+    match diff(&a, &b).unwrap().auc_test {
+        AucTest::NotApplicable(why) => assert!(why.contains("12 and 10 samples"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }

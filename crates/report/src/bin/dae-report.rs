@@ -55,6 +55,17 @@ enum Cmd {
     Figures(Common),
     /// Tables and figures.
     All(Common),
+    /// Two runs side by side: the config keys that differ, every metric with
+    /// B - A, and DeLong's paired test of the test AUCs.
+    Diff {
+        /// A run folder, a run id, or a unique prefix of one.
+        a: String,
+        /// The other run.
+        b: String,
+        /// The results folder whose runs/ ids and prefixes are looked up in.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
 }
 
 fn sweep_fail(e: SweepError) -> ExitCode {
@@ -94,6 +105,7 @@ fn main() -> ExitCode {
         Cmd::Tables(c) => (c, Outputs { tables: true, figures: false }),
         Cmd::Figures(c) => (c, Outputs { tables: false, figures: true }),
         Cmd::All(c) => (c, Outputs { tables: true, figures: true }),
+        Cmd::Diff { a, b, results } => return diff(&results, &a, &b),
     };
     if common.files.is_empty() {
         eprintln!("error: give one or more experiment files, e.g. experiments/table2-ablation.toml");
@@ -125,6 +137,21 @@ fn main() -> ExitCode {
         eprintln!("  {}", p.display());
     }
     ExitCode::SUCCESS
+}
+
+/// Prints `diff A B` (exit 2 when a run cannot be found or read).
+fn diff(results: &Path, a: &str, b: &str) -> ExitCode {
+    use dae_report::diff;
+    match diff::find_run(results, a).and_then(|a| Ok((a, diff::find_run(results, b)?))).and_then(|(a, b)| diff::diff(&a, &b)) {
+        Ok(d) => {
+            print!("{}", d.markdown());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// One experiment's run table, then its tables and figures as asked.
