@@ -154,31 +154,34 @@ impl TerminalReporter {
                 }
             }
             Event::Stopping { reason } => self.line(format!("stopping: {reason}")),
-            Event::RunFinished { summary: s } => {
-                self.stop_redraw.store(true, Ordering::Relaxed);
-                self.bar.finish_and_clear();
-                let mut parts = vec![format!("{} passed", s.passed), format!("{} failed", s.failed)];
-                for (n, w) in [
-                    (s.skipped, "skipped"),
-                    (s.done_elsewhere, "done by another runner"),
-                    (s.interrupted, "interrupted"),
-                    (s.not_started, "not started"),
-                    (s.retries, "retries"),
-                ] {
-                    if n > 0 {
-                        parts.push(format!("{n} {w}"));
-                    }
-                }
-                if !self.failures.is_empty() {
-                    eprintln!("failed jobs ({}), with their logs:", self.failures.len());
-                    for f in &self.failures {
-                        eprintln!("  {f}");
-                    }
-                }
-                eprintln!("run finished in {:.1} s: {}", s.seconds, parts.join(", "));
-            }
+            Event::RunFinished { summary } => self.finish(summary),
         }
         self.update();
+    }
+
+    /// The summary line, after the failures again with their logs.
+    fn finish(&mut self, s: &crate::events::Summary) {
+        self.stop_redraw.store(true, Ordering::Relaxed);
+        self.bar.finish_and_clear();
+        let mut parts = vec![format!("{} passed", s.passed), format!("{} failed", s.failed)];
+        for (n, w) in [
+            (s.skipped, "skipped"),
+            (s.done_elsewhere, "done by another runner"),
+            (s.interrupted, "interrupted"),
+            (s.not_started, "not started"),
+            (s.retries, "retries"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {w}"));
+            }
+        }
+        if !self.failures.is_empty() {
+            eprintln!("failed jobs ({}), with their logs:", self.failures.len());
+            for f in &self.failures {
+                eprintln!("  {f}");
+            }
+        }
+        eprintln!("run finished in {:.1} s: {}", s.seconds, parts.join(", "));
     }
 }
 
