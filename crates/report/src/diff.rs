@@ -97,23 +97,7 @@ fn flat_config(dir: &Path) -> Result<BTreeMap<String, String>, DiffError> {
     let path = RunFolder::at(dir).config();
     let text = std::fs::read_to_string(&path).map_err(|e| DiffError::File { path: path.clone(), problem: e.to_string() })?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| DiffError::File { path, problem: e.to_string() })?;
-    let mut out = BTreeMap::new();
-    flatten_toml("", &toml::Value::Table(table), &mut out);
-    Ok(out)
-}
-
-fn flatten_toml(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten_toml(&key, v, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
+    Ok(dae_sweep::experiment::flatten(&table, "").into_iter().map(|(k, v)| (k, v.to_string())).collect())
 }
 
 /// The numeric leaves of `metrics.json` (arrays by index: `test_auc_ci95.0`).

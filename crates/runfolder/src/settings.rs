@@ -31,8 +31,7 @@ impl std::str::FromStr for SetArg {
 pub fn parse_value(raw: &str) -> Value {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
         Ok(mut t) if t.len() == 1 => t.remove("v").unwrap_or_else(|| Value::String(raw.into())),
-        Ok(_) => Value::String(raw.to_string()),
-        Err(_) => Value::String(raw.to_string()),
+        _ => Value::String(raw.to_string()),
     }
 }
 

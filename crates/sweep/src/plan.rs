@@ -390,11 +390,7 @@ impl std::str::FromStr for Only {
             return Err(format!("`{s}`: the key is empty"));
         }
         // A TOML value where it parses (0.2, 3, true, "x"), else the bare word as a string.
-        let value = toml::from_str::<Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| Value::String(raw.trim().to_string()));
-        Ok(Only { key, value })
+        Ok(Only { key, value: dae_runfolder::settings::parse_value(raw.trim()) })
     }
 }
 
