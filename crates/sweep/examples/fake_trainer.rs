@@ -2,7 +2,7 @@
 //! (`--resolve`, `--config C --out D`), and the same run-folder contract
 //! (`dae-runfolder`: file names, exit codes, records, resolve wire types),
 //! with behaviour set by config keys: `sleep` (seconds), `fail` (exit 3),
-//! `diverge` (exit 4),
+//! `diverge` (exit 4), `gate` (a path: waits until that file exists),
 //! `crash` (abort), `value` (written as `test_auc`), `artefact` (bytes of a
 //! `model.safetensors` to write, as dae-train does: a failed write is an
 //! error naming the file, exit 1, and no completion marker). Every start and finish
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use dae_runfolder::resolve::{Answer, Refusal, Resolved, Response};
 use dae_runfolder::{ExitCode, Metrics, RunFolder};
 
-const KEYS: &[&str] = &["seed", "device", "sleep", "fail", "diverge", "crash", "value", "model", "artefact"];
+const KEYS: &[&str] = &["seed", "device", "sleep", "fail", "diverge", "crash", "value", "model", "artefact", "gate"];
 const MODEL_KEYS: &[&str] = &["tau", "p"];
 
 fn version() -> String {
@@ -126,8 +126,9 @@ fn main() {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop)).unwrap();
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop)).unwrap();
     let secs = cfg.get("sleep").and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64))).unwrap_or(0.0);
+    let gate = cfg.get("gate").and_then(|v| v.as_str()).map(std::path::PathBuf::from);
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs_f64(secs) {
+    while t0.elapsed() < Duration::from_secs_f64(secs) || gate.as_ref().is_some_and(|g| !g.exists()) {
         if stop.load(Ordering::SeqCst) {
             eprintln!("interrupted");
             exit(ExitCode::Interrupted);

@@ -69,6 +69,10 @@ pub struct DispatchOptions {
     pub retries: u32,
     /// Start nothing new after the first failure.
     pub fail_fast: bool,
+    /// Return once everything is started (submitted), leaving it running:
+    /// after one look at what is in flight (an adopted task may have ended,
+    /// and its retry is started too).
+    pub detach: bool,
 }
 
 /// Runs the planned jobs marked [`Action::Run`] on `exec`; the others are
@@ -95,6 +99,7 @@ pub fn dispatch(
     };
     d.begin(on_event);
     let mut reports = Vec::new();
+    let mut polled = false;
     loop {
         if !d.stopping && stop.load(Ordering::SeqCst) {
             d.stopping = true;
@@ -109,7 +114,12 @@ pub fn dispatch(
         if exec.in_flight() == 0 && (d.queue.is_empty() || d.stopping || d.halted) {
             break;
         }
+        if opts.detach && polled && (d.queue.is_empty() || d.stopping || d.halted) {
+            d.summary.detached = exec.in_flight();
+            break;
+        }
         exec.poll(&mut reports)?;
+        polled = true;
         d.handle(&mut reports, exec, on_event);
     }
     d.summary.not_started += d.queue.len();

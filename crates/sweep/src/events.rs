@@ -89,6 +89,8 @@ pub struct Summary {
     /// Never started (fail-fast or a stop).
     pub not_started: usize,
     pub retries: usize,
+    /// Left running on Slurm by a detached runner.
+    pub detached: usize,
     pub seconds: f64,
 }
 

@@ -15,6 +15,8 @@
 //! - [`dispatch`]: the runner's state machine (queue, retries, fail-fast,
 //!   stop, summary), written once; [`local`] and [`slurm`] are its
 //!   [`dispatch::Executor`]s. It emits [`Event`]s that [`reporter`]s consume.
+//!   [`detach`]: Slurm runs that outlive their runner (`--detach`) and the
+//!   later runner that follows them.
 //!
 //! ```no_run
 //! use dae_sweep::{plan, Experiment, RerunPolicy, TrainerResolver};
@@ -25,6 +27,7 @@
 //! # Ok::<(), dae_sweep::SweepError>(())
 //! ```
 
+pub mod detach;
 pub mod dispatch;
 pub mod error;
 pub mod events;

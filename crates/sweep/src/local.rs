@@ -382,7 +382,7 @@ pub fn run_local(
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Summary, SweepError> {
     let mut exec = LocalExecutor::new(planned, results, code_version, launcher, opts, stop)?;
-    let d = DispatchOptions { retries: opts.retries, fail_fast: opts.fail_fast };
+    let d = DispatchOptions { retries: opts.retries, fail_fast: opts.fail_fast, detach: false };
     dispatch(planned, results, d, &mut exec, stop, on_event)
 }
 

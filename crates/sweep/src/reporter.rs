@@ -170,6 +170,7 @@ impl TerminalReporter {
             (s.interrupted, "interrupted"),
             (s.not_started, "not started"),
             (s.retries, "retries"),
+            (s.detached, "left on Slurm (detached)"),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {w}"));
@@ -182,6 +183,12 @@ impl TerminalReporter {
             }
         }
         eprintln!("run finished in {:.1} s: {}", s.seconds, parts.join(", "));
+        if s.detached > 0 {
+            eprintln!(
+                "the submitted jobs run on without this runner: `status` shows where they stand; \
+                 `run --backend slurm` again follows them to their end and retries the failed ones"
+            );
+        }
     }
 }
 

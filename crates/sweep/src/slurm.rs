@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use dae_runfolder::{files, write_atomic, ExitCode};
 
+use crate::detach::{record_array, ArrayRecord, SubmittedTask};
 use crate::dispatch::{dispatch, Attempt, DispatchOptions, Executor, Report};
 use crate::error::{io_err, SweepError};
 use crate::events::{Event, Outcome, Summary};
@@ -287,6 +288,8 @@ pub struct SlurmOptions {
     pub policy: RerunPolicy,
     /// Print the scripts instead of submitting.
     pub dry_run: bool,
+    /// Submit and return without waiting (see [`crate::detach`]).
+    pub detach: bool,
 }
 
 struct Task {
@@ -298,6 +301,14 @@ struct Task {
     gone_since: Option<Instant>,
     last_state: String,
     submitted: Instant,
+    /// Submitted by a detached runner; this one follows it.
+    adopted: bool,
+}
+
+impl Task {
+    fn new(at: Attempt, array: String, index: usize, adopted: bool) -> Task {
+        Task { at, array, index, started: false, gone_since: None, last_state: String::new(), submitted: Instant::now(), adopted }
+    }
 }
 
 /// The Slurm backend as an [`Executor`]: every queued attempt goes out at
@@ -308,6 +319,8 @@ pub struct SlurmExecutor<'a> {
     code_version: &'a str,
     opts: &'a SlurmOptions,
     cli: &'a SlurmCli,
+    /// Tasks of detached runners to follow instead of submitting, by job.
+    adopted: HashMap<usize, SubmittedTask>,
     /// The largest array to submit.
     max: usize,
     /// `<results>/slurm/<time>/`: this run's scripts, manifests and task output.
@@ -327,6 +340,7 @@ impl<'a> SlurmExecutor<'a> {
         code_version: &'a str,
         opts: &'a SlurmOptions,
         cli: &'a SlurmCli,
+        adopted: HashMap<usize, SubmittedTask>,
     ) -> Result<Self, SweepError> {
         let max = match opts.config.max_array_size {
             Some(m) => m,
@@ -338,6 +352,7 @@ impl<'a> SlurmExecutor<'a> {
             code_version,
             opts,
             cli,
+            adopted,
             max,
             sub_dir: results.join("slurm").join(format!("{}", crate::runs::unix_millis())),
             submissions: 0,
@@ -464,6 +479,10 @@ impl Executor for SlurmExecutor<'_> {
     fn start(&mut self, queue: &mut VecDeque<Attempt>, out: &mut Vec<Report>) -> Result<(), SweepError> {
         let mut ats = Vec::new();
         for at in queue.drain(..) {
+            if let Some(t) = self.adopted.remove(&at.job) {
+                self.tasks.push(Task::new(Attempt { job: at.job, attempt: t.attempt }, t.array, t.index, true));
+                continue;
+            }
             match self.prepare(at)? {
                 None => ats.push(at),
                 Some(reason) => out.push(Report::Skipped { at, reason, elsewhere: false }),
@@ -473,6 +492,9 @@ impl Executor for SlurmExecutor<'_> {
         let mut by_attempt: BTreeMap<u32, Vec<Attempt>> = BTreeMap::new();
         for at in ats {
             by_attempt.entry(at.attempt).or_default().push(at);
+        }
+        if self.opts.detach && !by_attempt.is_empty() && self.submissions == 0 {
+            crate::detach::mark_detached(&self.sub_dir, self.opts.retries)?;
         }
         for (attempt, group) in by_attempt {
             self.submissions += 1;
@@ -537,8 +559,10 @@ impl Executor for SlurmExecutor<'_> {
 }
 
 /// Submits the planned jobs marked [`Action::Run`] as job arrays and waits
-/// for them (see [`crate::dispatch::dispatch`]). With `dry_run`, returns the
-/// scripts it would submit (nothing is written or submitted).
+/// for them (see [`crate::dispatch::dispatch`]); follows instead the tasks
+/// that detached runners submitted ([`crate::detach`]); with `detach`,
+/// returns once all is submitted. With `dry_run`, returns the scripts it
+/// would submit (nothing is written or submitted).
 pub fn run_slurm(
     planned: &[PlannedJob],
     results: &Path,
@@ -548,22 +572,31 @@ pub fn run_slurm(
     stop: &AtomicBool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<(Summary, Vec<String>), SweepError> {
+    let detached = crate::detach::load(results)?;
+    let mut planned = planned.to_vec();
+    let adopted = crate::detach::reattach(&mut planned, results, &detached, cli)?;
     if opts.dry_run {
-        let to_run: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].action == Action::Run).collect();
+        let to_run: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].action == Action::Run && !adopted.contains_key(&i)).collect();
         let summary = Summary { planned: planned.len(), skipped: planned.len() - to_run.len(), ..Summary::default() };
-        let sub = Submitter { planned, results, max: opts.config.max_array_size.unwrap_or(1001), opts, cli };
+        let sub = Submitter { planned: &planned, results, max: opts.config.max_array_size.unwrap_or(1001), opts, cli };
         let scripts = sub.scripts(&to_run, 1, &results.join("slurm").join("dry-run")).into_iter().map(|(_, _, s)| s).collect();
         return Ok((summary, scripts));
     }
-    let mut exec = SlurmExecutor::new(planned, results, code_version, opts, cli)?;
-    let d = DispatchOptions { retries: opts.retries, fail_fast: opts.fail_fast };
-    Ok((dispatch(planned, results, d, &mut exec, stop, on_event)?, Vec::new()))
+    let mut exec = SlurmExecutor::new(&planned, results, code_version, opts, cli, adopted)?;
+    let d = DispatchOptions { retries: opts.retries.max(detached.retries), fail_fast: opts.fail_fast, detach: opts.detach };
+    let summary = dispatch(&planned, results, d, &mut exec, stop, on_event)?;
+    if !opts.detach && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        crate::detach::settle(&detached, &planned)?;
+    }
+    Ok((summary, Vec::new()))
 }
 
-/// Cancels every array of these tasks (best effort).
+/// Cancels every array of these tasks, and the adopted tasks one by one
+/// (their arrays may hold jobs this runner does not follow); best effort.
 fn cancel_all(cli: &SlurmCli, tasks: &[Task]) {
-    let arrays: std::collections::BTreeSet<&String> = tasks.iter().map(|t| &t.array).collect();
-    for a in arrays {
+    let arrays: std::collections::BTreeSet<String> =
+        tasks.iter().map(|t| if t.adopted { format!("{}_{}", t.array, t.index) } else { t.array.clone() }).collect();
+    for a in &arrays {
         if let Err(e) = cli.scancel(a) {
             tracing::warn!("{e}");
         }
@@ -621,15 +654,11 @@ impl Submitter<'_> {
                 }
             };
             tracing::info!("submitted array {array}: {count} tasks ({})", path.display());
-            tasks.extend((0..count).map(|i| Task {
-                at: Attempt { job: jobs[offset + i], attempt },
-                array: array.clone(),
-                index: i,
-                started: false,
-                gone_since: None,
-                last_state: String::new(),
-                submitted: Instant::now(),
-            }));
+            tasks.extend((0..count).map(|i| Task::new(Attempt { job: jobs[offset + i], attempt }, array.clone(), i, false)));
+            if let Err(e) = record_array(dir, &ArrayRecord { array, offset, count, attempt }) {
+                cancel_all(self.cli, &tasks);
+                return Err(e);
+            }
         }
         Ok(tasks)
     }

@@ -377,6 +377,46 @@ fn slurm_arrays_run_a_matrix_and_report_a_failing_task() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
+/// `--detach` submits and exits; `status` shows the tasks on Slurm; a later
+/// `run` follows them (it submits nothing twice), resubmits the failed one
+/// with the detached run's `--retries`, and settles: a third run does nothing.
+#[test]
+fn slurm_detach_submits_and_exits_and_a_later_run_follows_and_retries() {
+    if !slurm_reachable() {
+        return;
+    }
+    let gate = tempfile::tempdir().unwrap();
+    let open = gate.path().join("open");
+    let exp = format!(
+        "[experiment]\nname = \"t\"\nseeds = [0]\n\n[base]\ngate = \"{}\"\n\n[matrix]\nvalue = [1, 2, 3]\n\n\
+         [[include]]\nvalue = 99\nfail = true\n\n[slurm]\npoll_seconds = 0.3\n",
+        open.display()
+    );
+    let s = Study::new(&exp);
+    let o = s.run(&["run", "--backend", "slurm", "--detach", "--retries", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("4 left on Slurm (detached)"), "{}", text(&o));
+    assert!(s.done_ids().is_empty(), "the gate is closed: nothing can have finished");
+    let st = text(&s.run(&["status"]));
+    assert_eq!(st.matches("detached): PENDING").count() + st.matches("detached): RUNNING").count(), 4, "{st}");
+    // A second detached run submits nothing new: every job is on Slurm.
+    let o = s.run(&["run", "--backend", "slurm", "--detach"]);
+    assert!(o.status.success() && text(&o).contains("4 left on Slurm"), "{}", text(&o));
+    std::fs::write(&open, b"").unwrap();
+    let o = s.run(&["run", "--backend", "slurm"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("3 passed, 1 failed") && text(&o).contains("1 retries"), "{}", text(&o));
+    let id = s.the_failed_job();
+    assert_eq!(s.starts_of(&id), 2, "one attempt by the detached run, its retry by the follower");
+    for done in s.done_ids() {
+        assert_eq!(s.starts_of(&done), 1, "{done} was submitted twice");
+    }
+    assert_eq!(s.done_ids().len(), 3);
+    let o = s.run(&["run", "--backend", "slurm"]);
+    assert!(o.status.success() && text(&o).contains("0 passed, 0 failed"), "{}", text(&o));
+    assert_eq!(s.starts_of(&id), 2);
+}
+
 #[test]
 fn slurm_dry_run_prints_the_script_and_submits_nothing() {
     let s = Study::new(&format!("{}\n[slurm]\npartition = \"gpu\"\ntime = \"01:00:00\"\nmax_array_size = 2\n", matrix(3, 0.0)));

@@ -147,6 +147,10 @@ struct RunArgs {
     /// Slurm: print the job-array scripts instead of submitting them.
     #[arg(long)]
     dry_run: bool,
+    /// Slurm: submit and exit; a later `run --backend slurm` follows the
+    /// jobs to their end (and retries the failed ones), `status` shows them.
+    #[arg(long)]
+    detach: bool,
     /// Print events as JSON lines on stdout instead of the progress display.
     #[arg(long)]
     json_events: bool,
@@ -220,6 +224,11 @@ fn merged(plans: &[Plan]) -> Plan {
 fn cmd_run(files: &[PathBuf], common: &Common, rerun: Rerun, run: &RunArgs) -> Result<ExitCode, SweepError> {
     if run.dry_run && matches!(run.backend, Backend::Local) {
         return Err(SweepError::Usage("--dry-run is for the Slurm backend; for the local backend, `plan` is the dry run".into()));
+    }
+    if run.detach && matches!(run.backend, Backend::Local) {
+        return Err(SweepError::Usage(
+            "--detach is for the Slurm backend (local jobs end with their runner; keep it alive with nohup or tmux)".into(),
+        ));
     }
     let (mut exps, mut plans) = (Vec::new(), Vec::new());
     for file in files {
@@ -302,6 +311,7 @@ fn run_on_slurm(
         fail_fast: run.fail_fast,
         policy: policy(rerun),
         dry_run: run.dry_run,
+        detach: run.detach,
     };
     let (s, scripts) = run_slurm(&p.jobs, &common.results, &p.code_version, &opts, &SlurmCli, stop, on_event)?;
     if run.dry_run {
@@ -326,9 +336,10 @@ fn status(files: Vec<PathBuf>, common: &Common, verify: Verify) -> ExitCode {
         files
     };
     let mut code = ExitCode::SUCCESS;
+    let mut slurm = DetachedView::load(&common.results);
     for f in &files {
         match planned(f, common, RerunPolicy { verify: verify.verify, ..RerunPolicy::default() }) {
-            Ok((_, p)) => print_status(&p, &common.results),
+            Ok((_, p)) => print_status(&p, &common.results, &mut slurm),
             Err(e) => {
                 eprintln!("{}: {e}", f.display());
                 code = ExitCode::from(2);
@@ -339,8 +350,45 @@ fn status(files: Vec<PathBuf>, common: &Common, verify: Verify) -> ExitCode {
     code
 }
 
-/// One experiment's counts, then its failures with their logs.
-fn print_status(p: &Plan, results: &Path) {
+/// The tasks detached runners left on Slurm, for `status`.
+struct DetachedView {
+    detached: dae_sweep::detach::Detached,
+    squeue: dae_sweep::detach::Squeue,
+}
+
+impl DetachedView {
+    fn load(results: &Path) -> DetachedView {
+        let detached = dae_sweep::detach::load(results).unwrap_or_else(|e| {
+            eprintln!("warning: the detached Slurm submissions cannot be read: {e}");
+            Default::default()
+        });
+        DetachedView { detached, squeue: Default::default() }
+    }
+
+    /// Where job `id`'s detached task stands, if a detached runner submitted it.
+    fn line(&mut self, id: &str, results: &Path) -> Option<String> {
+        use dae_sweep::detach::Standing;
+        let t = self.detached.tasks.get(id)?;
+        let what = match self.squeue.standing(t, results, &SlurmCli) {
+            Ok(Standing::Queued(state)) => state,
+            Ok(Standing::Ended(Some(0))) => "ended".into(),
+            Ok(Standing::Ended(code)) => format!(
+                "ended ({}); `run --backend slurm` reports it and retries it",
+                match code {
+                    Some(c) => format!("exit {c}"),
+                    None => "killed".into(),
+                }
+            ),
+            Ok(Standing::Gone) => "gone from Slurm without an exit record; `run --backend slurm` submits it again".into(),
+            Err(e) => format!("state unknown ({e})"),
+        };
+        Some(format!("Slurm task {} (attempt {}, detached): {what}", t.task(), t.attempt))
+    }
+}
+
+/// One experiment's counts, then its failures with their logs, and the
+/// jobs detached runners left on Slurm.
+fn print_status(p: &Plan, results: &Path, slurm: &mut DetachedView) {
     let counts = p.counts().iter().map(|(w, n)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
     println!(
         "{:<22} profile {:<7} {:>4} jobs: {}",
@@ -351,6 +399,14 @@ fn print_status(p: &Plan, results: &Path) {
     );
     for j in &p.jobs {
         let dir = dae_sweep::RunDir::new(results, &j.job.id);
+        let started = matches!(j.status, dae_sweep::Status::Running | dae_sweep::Status::Incomplete);
+        if let Some(line) = slurm.line(&j.job.id, results).filter(|_| j.status != dae_sweep::Status::Done) {
+            let progress = if started && dir.progress().is_some() { format!("; {}", progress_line(&dir)) } else { String::new() };
+            println!("    slurm   {} {}: {line}{progress}", j.job.short_id(), j.job.describe());
+            if started {
+                continue;
+            }
+        }
         match &j.status {
             dae_sweep::Status::Failed { .. } => {
                 println!("    failed  {} {}: log {}", j.job.short_id(), j.job.describe(), dir.log().display())
