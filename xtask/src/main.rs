@@ -33,7 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Data sets: `synth`, `preview`, `inspect`, `split`, `derive-prior` (see `cargo xtask data --help`),
+    /// Data sets: `synth`, `preview`, `inspect`, `split`, `derive-prior`, `decode` (a DICOM file to .npy/PNG),
+    /// `conformance` (our DICOM decoding against reference arrays; see `cargo xtask data --help`),
     /// and `difficulty` (how much label signal the generator's factors carry).
     #[command(disable_help_flag = true)]
     Data {

@@ -10,6 +10,8 @@
 //!   from a [`DatasetConfig`].
 //! - [`split`]: patient-wise, label-stratified, seeded splits and split files.
 //! - [`stats`]: attribute occurrence and co-occurrence counts (T_i, M_ij).
+//! - [`dicom_io`]: monochrome DICOM frames (native, RLE, JPEG, JPEG 2000);
+//!   [`npy`]: `.npy` arrays to compare our decoding with other tools'.
 //! - [`batch`]: candle tensors through `candle_datasets::Batcher`,
 //!   normalisation, augmentation.
 //!
@@ -35,6 +37,7 @@ mod font;
 pub mod image;
 pub mod manifest;
 pub mod mias;
+pub mod npy;
 pub mod preview;
 pub mod rng;
 pub mod sample;

@@ -69,6 +69,31 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Decode a DICOM file's first frame: its modality values (stored values
+    /// after Rescale Slope/Intercept, before any window) as a float32 `.npy`
+    /// of shape (rows, cols), and/or the [0, 1] intensities the loaders use
+    /// as a 16-bit PNG.
+    ///
+    /// Example: dae-data decode scan.dcm --out scan.npy --png scan.png
+    Decode {
+        file: PathBuf,
+        /// The modality values as a float32 `.npy`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The loaders' [0, 1] intensities (window or min-max, MONOCHROME1
+        /// inverted) as a 16-bit grey PNG.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
+    /// Compare our decoding of every `*.dcm` in a folder with the reference
+    /// array beside it (`<name>.npy`, modality values; see
+    /// tools/dicom-conformance/reference.py); prints a Markdown table.
+    ///
+    /// Example: dae-data conformance datasets/dicom-conformance
+    Conformance {
+        #[arg(default_value = "datasets/dicom-conformance")]
+        dir: PathBuf,
+    },
     /// Derive the committed (shape, margin, pathology) joint table from CBIS-DDSM mass CSVs.
     DerivePrior {
         /// Folder with mass_case_description_{train,test}_set.csv.
@@ -274,6 +299,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             write_split_file(&out, &ds.samples, &idx).map_err(data_err)?;
             println!("wrote {} (train {}, val {}, test {})", out.display(), idx.train.len(), idx.val.len(), idx.test.len());
         }
+        Cmd::Decode { file, out, png } => decode(&file, out.as_deref(), png.as_deref()).map_err(|e| e.context(DataFailure))?,
+        Cmd::Conformance { dir } => {
+            let rows = dae_data::dicom_io::conformance::check_folder(&dir).map_err(|e| anyhow::Error::new(e).context(DataFailure))?;
+            print!("{}", dae_data::dicom_io::conformance::markdown(&rows));
+        }
         Cmd::DerivePrior { cbis, out } => derive_prior(&cbis, &out).map_err(|e| e.context(DataFailure))?,
     }
     Ok(())
@@ -302,5 +332,30 @@ fn derive_prior(cbis: &Path, out: &Path) -> anyhow::Result<()> {
     let text = dae_data::synth::prior::derive_joint_csv(cbis)?;
     dae_data::write_atomic(out, text.as_bytes())?;
     println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// `decode`: the first frame's modality values to `.npy`, intensities to PNG.
+fn decode(file: &Path, out: Option<&Path>, png: Option<&Path>) -> anyhow::Result<()> {
+    let m = dae_data::dicom_io::read_dicom_modality(file)?;
+    let (lo, hi) = m.values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    println!("{}: {} x {}, modality values {lo} to {hi}", file.display(), m.rows, m.cols);
+    if let Some(out) = out {
+        dae_data::write_atomic(out, &dae_data::npy::encode_f32(m.rows, m.cols, &m.values))?;
+        println!("wrote {}", out.display());
+    }
+    if let Some(png) = png {
+        let img = dae_data::dicom_io::read_dicom(file, &Default::default())?;
+        let px: Vec<u16> = img.data.iter().map(|&v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16).collect();
+        let buf = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(img.width as u32, img.height as u32, px)
+            .context("image size overflow")?;
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        buf.write_to(&mut bytes, image::ImageFormat::Png).with_context(|| format!("{}: cannot encode PNG", png.display()))?;
+        dae_data::write_atomic(png, bytes.get_ref())?;
+        println!("wrote {}", png.display());
+    }
+    if out.is_none() && png.is_none() {
+        println!("(nothing written: give --out FILE.npy and/or --png FILE.png)");
+    }
     Ok(())
 }

@@ -151,6 +151,28 @@ pub(super) fn decode_first_frame(obj: &DefaultDicomObject, ts: &str, what: &Path
     Ok(fit_max_side(img, opts.max_side))
 }
 
+/// The first frame's modality values (stored values after the rescale), row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModalityFrame {
+    pub rows: usize,
+    pub cols: usize,
+    pub values: Vec<f32>,
+}
+
+/// The first frame of a parsed object as modality values.
+pub(super) fn modality_first_frame(obj: &DefaultDicomObject, ts: &str, what: &Path) -> Result<ModalityFrame> {
+    let err = |problem: String| DataError::Dicom { path: what.into(), problem, source: None };
+    let Some(pixel_elem) = obj.get(tags::PIXEL_DATA) else {
+        return Err(err("no PixelData element (7FE0,0010): not an image, or the file is truncated".into()));
+    };
+    let layout = read_layout(obj).map_err(err)?;
+    let frame = read_frame(obj, pixel_elem, ts, &layout).map_err(err)?;
+    let (slope, intercept) = rescale_of(obj);
+    let fmt = layout.fmt;
+    let values = frame.samples(&layout).each(|r| (slope * fmt.stored(r) as f64 + intercept) as f32);
+    Ok(ModalityFrame { rows: layout.rows, cols: layout.cols, values })
+}
+
 /// Reads the image pixel attributes, so that a colour or malformed image
 /// fails naming the attribute at fault rather than somewhere in a decoder.
 fn read_layout(obj: &DefaultDicomObject) -> std::result::Result<Layout, String> {
@@ -217,6 +239,8 @@ fn sample_format(obj: &DefaultDicomObject, bits_allocated: u16) -> std::result::
 /// borrow them whichever decoder produced them.
 enum Frame<'a> {
     Rle(RleSamples),
+    /// JPEG-LS samples (8-bit ones too).
+    Jls(Vec<u16>),
     /// `dicom-pixeldata`'s output, at least one frame long (checked in
     /// [`decode_with_pixeldata`]).
     Decoded(DecodedPixelData<'a>),
@@ -226,7 +250,7 @@ impl Frame<'_> {
     fn samples(&self, layout: &Layout) -> Samples<'_> {
         match self {
             Frame::Rle(RleSamples::U8(v)) => Samples::U8(v),
-            Frame::Rle(RleSamples::U16(v)) => Samples::U16(v),
+            Frame::Rle(RleSamples::U16(v)) | Frame::Jls(v) => Samples::U16(v),
             Frame::Decoded(d) if layout.bits_allocated == 16 => Samples::U16Ne(&d.data()[..layout.frame_bytes()]),
             Frame::Decoded(d) => Samples::U8(&d.data()[..layout.frame_bytes()]),
         }
@@ -234,7 +258,7 @@ impl Frame<'_> {
 }
 
 /// Decodes the first frame: RLE Lossless here (faster, every offset
-/// checked), anything else through `dicom-pixeldata`.
+/// checked), JPEG-LS through `jls.rs`, anything else through `dicom-pixeldata`.
 fn read_frame<'a>(
     obj: &'a DefaultDicomObject,
     pixel_elem: &InMemElement,
@@ -250,6 +274,10 @@ fn read_frame<'a>(
             decode_rle_frame(first, layout.rows * layout.cols, layout.bits_allocated)
                 .map(Frame::Rle)
                 .map_err(|p| format!("RLE Lossless pixel data: {p}"))
+        }
+        Value::PixelSequence(seq) if super::jls::SYNTAXES.contains(&ts) => {
+            let frames = get_u16(obj, tags::NUMBER_OF_FRAMES).and_then(|r| r.ok()).unwrap_or(1) as u32;
+            super::jls::decode_first_frame(seq.fragments(), frames, layout.rows, layout.cols).map(Frame::Jls)
         }
         value => {
             if let Value::Primitive(p) = value {
@@ -403,6 +431,15 @@ impl Samples<'_> {
             Samples::U8(v) => go(v.iter().map(|&r| r as u32), fmt),
             Samples::U16Ne(v) => go(v.chunks_exact(2).map(|c| u16::from_ne_bytes([c[0], c[1]]) as u32), fmt),
             Samples::U16(v) => go(v.iter().map(|&r| r as u32), fmt),
+        }
+    }
+
+    /// `f` of every raw sample.
+    fn each(&self, f: impl Fn(u32) -> f32) -> Vec<f32> {
+        match self {
+            Samples::U8(v) => v.iter().map(|&r| f(r as u32)).collect(),
+            Samples::U16Ne(v) => v.chunks_exact(2).map(|c| f(u16::from_ne_bytes([c[0], c[1]]) as u32)).collect(),
+            Samples::U16(v) => v.iter().map(|&r| f(r as u32)).collect(),
         }
     }
 

@@ -36,16 +36,39 @@ struct Header {
     sq: bool,
 }
 
-fn u16_at(b: &[u8], i: usize) -> u16 {
-    u16::from_le_bytes([b[i], b[i + 1]])
+/// How the data set is encoded: explicit or implicit VR, byte order.
+#[derive(Clone, Copy)]
+pub(super) struct Encoding {
+    pub explicit: bool,
+    pub big_endian: bool,
 }
 
-fn u32_at(b: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+impl Encoding {
+    /// The file meta group's encoding (and that of the little-endian explicit syntaxes).
+    pub const EXPLICIT_LE: Encoding = Encoding { explicit: true, big_endian: false };
+
+    fn u16_at(self, b: &[u8], i: usize) -> u16 {
+        let x = [b[i], b[i + 1]];
+        if self.big_endian {
+            u16::from_be_bytes(x)
+        } else {
+            u16::from_le_bytes(x)
+        }
+    }
+
+    fn u32_at(self, b: &[u8], i: usize) -> u32 {
+        let x = [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        if self.big_endian {
+            u32::from_be_bytes(x)
+        } else {
+            u32::from_le_bytes(x)
+        }
+    }
 }
 
 /// The header at `pos`, or `None` when fewer bytes than a header remain.
-fn header(b: &[u8], pos: usize, explicit: bool) -> Option<Header> {
+fn header(b: &[u8], pos: usize, enc: Encoding) -> Option<Header> {
+    let (explicit, u16_at, u32_at) = (enc.explicit, |b, i| enc.u16_at(b, i), |b, i| enc.u32_at(b, i));
     let rest = &b[pos..];
     if rest.len() < 8 {
         return None;
@@ -65,10 +88,10 @@ fn header(b: &[u8], pos: usize, explicit: bool) -> Option<Header> {
 /// Walks the elements from `start`; with `meta_only`, only the file meta
 /// group (group 0002, always explicit VR) and returns where it ends.
 /// Otherwise walks to the end of `b` and returns its length.
-pub(super) fn check(b: &[u8], start: usize, explicit: bool, meta_only: bool) -> Result<usize, String> {
+pub(super) fn check(b: &[u8], start: usize, enc: Encoding, meta_only: bool) -> Result<usize, String> {
     let mut pos = start;
     let mut in_fragments = false;
-    while let Some(h) = header(b, pos, explicit) {
+    while let Some(h) = header(b, pos, enc) {
         if meta_only && h.tag.0 != 0x0002 {
             return Ok(pos);
         }
@@ -105,10 +128,10 @@ mod tests {
         let px: Vec<u16> = (0..40).collect();
         for rle in [false, true] {
             let bytes = TestDicom { rle, ..TestDicom::new(5, 8, &px, "MONOCHROME2") }.to_bytes().unwrap();
-            let meta_end = check(&bytes, 132, true, true).unwrap();
+            let meta_end = check(&bytes, 132, Encoding::EXPLICIT_LE, true).unwrap();
             assert!(meta_end > 132 && meta_end < bytes.len());
-            assert_eq!(u16_at(&bytes, meta_end), 0x0008, "the data set starts after the meta group");
-            assert_eq!(check(&bytes, meta_end, true, false), Ok(bytes.len()));
+            assert_eq!(Encoding::EXPLICIT_LE.u16_at(&bytes, meta_end), 0x0008, "the data set starts after the meta group");
+            assert_eq!(check(&bytes, meta_end, Encoding::EXPLICIT_LE, false), Ok(bytes.len()));
             read(&bytes, &DicomOptions::default()).unwrap();
         }
     }
@@ -133,7 +156,7 @@ mod tests {
             item.extend_from_slice(&inner);
             let mut set = el(0x0008, 0x1140, b"SQ", item.len() as u32, explicit);
             set.extend_from_slice(&item);
-            let e = check(&set, 0, explicit, false).unwrap_err();
+            let e = check(&set, 0, Encoding { explicit, big_endian: false }, false).unwrap_err();
             assert!(e.contains("(0009,1001)") && e.contains("declares 2147483648 bytes"), "{e}");
             // The same sequence holding a short valid element walks to the end.
             let inner = [el(0x0009, 0x1001, b"OB", 2, explicit), vec![1, 2]].concat();
@@ -141,7 +164,7 @@ mod tests {
             item.extend_from_slice(&inner);
             let mut set = el(0x0008, 0x1140, b"SQ", item.len() as u32, explicit);
             set.extend_from_slice(&item);
-            assert_eq!(check(&set, 0, explicit, false), Ok(set.len()));
+            assert_eq!(check(&set, 0, Encoding { explicit, big_endian: false }, false), Ok(set.len()));
         }
     }
 

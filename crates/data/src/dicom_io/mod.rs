@@ -1,5 +1,6 @@
-//! DICOM reading: one monochrome frame of a DICOM file (native, RLE Lossless
-//! or JPEG pixel data, 8 or 16 bits, signed or unsigned) becomes an
+//! DICOM reading: one monochrome frame of a DICOM file (native little or big
+//! endian, deflated, RLE Lossless, JPEG, JPEG-LS or JPEG 2000 pixel data, 8
+//! or 16 bits, signed or unsigned) becomes an
 //! [`Image`] of [0, 1] intensities, with the modality LUT (rescale slope and
 //! intercept), the VOI window or a min-max normalisation, and MONOCHROME1
 //! inversion applied, so that bright always means dense tissue.
@@ -7,8 +8,10 @@
 //! Decoding: RLE Lossless fragments are decoded here (`rle.rs`: PackBits
 //! straight into `u16` samples, every header, offset and segment length
 //! checked, about twice as fast end to end as going through
-//! `dicom-pixeldata`); native and JPEG pixel data go through
-//! `dicom-pixeldata`'s `decode_pixel_data_frame`. Either way the result is
+//! `dicom-pixeldata`); JPEG-LS through the pure-Rust `pure_jpegls`
+//! (`jls.rs`); native, JPEG and JPEG 2000 (pure-Rust `openjp2`) pixel data
+//! through `dicom-pixeldata`'s `decode_pixel_data_frame`. 12-bit JPEG
+//! Extended is not decoded yet (`jpeg-decoder` refuses that precision). Either way the result is
 //! raw stored samples; the value pipeline (`frame.rs`: bit masking, sign
 //! extension, rescale, window, inversion) is then one pass:
 //! `clamp(a * stored + b, 0, 1)` for 16-bit linear windows and min-max, else
@@ -20,7 +23,11 @@
 //! a declared length beyond the end of the file is an error, not an
 //! allocation of that size.
 //!
-//! This file holds the entry points ([`read_dicom`], [`read_dicom_bytes`]),
+//! [`conformance`] checks our decoding against reference arrays (the
+//! corpus in `datasets/dicom-conformance`).
+//!
+//! This file holds the entry points ([`read_dicom`], [`read_dicom_bytes`],
+//! [`read_dicom_modality`]),
 //! [`DicomOptions`], the transfer-syntax lists and the error description.
 //!
 //! The test DICOM writer (`testfile.rs`: `TestDicom`, `write_test_dicom`,
@@ -40,13 +47,17 @@ use dicom_object::{FileMetaTable, OpenFileOptions};
 use crate::error::{io_err, DataError, Result};
 use crate::image::Image;
 
+pub mod conformance;
 mod frame;
+mod jls;
 mod lengths;
 mod rle;
 #[cfg(any(test, feature = "test-support"))]
 mod testfile;
 
-use frame::decode_first_frame;
+pub use frame::ModalityFrame;
+use frame::{decode_first_frame, modality_first_frame};
+use lengths::Encoding;
 #[cfg(any(test, feature = "test-support"))]
 pub use testfile::{rle_encode_frame, write_test_dicom, TestDicom};
 
@@ -79,25 +90,26 @@ pub const SUPPORTED_TRANSFER_SYNTAXES: &[(&str, &str)] = &[
     ("1.2.840.10008.1.2", "Implicit VR Little Endian"),
     ("1.2.840.10008.1.2.1", "Explicit VR Little Endian"),
     ("1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian"),
+    ("1.2.840.10008.1.2.2", "Explicit VR Big Endian"),
     ("1.2.840.10008.1.2.5", "RLE Lossless"),
     ("1.2.840.10008.1.2.4.50", "JPEG Baseline"),
     ("1.2.840.10008.1.2.4.51", "JPEG Extended"),
     ("1.2.840.10008.1.2.4.57", "JPEG Lossless"),
     ("1.2.840.10008.1.2.4.70", "JPEG Lossless SV1"),
+    ("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"),
+    ("1.2.840.10008.1.2.4.81", "JPEG-LS Near-Lossless"),
+    ("1.2.840.10008.1.2.4.90", "JPEG 2000 Lossless"),
+    ("1.2.840.10008.1.2.4.91", "JPEG 2000"),
 ];
 
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
 
 /// Names of some common transfer syntaxes that are *not* supported, for
 /// error messages.
 const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
-    ("1.2.840.10008.1.2.2", "Explicit VR Big Endian"),
     ("1.2.840.10008.1.2.1.98", "Encapsulated Uncompressed Explicit VR Little Endian"),
-    ("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"),
-    ("1.2.840.10008.1.2.4.81", "JPEG-LS Near-Lossless"),
-    ("1.2.840.10008.1.2.4.90", "JPEG 2000 Lossless"),
-    ("1.2.840.10008.1.2.4.91", "JPEG 2000"),
     ("1.2.840.10008.1.2.4.201", "HTJ2K Lossless"),
     ("1.2.840.10008.1.2.4.203", "HTJ2K"),
 ];
@@ -116,6 +128,23 @@ pub fn read_dicom_bytes(bytes: &[u8], what: &Path, opts: &DicomOptions) -> Resul
     if opts.max_side == Some(0) {
         return Err(DataError::Config { key: "max_side".into(), problem: "must be at least 1 (or absent)".into() });
     }
+    let (obj, ts) = parse(bytes, what)?;
+    decode_first_frame(&obj, &ts, what, opts)
+}
+
+/// The first frame's modality values of a monochrome DICOM file: the stored
+/// values after Rescale Slope and Intercept, before any window (what
+/// `cargo xtask data decode` writes, to compare with other tools).
+pub fn read_dicom_modality(path: &Path) -> Result<ModalityFrame> {
+    let bytes = std::fs::read(path).map_err(io_err(path, "cannot read DICOM file"))?;
+    let (obj, ts) = parse(&bytes, path)?;
+    modality_first_frame(&obj, &ts, path)
+}
+
+/// Parses a DICOM file's bytes (with the 128-byte preamble and `DICM`, or
+/// starting at `DICM`), refusing unsupported transfer syntaxes and lengths
+/// beyond the file first; returns the object and its transfer syntax UID.
+fn parse(bytes: &[u8], what: &Path) -> Result<(dicom_object::DefaultDicomObject, String)> {
     let err = |problem: String| DataError::Dicom { path: what.into(), problem, source: None };
 
     // Magic code: at byte 128 after the preamble, or at byte 0 without one.
@@ -130,7 +159,8 @@ pub fn read_dicom_bytes(bytes: &[u8], what: &Path, opts: &DicomOptions) -> Resul
     // The file meta group first, to reject unsupported transfer syntaxes
     // with a clear message before parsing the data set.
     let meta_start = if preamble == ReadPreamble::Always { 128 } else { 0 };
-    let meta_end = lengths::check(body, meta_start + 4, true, true).map_err(|p| err(format!("DICOM file meta group: {p}")))?;
+    let meta_end =
+        lengths::check(body, meta_start + 4, Encoding::EXPLICIT_LE, true).map_err(|p| err(format!("DICOM file meta group: {p}")))?;
     let meta =
         FileMetaTable::from_reader(&body[meta_start..]).map_err(|e| err(format!("invalid DICOM file meta group: {}", describe(&e))))?;
     let ts = meta.transfer_syntax().to_string();
@@ -141,15 +171,32 @@ pub fn read_dicom_bytes(bytes: &[u8], what: &Path, opts: &DicomOptions) -> Resul
     // Lengths checked before the parser allocates them (a deflated data
     // set is compressed: its lengths cannot be checked here).
     if ts != DEFLATED {
-        lengths::check(body, meta_end, ts != IMPLICIT_VR_LE, false).map_err(err)?;
+        let enc = Encoding { explicit: ts != IMPLICIT_VR_LE, big_endian: ts == EXPLICIT_VR_BE };
+        lengths::check(body, meta_end, enc, false).map_err(err)?;
     }
 
     let obj = OpenFileOptions::new()
         .read_preamble(preamble)
         .from_reader(body)
         .map_err(|e| err(format!("cannot parse the DICOM data set: {}", describe(&e))))?;
+    Ok((obj, ts))
+}
 
-    decode_first_frame(&obj, &ts, what, opts)
+/// The transfer syntax UID of a DICOM file (from its file meta group).
+pub fn transfer_syntax_of(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(io_err(path, "cannot read DICOM file"))?;
+    let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { 128 } else { 0 };
+    let meta = FileMetaTable::from_reader(&bytes[start..]).map_err(|e| DataError::Dicom {
+        path: path.into(),
+        problem: format!("invalid DICOM file meta group: {}", describe(&e)),
+        source: None,
+    })?;
+    Ok(meta.transfer_syntax().trim_end_matches('\0').to_string())
+}
+
+/// The name of a transfer syntax this module knows (supported or not).
+pub fn name_of_syntax(uid: &str) -> Option<&'static str> {
+    SUPPORTED_TRANSFER_SYNTAXES.iter().chain(KNOWN_UNSUPPORTED).find(|(u, _)| *u == uid).map(|(_, n)| *n)
 }
 
 fn supported_list() -> String {
@@ -269,9 +316,9 @@ mod tests {
         let short = TestDicom::new(4, 4, &[1; 6], "MONOCHROME2");
         expect_err(&short.to_bytes().unwrap(), &["pixel data truncated", "12 bytes, expected 32"]);
 
-        // A JPEG 2000 file: rejected from its meta group.
+        // An HTJ2K file: rejected from its meta group.
         let meta = FileMetaTableBuilder::new()
-            .transfer_syntax("1.2.840.10008.1.2.4.90")
+            .transfer_syntax("1.2.840.10008.1.2.4.201")
             .media_storage_sop_class_uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE)
             .media_storage_sop_instance_uid("2.25.1")
             .build()
@@ -279,7 +326,7 @@ mod tests {
         let mut b = vec![0u8; 128];
         b.extend_from_slice(b"DICM");
         meta.write(&mut b).unwrap();
-        let e = expect_err(&b, &["unsupported transfer syntax 1.2.840.10008.1.2.4.90 (JPEG 2000 Lossless)", "supported: ", "RLE Lossless"]);
+        let e = expect_err(&b, &["unsupported transfer syntax 1.2.840.10008.1.2.4.201 (HTJ2K Lossless)", "supported: ", "RLE Lossless"]);
         assert!(e.contains("1.2.840.10008.1.2.5"), "{e}");
 
         let e = read_dicom(Path::new("/nonexistent/x.dcm"), &DicomOptions::default()).unwrap_err().to_string();
