@@ -12,17 +12,18 @@ fn corpus() -> PathBuf {
 }
 
 /// Lossless and lossy syntaxes alike decode exactly as pydicom did (its
-/// OpenJPEG and CharLS-conformant decoders compute what ours do); the one
-/// gap left, 12-bit JPEG Extended, is refused naming the precision.
+/// OpenJPEG and T.87 decoders compute what ours do), but for 12-bit JPEG:
+/// our exact IDCT and libjpeg's integer one differ by at most one unit,
+/// which ISO 10918-2 allows a decoder.
 #[test]
-fn every_file_decodes_exactly_as_pydicom_did_but_12_bit_jpeg() {
+fn every_file_decodes_as_pydicom_did() {
     let rows = check_folder(&corpus()).unwrap();
     let syntaxes: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.syntax.split(' ').next().unwrap()).collect();
     assert_eq!(syntaxes.len(), 10, "one file per syntax at least: {syntaxes:?}");
     for r in &rows {
         let name = r.file.file_name().unwrap().to_string_lossy();
         match (name.as_ref(), &r.verdict) {
-            ("JPGExtended.dcm", Verdict::Error(e)) => assert!(e.contains("SamplePrecision(12)") && e.contains("JPGExtended.dcm"), "{e}"),
+            ("JPGExtended.dcm", Verdict::MaxDiff(d)) => assert!(*d <= 1.0, "{d}"),
             (_, v) => assert_eq!(v, &Verdict::Exact, "{name} ({})", r.syntax),
         }
     }

@@ -1,5 +1,6 @@
 //! Hostile input: bounded mutation campaigns (`dae-mutate`) against every
-//! parser a user's data files reach: DICOM (native and RLE Lossless), PGM,
+//! parser a user's data files reach: DICOM (native, RLE Lossless, JPEG
+//! 2000, JPEG-LS, 12-bit JPEG), PGM,
 //! PNG, the CBIS-DDSM description tables, mini-MIAS `Info.txt`, the folder
 //! manifest and the split file. Each mutated input must give an image or a
 //! clear error naming the file: no panic, no hang, and (for the image
@@ -60,6 +61,24 @@ fn dicom_native_and_rle() {
         .error_check(names("mutated.dcm"))
         .run(|b| read_dicom_bytes(b, Path::new("mutated.dcm"), &DicomOptions::default()));
     assert!(stats.accepted > 100 && stats.rejected > 1_000, "{stats:?}");
+}
+
+/// The compressed syntaxes of the conformance corpus: JPEG 2000, JPEG-LS
+/// (8 and 16 bit) and 12-bit JPEG, decoded by openjp2, pure_jpegls and our
+/// own 12-bit decoder.
+#[test]
+fn dicom_compressed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/dicom-conformance");
+    let corpus = ["MR_small_jp2klossless", "MR_small_jpeg_ls_lossless", "JPEGLSNearLossless_08", "JPGExtended"]
+        .iter()
+        .map(|f| std::fs::read(dir.join(format!("{f}.dcm"))).unwrap())
+        .collect();
+    let stats = Campaign::new("dicom-compressed", corpus)
+        .cases(1_500)
+        .alloc_cap(image_cap)
+        .error_check(names("mutated.dcm"))
+        .run(|b| read_dicom_bytes(b, Path::new("mutated.dcm"), &DicomOptions::default()));
+    assert!(stats.accepted > 100 && stats.rejected > 300, "{stats:?}");
 }
 
 #[test]

@@ -239,8 +239,8 @@ fn sample_format(obj: &DefaultDicomObject, bits_allocated: u16) -> std::result::
 /// borrow them whichever decoder produced them.
 enum Frame<'a> {
     Rle(RleSamples),
-    /// JPEG-LS samples (8-bit ones too).
-    Jls(Vec<u16>),
+    /// Samples decoded here (JPEG-LS, 12-bit JPEG; 8-bit ones too).
+    Owned(Vec<u16>),
     /// `dicom-pixeldata`'s output, at least one frame long (checked in
     /// [`decode_with_pixeldata`]).
     Decoded(DecodedPixelData<'a>),
@@ -250,7 +250,7 @@ impl Frame<'_> {
     fn samples(&self, layout: &Layout) -> Samples<'_> {
         match self {
             Frame::Rle(RleSamples::U8(v)) => Samples::U8(v),
-            Frame::Rle(RleSamples::U16(v)) | Frame::Jls(v) => Samples::U16(v),
+            Frame::Rle(RleSamples::U16(v)) | Frame::Owned(v) => Samples::U16(v),
             Frame::Decoded(d) if layout.bits_allocated == 16 => Samples::U16Ne(&d.data()[..layout.frame_bytes()]),
             Frame::Decoded(d) => Samples::U8(&d.data()[..layout.frame_bytes()]),
         }
@@ -258,7 +258,8 @@ impl Frame<'_> {
 }
 
 /// Decodes the first frame: RLE Lossless here (faster, every offset
-/// checked), JPEG-LS through `jls.rs`, anything else through `dicom-pixeldata`.
+/// checked), JPEG-LS through `jls.rs`, 12-bit JPEG through `jpeg12.rs`,
+/// anything else through `dicom-pixeldata`.
 fn read_frame<'a>(
     obj: &'a DefaultDicomObject,
     pixel_elem: &InMemElement,
@@ -276,8 +277,17 @@ fn read_frame<'a>(
                 .map_err(|p| format!("RLE Lossless pixel data: {p}"))
         }
         Value::PixelSequence(seq) if super::jls::SYNTAXES.contains(&ts) => {
-            let frames = get_u16(obj, tags::NUMBER_OF_FRAMES).and_then(|r| r.ok()).unwrap_or(1) as u32;
-            super::jls::decode_first_frame(seq.fragments(), frames, layout.rows, layout.cols).map(Frame::Jls)
+            let data = first_frame_stream(obj, seq.fragments())?;
+            super::jls::decode(&data, layout.rows, layout.cols).map(Frame::Owned)
+        }
+        Value::PixelSequence(seq)
+            if ts == JPEG_EXTENDED && seq.fragments().first().and_then(|f| super::jpeg12::precision(f)) == Some(12) =>
+        {
+            let data = first_frame_stream(obj, seq.fragments())?;
+            catch_unwind(AssertUnwindSafe(|| super::jpeg12::decode(&data, layout.rows, layout.cols)))
+                .map_err(|_| "the 12-bit JPEG decoder failed on corrupt pixel data".to_string())?
+                .map(Frame::Owned)
+                .map_err(|e| format!("12-bit JPEG pixel data: {e}"))
         }
         value => {
             if let Value::Primitive(p) = value {
@@ -288,6 +298,20 @@ fn read_frame<'a>(
             }
             decode_with_pixeldata(obj, ts, layout).map(Frame::Decoded)
         }
+    }
+}
+
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+
+/// The encapsulated stream of the first frame: every fragment when the
+/// object holds one frame, else the first (one fragment per frame).
+fn first_frame_stream(obj: &DefaultDicomObject, fragments: &[Vec<u8>]) -> std::result::Result<Vec<u8>, String> {
+    let frames = get_u16(obj, tags::NUMBER_OF_FRAMES).and_then(|r| r.ok()).unwrap_or(1) as usize;
+    match (frames, fragments) {
+        (_, []) => Err("the encapsulated pixel data has no fragments".into()),
+        (0 | 1, all) => Ok(all.concat()),
+        (n, some) if some.len() == n => Ok(some[0].clone()),
+        (n, some) => Err(format!("{n} frames in {} fragments: frames split over fragments are not supported here", some.len())),
     }
 }
 

@@ -9,9 +9,10 @@
 //! straight into `u16` samples, every header, offset and segment length
 //! checked, about twice as fast end to end as going through
 //! `dicom-pixeldata`); JPEG-LS through the pure-Rust `pure_jpegls`
-//! (`jls.rs`); native, JPEG and JPEG 2000 (pure-Rust `openjp2`) pixel data
-//! through `dicom-pixeldata`'s `decode_pixel_data_frame`. 12-bit JPEG
-//! Extended is not decoded yet (`jpeg-decoder` refuses that precision). Either way the result is
+//! (`jls.rs`); 12-bit JPEG Extended, which `jpeg-decoder` refuses, here
+//! (`jpeg12.rs`); native, 8-bit JPEG and JPEG 2000 (pure-Rust `openjp2`)
+//! pixel data through `dicom-pixeldata`'s `decode_pixel_data_frame`.
+//! Either way the result is
 //! raw stored samples; the value pipeline (`frame.rs`: bit masking, sign
 //! extension, rescale, window, inversion) is then one pass:
 //! `clamp(a * stored + b, 0, 1)` for 16-bit linear windows and min-max, else
@@ -50,6 +51,7 @@ use crate::image::Image;
 pub mod conformance;
 mod frame;
 mod jls;
+mod jpeg12;
 mod lengths;
 mod rle;
 #[cfg(any(test, feature = "test-support"))]
