@@ -64,7 +64,7 @@ fn dicom_native_and_rle() {
 }
 
 /// The compressed syntaxes of the conformance corpus: JPEG 2000, JPEG-LS
-/// (8 and 16 bit) and 12-bit JPEG, decoded by openjp2, pure_jpegls and our
+/// (8 and 16 bit) and 12-bit JPEG, decoded by OpenJPEG, pure_jpegls and our
 /// own 12-bit decoder.
 #[test]
 fn dicom_compressed() {

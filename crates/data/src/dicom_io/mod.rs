@@ -10,7 +10,7 @@
 //! checked, about twice as fast end to end as going through
 //! `dicom-pixeldata`); JPEG-LS through the pure-Rust `pure_jpegls`
 //! (`jls.rs`); 12-bit JPEG Extended, which `jpeg-decoder` refuses, here
-//! (`jpeg12.rs`); native, 8-bit JPEG and JPEG 2000 (pure-Rust `openjp2`)
+//! (`jpeg12.rs`); native, 8-bit JPEG and JPEG 2000 (OpenJPEG's C source, built by cargo)
 //! pixel data through `dicom-pixeldata`'s `decode_pixel_data_frame`.
 //! Either way the result is
 //! raw stored samples; the value pipeline (`frame.rs`: bit masking, sign
