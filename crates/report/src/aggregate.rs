@@ -86,30 +86,24 @@ pub fn group_stats(runs: &[RunRecord]) -> Result<HashMap<String, BTreeMap<String
     };
     let mut df = to_dataframe(&done).map_err(pe("building the run table"))?;
     let groups: Vec<String> = done.iter().map(|r| r.group()).collect();
-    df.with_column(Column::new("group".into(), groups)).map_err(pe("adding the group column"))?;
+    df.with_column(Column::new("group".into(), groups.clone())).map_err(pe("adding the group column"))?;
     let metrics: Vec<String> =
         done.iter().flat_map(|r| r.metrics.keys().cloned()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    let mut aggs = Vec::new();
-    for m in &metrics {
-        aggs.push(col(m.as_str()).mean().alias(format!("{m}__mean")));
-        aggs.push(col(m.as_str()).std(1).alias(format!("{m}__std")));
-        aggs.push(col(m.as_str()).count().alias(format!("{m}__n")));
-    }
-    let out = df.lazy().group_by([col("group")]).agg(aggs).collect().map_err(pe("grouping runs"))?;
-    let names = out.column("group").map_err(pe("group column"))?.str().map_err(pe("group column"))?.clone();
+    let group_col = df.column("group").map_err(pe("group column"))?.str().map_err(pe("group column"))?.clone();
+    let mut names: Vec<&str> = groups.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
     let mut result: HashMap<String, BTreeMap<String, Stat>> = HashMap::new();
-    for m in &metrics {
-        let mean = out.column(&format!("{m}__mean")).map_err(pe("mean"))?.cast(&DataType::Float64).map_err(pe("mean"))?;
-        let std = out.column(&format!("{m}__std")).map_err(pe("std"))?.cast(&DataType::Float64).map_err(pe("std"))?;
-        let n = out.column(&format!("{m}__n")).map_err(pe("n"))?.cast(&DataType::UInt64).map_err(pe("n"))?;
-        let (mean, std, n) = (mean.f64().map_err(pe("mean"))?, std.f64().map_err(pe("std"))?, n.u64().map_err(pe("n"))?);
-        for i in 0..out.height() {
-            let Some(g) = names.get(i) else { continue };
-            let k = n.get(i).unwrap_or(0) as usize;
-            if k == 0 {
+    for g in names {
+        let part = df.filter(&group_col.equal(g)).map_err(pe("grouping runs"))?;
+        for m in &metrics {
+            let values = part.column(m).map_err(pe("metric column"))?.cast(&DataType::Float64).map_err(pe("metric column"))?;
+            let values = values.f64().map_err(pe("metric column"))?;
+            let n = values.len() - values.null_count();
+            if n == 0 {
                 continue;
             }
-            let stat = Stat { mean: mean.get(i).unwrap_or(f64::NAN), std: std.get(i).unwrap_or(f64::NAN), n: k };
+            let stat = Stat { mean: values.mean().unwrap_or(f64::NAN), std: values.std(1).unwrap_or(f64::NAN), n };
             result.entry(g.to_string()).or_default().insert(m.clone(), stat);
         }
     }
