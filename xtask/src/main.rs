@@ -96,7 +96,7 @@ const REPRODUCE: [&str; 4] = [
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  cargo xtask reproduce --profile quick           # about 10 minutes on 2 cores (22 the first time: builds)\n  cargo xtask reproduce --profile smoke           # seconds per job: checks the pipeline\n  cargo xtask reproduce --profile paper --gpus 0,1          # builds the cuda trainer into target/cuda first\n  cargo xtask reproduce --profile paper --gpus 0 --trainer /path/to/cuda/dae-train\n  cargo xtask reproduce --profile paper --backend slurm"
+    after_help = "Example:\n  cargo xtask reproduce --profile quick           # about 10 minutes on 2 cores (22-25 the first time: builds)\n  cargo xtask reproduce --profile smoke           # seconds per job: checks the pipeline\n  cargo xtask reproduce --profile paper --gpus 0,1          # builds the cuda trainer into target/cuda first\n  cargo xtask reproduce --profile paper --gpus 0 --trainer /path/to/cuda/dae-train\n  cargo xtask reproduce --profile paper --backend slurm"
 )]
 struct Reproduce {
     /// smoke (CI), quick (a laptop CPU) or paper (a GPU).
