@@ -74,7 +74,7 @@ fn dicom_compressed() {
         .map(|f| std::fs::read(dir.join(format!("{f}.dcm"))).unwrap())
         .collect();
     let stats = Campaign::new("dicom-compressed", corpus)
-        .cases(1_500)
+        .cases(4_000)
         .alloc_cap(image_cap)
         .error_check(names("mutated.dcm"))
         .run(|b| read_dicom_bytes(b, Path::new("mutated.dcm"), &DicomOptions::default()));

@@ -296,12 +296,29 @@ fn read_frame<'a>(
                     return Err(layout.truncated(have, "bytes"));
                 }
             }
+            if let Value::PixelSequence(seq) = value {
+                check_j2k_size(seq.fragments().first().map(Vec::as_slice).unwrap_or(&[]), layout)?;
+            }
             decode_with_pixeldata(obj, ts, layout).map(Frame::Decoded)
         }
     }
 }
 
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+
+/// A JPEG 2000 codestream (SOC, then SIZ) must be Rows x Columns before it
+/// is decoded: a larger one would be decoded in full first.
+fn check_j2k_size(data: &[u8], layout: &Layout) -> std::result::Result<(), String> {
+    if data.len() < 24 || data[..4] != [0xFF, 0x4F, 0xFF, 0x51] {
+        return Ok(());
+    }
+    let u32_at = |i: usize| u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) as u64;
+    let (w, h) = (u32_at(8).saturating_sub(u32_at(16)), u32_at(12).saturating_sub(u32_at(20)));
+    if (w, h) != (layout.cols as u64, layout.rows as u64) {
+        return Err(format!("the JPEG 2000 image is {w} x {h}, the data set says {} x {}", layout.cols, layout.rows));
+    }
+    Ok(())
+}
 
 /// The encapsulated stream of the first frame: every fragment when the
 /// object holds one frame, else the first (one fragment per frame).
