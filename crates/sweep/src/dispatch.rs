@@ -111,10 +111,11 @@ pub fn dispatch(
             exec.start(&mut d.queue, &mut reports)?;
         }
         d.handle(&mut reports, exec, on_event);
-        if exec.in_flight() == 0 && (d.queue.is_empty() || d.stopping || d.halted) {
+        let nothing_to_start = d.queue.is_empty() || d.stopping || d.halted;
+        if exec.in_flight() == 0 && nothing_to_start {
             break;
         }
-        if opts.detach && polled && (d.queue.is_empty() || d.stopping || d.halted) {
+        if opts.detach && polled && nothing_to_start {
             d.summary.detached = exec.in_flight();
             break;
         }

@@ -139,16 +139,22 @@ impl Layout {
 /// The first frame of a parsed object as [0, 1] intensities; `ts` is its
 /// transfer syntax UID, `what` names the file in errors.
 pub(super) fn decode_first_frame(obj: &DefaultDicomObject, ts: &str, what: &Path, opts: &DicomOptions) -> Result<Image> {
+    let (layout, frame) = first_frame(obj, ts, what)?;
+    let samples = frame.samples(&layout);
+    let mapping = mapping_of(obj, &samples, &layout, opts);
+    let img = Image::from_vec(layout.rows, layout.cols, samples.map(&layout.fmt, &mapping));
+    Ok(fit_max_side(img, opts.max_side))
+}
+
+/// The pixel attributes and the decoded samples of the first frame.
+fn first_frame<'a>(obj: &'a DefaultDicomObject, ts: &str, what: &Path) -> Result<(Layout, Frame<'a>)> {
     let err = |problem: String| DataError::Dicom { path: what.into(), problem, source: None };
     let Some(pixel_elem) = obj.get(tags::PIXEL_DATA) else {
         return Err(err("no PixelData element (7FE0,0010): not an image, or the file is truncated".into()));
     };
     let layout = read_layout(obj).map_err(err)?;
     let frame = read_frame(obj, pixel_elem, ts, &layout).map_err(err)?;
-    let samples = frame.samples(&layout);
-    let mapping = mapping_of(obj, &samples, &layout, opts);
-    let img = Image::from_vec(layout.rows, layout.cols, samples.map(&layout.fmt, &mapping));
-    Ok(fit_max_side(img, opts.max_side))
+    Ok((layout, frame))
 }
 
 /// The first frame's modality values (stored values after the rescale), row-major.
@@ -161,12 +167,7 @@ pub struct ModalityFrame {
 
 /// The first frame of a parsed object as modality values.
 pub(super) fn modality_first_frame(obj: &DefaultDicomObject, ts: &str, what: &Path) -> Result<ModalityFrame> {
-    let err = |problem: String| DataError::Dicom { path: what.into(), problem, source: None };
-    let Some(pixel_elem) = obj.get(tags::PIXEL_DATA) else {
-        return Err(err("no PixelData element (7FE0,0010): not an image, or the file is truncated".into()));
-    };
-    let layout = read_layout(obj).map_err(err)?;
-    let frame = read_frame(obj, pixel_elem, ts, &layout).map_err(err)?;
+    let (layout, frame) = first_frame(obj, ts, what)?;
     let (slope, intercept) = rescale_of(obj);
     let fmt = layout.fmt;
     let values = frame.samples(&layout).each(|r| (slope * fmt.stored(r) as f64 + intercept) as f32);

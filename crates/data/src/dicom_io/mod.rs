@@ -148,24 +148,7 @@ pub fn read_dicom_modality(path: &Path) -> Result<ModalityFrame> {
 /// beyond the file first; returns the object and its transfer syntax UID.
 fn parse(bytes: &[u8], what: &Path) -> Result<(dicom_object::DefaultDicomObject, String)> {
     let err = |problem: String| DataError::Dicom { path: what.into(), problem, source: None };
-
-    // Magic code: at byte 128 after the preamble, or at byte 0 without one.
-    let (body, preamble) = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        (bytes, ReadPreamble::Always)
-    } else if bytes.starts_with(b"DICM") {
-        (bytes, ReadPreamble::Never)
-    } else {
-        return Err(err(format!("not a DICOM file (no DICM magic code at byte 128 after the preamble; file has {} bytes)", bytes.len())));
-    };
-
-    // The file meta group first, to reject unsupported transfer syntaxes
-    // with a clear message before parsing the data set.
-    let meta_start = if preamble == ReadPreamble::Always { 128 } else { 0 };
-    let meta_end =
-        lengths::check(body, meta_start + 4, Encoding::EXPLICIT_LE, true).map_err(|p| err(format!("DICOM file meta group: {p}")))?;
-    let meta =
-        FileMetaTable::from_reader(&body[meta_start..]).map_err(|e| err(format!("invalid DICOM file meta group: {}", describe(&e))))?;
-    let ts = meta.transfer_syntax().to_string();
+    let (preamble, meta_end, ts) = read_meta(bytes, what)?;
     if !SUPPORTED_TRANSFER_SYNTAXES.iter().any(|(uid, _)| *uid == ts) {
         let name = KNOWN_UNSUPPORTED.iter().find(|(uid, _)| *uid == ts).map(|(_, n)| format!(" ({n})")).unwrap_or_default();
         return Err(err(format!("unsupported transfer syntax {ts}{name} (supported: {})", supported_list())));
@@ -174,26 +157,42 @@ fn parse(bytes: &[u8], what: &Path) -> Result<(dicom_object::DefaultDicomObject,
     // set is compressed: its lengths cannot be checked here).
     if ts != DEFLATED {
         let enc = Encoding { explicit: ts != IMPLICIT_VR_LE, big_endian: ts == EXPLICIT_VR_BE };
-        lengths::check(body, meta_end, enc, false).map_err(err)?;
+        lengths::check(bytes, meta_end, enc, false).map_err(err)?;
     }
 
     let obj = OpenFileOptions::new()
         .read_preamble(preamble)
-        .from_reader(body)
+        .from_reader(bytes)
         .map_err(|e| err(format!("cannot parse the DICOM data set: {}", describe(&e))))?;
     Ok((obj, ts))
+}
+
+/// The file meta group, read after its lengths are checked: how the file
+/// starts, where the data set begins, and the transfer syntax UID.
+fn read_meta(bytes: &[u8], what: &Path) -> Result<(ReadPreamble, usize, String)> {
+    let err = |problem: String| DataError::Dicom { path: what.into(), problem, source: None };
+    // Magic code: at byte 128 after the preamble, or at byte 0 without one.
+    let preamble = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        ReadPreamble::Always
+    } else if bytes.starts_with(b"DICM") {
+        ReadPreamble::Never
+    } else {
+        return Err(err(format!("not a DICOM file (no DICM magic code at byte 128 after the preamble; file has {} bytes)", bytes.len())));
+    };
+    // The file meta group first, to reject unsupported transfer syntaxes
+    // with a clear message before parsing the data set.
+    let meta_start = if preamble == ReadPreamble::Always { 128 } else { 0 };
+    let meta_end =
+        lengths::check(bytes, meta_start + 4, Encoding::EXPLICIT_LE, true).map_err(|p| err(format!("DICOM file meta group: {p}")))?;
+    let meta =
+        FileMetaTable::from_reader(&bytes[meta_start..]).map_err(|e| err(format!("invalid DICOM file meta group: {}", describe(&e))))?;
+    Ok((preamble, meta_end, meta.transfer_syntax().to_string()))
 }
 
 /// The transfer syntax UID of a DICOM file (from its file meta group).
 pub fn transfer_syntax_of(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(io_err(path, "cannot read DICOM file"))?;
-    let start = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { 128 } else { 0 };
-    let meta = FileMetaTable::from_reader(&bytes[start..]).map_err(|e| DataError::Dicom {
-        path: path.into(),
-        problem: format!("invalid DICOM file meta group: {}", describe(&e)),
-        source: None,
-    })?;
-    Ok(meta.transfer_syntax().trim_end_matches('\0').to_string())
+    Ok(read_meta(&bytes, path)?.2)
 }
 
 /// The name of a transfer syntax this module knows (supported or not).

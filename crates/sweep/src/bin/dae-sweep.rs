@@ -400,7 +400,8 @@ fn print_status(p: &Plan, results: &Path, slurm: &mut DetachedView) {
     for j in &p.jobs {
         let dir = dae_sweep::RunDir::new(results, &j.job.id);
         let started = matches!(j.status, dae_sweep::Status::Running | dae_sweep::Status::Incomplete);
-        if let Some(line) = slurm.line(&j.job.id, results).filter(|_| j.status != dae_sweep::Status::Done) {
+        let on_slurm = if j.status == dae_sweep::Status::Done { None } else { slurm.line(&j.job.id, results) };
+        if let Some(line) = on_slurm {
             let progress = if started && dir.progress().is_some() { format!("; {}", progress_line(&dir)) } else { String::new() };
             println!("    slurm   {} {}: {line}{progress}", j.job.short_id(), j.job.describe());
             if started {
