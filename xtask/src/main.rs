@@ -15,9 +15,10 @@
 //! cargo xtask reproduce --profile quick    # all tables and the sweep: run, then tables and figures
 //! ```
 //!
-//! `plan`, `run` and `status` build the trainer (`dae-train`) and the runner
-//! (`dae-sweep`) in release mode and start the runner from the workspace
-//! root, so relative paths in arguments are relative to the root.
+//! Every command but `data` builds the trainer (`dae-train`), the runner
+//! (`dae-sweep`) and the reporter (`dae-report`) in release mode, in one
+//! cargo run, and starts one of them from the workspace root, so relative
+//! paths in arguments are relative to the root.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -145,17 +146,25 @@ impl Reproduce {
 fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     let t0 = std::time::Instant::now();
     let profile_dir = if r.dev { "debug" } else { "release" };
-    eprintln!("building dae-train and dae-sweep ({profile_dir}; the first build takes about 4 minutes on 2 cores)...");
-    let built = if r.dev { build_dev_like_tests()? } else { build_runner()? };
-    if !built.success() {
-        return Ok(built);
+    // One cargo run builds the three binaries (shared dependencies once); the
+    // jobs start as soon as the trainer and the runner are out, and the
+    // reporter's build goes on beside them (docs/performance.md).
+    let mut tools = None;
+    if r.dev {
+        eprintln!("building dae-train, dae-sweep and dae-report (debug: what `cargo test` builds)...");
+        let built = build_dev_like_tests()?;
+        if !built.success() {
+            return Ok(built);
+        }
+    } else {
+        eprintln!("{}", ToolBuild::ANNOUNCE);
+        let mut b = ToolBuild::start()?;
+        if let Err(failed) = b.wait_for(&["dae-train", "dae-sweep"])? {
+            return Ok(failed);
+        }
+        tools = Some(b);
     }
-    // The reporter builds while the jobs train, at the lowest priority so
-    // the jobs keep their cores; its binary is needed only after the run.
-    // (Started before the runner's build instead, it delayed the first job
-    // from 3.7 to 7.3 min and the whole command: docs/performance.md.)
-    let reporter = if r.dev { None } else { Some(ReporterBuild::start()?) };
-    let bin = |name: &str| target_dir().join(if name == "dae-report" { "debug" } else { profile_dir }).join(name);
+    let bin = |name: &str| target_dir().join(profile_dir).join(name);
     let results = project_root().join(&r.results);
     let common: Vec<String> = vec!["--profile".into(), r.profile.clone(), "--results".into(), results.display().to_string()];
     let trainer = match (&r.trainer, &r.gpus) {
@@ -174,8 +183,8 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
         eprintln!("the run stopped (exit {}); tables not rendered", ran.code().unwrap_or(-1));
         return Ok(ran);
     }
-    if let Some(b) = reporter {
-        let built = b.wait()?;
+    if let Some(b) = tools {
+        let built = b.finish(Some("waiting for the build of dae-report..."))?;
         if !built.success() {
             return Ok(built);
         }
@@ -197,21 +206,19 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
         results.join("figures").display()
     );
     if !ran.success() {
-        // The failures last, with their logs, where the user's eye lands.
-        eprintln!("some jobs failed (the tables count them as missing); their logs:");
-        let listed = Command::new(bin("dae-sweep"))
-            .current_dir(project_root())
-            .arg("status")
-            .args(REPRODUCE)
-            .args(&common)
-            .args(r.set_args())
-            .status();
-        if let Err(e) = listed {
-            eprintln!("(cannot run `dae-sweep status`: {e}; `cargo xtask status` lists them)");
-        }
+        list_failures(r, &bin("dae-sweep"), &common);
         return Ok(ran);
     }
     Ok(reported)
+}
+
+/// The failures last, with their logs, where the user's eye lands.
+fn list_failures(r: &Reproduce, sweep: &std::path::Path, common: &[String]) {
+    eprintln!("some jobs failed (the tables count them as missing); their logs:");
+    let listed = Command::new(sweep).current_dir(project_root()).arg("status").args(REPRODUCE).args(common).args(r.set_args()).status();
+    if let Err(e) = listed {
+        eprintln!("(cannot run `dae-sweep status`: {e}; `cargo xtask status` lists them)");
+    }
 }
 
 /// `dae-sweep run` over the `REPRODUCE` files with `reproduce`'s options.
@@ -233,60 +240,100 @@ fn run_all(
     run.status()
 }
 
-/// The reporter's dev build, started in the background with its output in
-/// a log file (shown if it fails).
-struct ReporterBuild {
+/// The release build of the three binaries `cargo xtask` starts (trainer,
+/// runner, reporter) in one cargo run, so that the dependencies they share
+/// are compiled once, with one feature set (built one by one, many are
+/// compiled twice: their features differ). Every command builds this same
+/// set, so no second variant is ever compiled. The trainer is built
+/// without its default `candle-datasets` feature: it batches the same
+/// tensors itself, and candle-datasets' Hugging Face hub, parquet and
+/// tokenizer stack would double the first build (docs/performance.md).
+/// cargo's own output goes to a log file, shown if the build fails.
+struct ToolBuild {
     child: std::process::Child,
+    /// File names of the executables cargo has reported built.
+    built: std::sync::mpsc::Receiver<String>,
     log: PathBuf,
 }
 
-impl ReporterBuild {
-    fn start() -> std::io::Result<ReporterBuild> {
+impl ToolBuild {
+    const ANNOUNCE: &'static str =
+        "building dae-train, dae-sweep and dae-report (release; the first build takes about 8 minutes on 2 cores)...";
+
+    fn start() -> std::io::Result<ToolBuild> {
         std::fs::create_dir_all(target_dir())?;
-        let log = target_dir().join("xtask-dae-report-build.log");
-        let out = std::fs::File::create(&log)?;
-        let mut c = lowest_priority(cargo());
-        c.args(["build", "--quiet", "-p", "dae-report"]).stdout(out.try_clone()?).stderr(out);
-        eprintln!("building dae-report (dev) in the background while the jobs run...");
-        Ok(ReporterBuild { child: c.spawn()?, log })
+        let log = target_dir().join("xtask-build.log");
+        let mut c = cargo();
+        c.args(["build", "--release", "--quiet", "--no-default-features", "--message-format=json-render-diagnostics"]);
+        c.args(["-p", "dae-train", "-p", "dae-sweep", "-p", "dae-report"]);
+        let mut child = c.stdout(std::process::Stdio::piped()).stderr(std::fs::File::create(&log)?).spawn()?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, built) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(name) = executable_built(&line) {
+                    let _ = tx.send(name);
+                }
+            }
+        });
+        Ok(ToolBuild { child, built, log })
     }
 
-    fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
-        if let Ok(None) = self.child.try_wait() {
-            eprintln!("waiting for the dae-report build...");
+    /// Blocks until cargo has built every executable in `names` (`Ok(Ok)`),
+    /// or has ended without them (`Ok(Err(its status))`, its log shown).
+    fn wait_for(&mut self, names: &[&str]) -> std::io::Result<Result<(), std::process::ExitStatus>> {
+        let mut left: Vec<&str> = names.to_vec();
+        while !left.is_empty() {
+            let Ok(name) = self.built.recv() else {
+                // cargo closed its output: it has ended.
+                let status = self.child.wait()?;
+                self.show_log_if_failed(status);
+                if status.success() {
+                    return Err(std::io::Error::other(format!("cargo ended without reporting {} built", left.join(", "))));
+                }
+                return Ok(Err(status));
+            };
+            left.retain(|n| *n != name);
+        }
+        Ok(Ok(()))
+    }
+
+    /// Waits for the rest of the build, saying `note` if it is still running.
+    fn finish(mut self, note: Option<&str>) -> std::io::Result<std::process::ExitStatus> {
+        if let (Ok(None), Some(note)) = (self.child.try_wait(), note) {
+            eprintln!("{note}");
         }
         let status = self.child.wait()?;
-        if !status.success() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("{text}error: building dae-report failed (log: {})", self.log.display());
-        }
+        self.show_log_if_failed(status);
         Ok(status)
     }
+
+    fn show_log_if_failed(&self, status: std::process::ExitStatus) {
+        if !status.success() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("{text}error: the build failed (log: {})", self.log.display());
+        }
+    }
 }
 
-/// `cmd` under `nice -n 19` where `nice` exists (every Unix), else as is.
-fn lowest_priority(cmd: Command) -> Command {
-    let has_nice = Command::new("nice").arg("true").status().is_ok_and(|s| s.success());
-    if !has_nice {
-        return cmd;
+/// The file name (without `.exe`) of the executable a cargo JSON message
+/// reports built (`"reason":"compiler-artifact"` with an `"executable"`
+/// path), if it reports one.
+fn executable_built(line: &str) -> Option<String> {
+    const KEY: &str = r#""executable":""#;
+    if !line.contains(r#""reason":"compiler-artifact""#) {
+        return None;
     }
-    let mut c = Command::new("nice");
-    c.arg("-n").arg("19").arg(cmd.get_program()).args(cmd.get_args()).current_dir(project_root());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c
+    let rest = &line[line.find(KEY)? + KEY.len()..];
+    let path = &rest[..rest.find('"')?];
+    let name = path.rsplit(['/', '\\']).next()?;
+    Some(name.strip_suffix(".exe").unwrap_or(name).to_string())
 }
 
-/// Builds the trainer and the runner in release. The trainer is built
-/// without its default `candle-datasets` feature: it batches the same
-/// tensors itself, and skipping candle-datasets' Hugging Face hub, parquet
-/// and tokenizer stack halves the first build (docs/performance.md).
-fn build_runner() -> std::io::Result<std::process::ExitStatus> {
-    cargo().args(["build", "--release", "--quiet", "--no-default-features", "-p", "dae-train", "-p", "dae-sweep"]).status()
+/// Builds the three binaries (see [`ToolBuild`]) and waits for all of them.
+fn build_tools() -> std::io::Result<std::process::ExitStatus> {
+    ToolBuild::start()?.finish(None)
 }
 
 /// `--gpus` without `--trainer`: the trainer with the `cuda` feature, in its
@@ -307,14 +354,17 @@ fn build_dev_like_tests() -> std::io::Result<std::process::ExitStatus> {
     cargo().args(["test", "--workspace", "--no-run", "--quiet"]).status()
 }
 
-/// Builds the reporter (dev) and starts it; it reads the plan manifests
-/// `plan` and `run` write, so no trainer is built.
+/// Builds the three binaries (the trainer too, so that the shared
+/// dependencies keep one variant: [`ToolBuild`]) and starts the reporter.
 fn report(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
-    let built = cargo().args(["build", "--quiet", "-p", "dae-report"]).status()?;
+    if !args.iter().any(|a| a == "--help" || a == "-h") {
+        eprintln!("{}", ToolBuild::ANNOUNCE);
+    }
+    let built = build_tools()?;
     if !built.success() {
         return Ok(built);
     }
-    Command::new(target_dir().join("debug").join("dae-report")).current_dir(project_root()).arg(cmd).args(args).status()
+    Command::new(target_dir().join("release").join("dae-report")).current_dir(project_root()).arg(cmd).args(args).status()
 }
 
 /// The target folder cargo builds into.
@@ -325,13 +375,13 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| project_root().join("target"))
 }
 
-/// Builds the trainer and the runner (release), then starts the runner.
+/// Builds the three binaries ([`ToolBuild`]), then starts the runner.
 fn sweep(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
     let help = args.iter().any(|a| a == "--help" || a == "-h");
     if !help {
-        eprintln!("building dae-train and dae-sweep (release)...");
+        eprintln!("{}", ToolBuild::ANNOUNCE);
     }
-    let built = build_runner()?;
+    let built = build_tools()?;
     if !built.success() {
         return Ok(built);
     }
@@ -396,5 +446,23 @@ fn main() -> ExitCode {
             eprintln!("error: cannot start cargo: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::executable_built;
+
+    #[test]
+    fn the_executables_of_cargos_messages_are_named_and_nothing_else() {
+        let bin = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/train#dae-train@0.1.0","target":{"kind":["bin"],"name":"dae-train"},"filenames":["/w/target/release/dae-train"],"executable":"/w/target/release/dae-train","fresh":false}"#;
+        assert_eq!(executable_built(bin).as_deref(), Some("dae-train"));
+        let windows = r#"{"reason":"compiler-artifact","executable":"C:\\w\\target\\release\\dae-sweep.exe","fresh":true}"#;
+        assert_eq!(executable_built(windows).as_deref(), Some("dae-sweep"));
+        let lib = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"dae_data"},"executable":null,"fresh":false}"#;
+        assert_eq!(executable_built(lib), None);
+        let script = r#"{"reason":"build-script-executed","package_id":"x","executable":"/w/target/release/build/x/build-script-build"}"#;
+        assert_eq!(executable_built(script), None);
+        assert_eq!(executable_built(r#"{"reason":"build-finished","success":true}"#), None);
     }
 }
