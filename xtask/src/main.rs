@@ -146,10 +146,10 @@ impl Reproduce {
 fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
     let t0 = std::time::Instant::now();
     let profile_dir = if r.dev { "debug" } else { "release" };
-    // One cargo run builds the three binaries (shared dependencies once); the
-    // jobs start as soon as the trainer and the runner are out, and the
-    // reporter's build goes on beside them (docs/performance.md).
-    let mut tools = None;
+    // The jobs start as soon as the trainer and the runner are built; the
+    // reporter builds beside them, sharing their dependencies
+    // ([`tool_build`], docs/performance.md).
+    let mut reporter = None;
     if r.dev {
         eprintln!("building dae-train, dae-sweep and dae-report (debug: what `cargo test` builds)...");
         let built = build_dev_like_tests()?;
@@ -157,12 +157,12 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
             return Ok(built);
         }
     } else {
-        eprintln!("{}", ToolBuild::ANNOUNCE);
-        let mut b = ToolBuild::start()?;
-        if let Err(failed) = b.wait_for(&["dae-train", "dae-sweep"])? {
-            return Ok(failed);
+        eprintln!("building dae-train and dae-sweep (release; the first build takes about 6 minutes on 2 cores)...");
+        let built = tool_build(&["dae-train", "dae-sweep"]).status()?;
+        if !built.success() {
+            return Ok(built);
         }
-        tools = Some(b);
+        reporter = Some(ReporterBuild::start()?);
     }
     let bin = |name: &str| target_dir().join(profile_dir).join(name);
     let results = project_root().join(&r.results);
@@ -183,8 +183,8 @@ fn reproduce(r: &Reproduce) -> std::io::Result<std::process::ExitStatus> {
         eprintln!("the run stopped (exit {}); tables not rendered", ran.code().unwrap_or(-1));
         return Ok(ran);
     }
-    if let Some(b) = tools {
-        let built = b.finish(Some("waiting for the build of dae-report..."))?;
+    if let Some(b) = reporter {
+        let built = b.wait()?;
         if !built.success() {
             return Ok(built);
         }
@@ -240,100 +240,59 @@ fn run_all(
     run.status()
 }
 
-/// The release build of the three binaries `cargo xtask` starts (trainer,
-/// runner, reporter) in one cargo run, so that the dependencies they share
-/// are compiled once, with one feature set (built one by one, many are
-/// compiled twice: their features differ). Every command builds this same
-/// set, so no second variant is ever compiled. The trainer is built
-/// without its default `candle-datasets` feature: it batches the same
-/// tensors itself, and candle-datasets' Hugging Face hub, parquet and
-/// tokenizer stack would double the first build (docs/performance.md).
-/// cargo's own output goes to a log file, shown if the build fails.
-struct ToolBuild {
+/// The release build of the three binaries `cargo xtask` starts: trainer,
+/// runner and reporter. cargo resolves features over the packages named
+/// with `-p`, so every build here names all three: the dependencies they
+/// share are compiled once, in one feature set (built one package at a
+/// time, many are compiled twice, since their features differ), whichever
+/// of the binaries a build asks for (`--bin`). The trainer is built without
+/// its default `candle-datasets` feature: it batches the same tensors
+/// itself, and candle-datasets' Hugging Face hub, parquet and tokenizer
+/// stack would double the first build (docs/performance.md).
+fn tool_build(bins: &[&str]) -> Command {
+    let mut c = cargo();
+    c.args(["build", "--release", "--quiet", "--no-default-features"]);
+    c.args(["-p", "dae-train", "-p", "dae-sweep", "-p", "dae-report"]);
+    for b in bins {
+        c.args(["--bin", b]);
+    }
+    c
+}
+
+const ANNOUNCE: &str = "building dae-train, dae-sweep and dae-report (release; the first build takes 6 to 9 minutes on 2 cores)...";
+
+/// Builds the three binaries ([`tool_build`]).
+fn build_tools() -> std::io::Result<std::process::ExitStatus> {
+    tool_build(&[]).status()
+}
+
+/// The reporter's release build, started in the background with its
+/// output in a log file (shown if it fails).
+struct ReporterBuild {
     child: std::process::Child,
-    /// File names of the executables cargo has reported built.
-    built: std::sync::mpsc::Receiver<String>,
     log: PathBuf,
 }
 
-impl ToolBuild {
-    const ANNOUNCE: &'static str =
-        "building dae-train, dae-sweep and dae-report (release; the first build takes about 8 minutes on 2 cores)...";
-
-    fn start() -> std::io::Result<ToolBuild> {
+impl ReporterBuild {
+    fn start() -> std::io::Result<ReporterBuild> {
         std::fs::create_dir_all(target_dir())?;
-        let log = target_dir().join("xtask-build.log");
-        let mut c = cargo();
-        c.args(["build", "--release", "--quiet", "--no-default-features", "--message-format=json-render-diagnostics"]);
-        c.args(["-p", "dae-train", "-p", "dae-sweep", "-p", "dae-report"]);
-        let mut child = c.stdout(std::process::Stdio::piped()).stderr(std::fs::File::create(&log)?).spawn()?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, built) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(name) = executable_built(&line) {
-                    let _ = tx.send(name);
-                }
-            }
-        });
-        Ok(ToolBuild { child, built, log })
+        let log = target_dir().join("xtask-dae-report-build.log");
+        let out = std::fs::File::create(&log)?;
+        let child = tool_build(&["dae-report"]).stdout(out.try_clone()?).stderr(out).spawn()?;
+        Ok(ReporterBuild { child, log })
     }
 
-    /// Blocks until cargo has built every executable in `names` (`Ok(Ok)`),
-    /// or has ended without them (`Ok(Err(its status))`, its log shown).
-    fn wait_for(&mut self, names: &[&str]) -> std::io::Result<Result<(), std::process::ExitStatus>> {
-        let mut left: Vec<&str> = names.to_vec();
-        while !left.is_empty() {
-            let Ok(name) = self.built.recv() else {
-                // cargo closed its output: it has ended.
-                let status = self.child.wait()?;
-                self.show_log_if_failed(status);
-                if status.success() {
-                    return Err(std::io::Error::other(format!("cargo ended without reporting {} built", left.join(", "))));
-                }
-                return Ok(Err(status));
-            };
-            left.retain(|n| *n != name);
-        }
-        Ok(Ok(()))
-    }
-
-    /// Waits for the rest of the build, saying `note` if it is still running.
-    fn finish(mut self, note: Option<&str>) -> std::io::Result<std::process::ExitStatus> {
-        if let (Ok(None), Some(note)) = (self.child.try_wait(), note) {
-            eprintln!("{note}");
+    fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+        if let Ok(None) = self.child.try_wait() {
+            eprintln!("waiting for the build of dae-report...");
         }
         let status = self.child.wait()?;
-        self.show_log_if_failed(status);
-        Ok(status)
-    }
-
-    fn show_log_if_failed(&self, status: std::process::ExitStatus) {
         if !status.success() {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("{text}error: the build failed (log: {})", self.log.display());
+            eprintln!("{text}error: building dae-report failed (log: {})", self.log.display());
         }
+        Ok(status)
     }
-}
-
-/// The file name (without `.exe`) of the executable a cargo JSON message
-/// reports built (`"reason":"compiler-artifact"` with an `"executable"`
-/// path), if it reports one.
-fn executable_built(line: &str) -> Option<String> {
-    const KEY: &str = r#""executable":""#;
-    if !line.contains(r#""reason":"compiler-artifact""#) {
-        return None;
-    }
-    let rest = &line[line.find(KEY)? + KEY.len()..];
-    let path = &rest[..rest.find('"')?];
-    let name = path.rsplit(['/', '\\']).next()?;
-    Some(name.strip_suffix(".exe").unwrap_or(name).to_string())
-}
-
-/// Builds the three binaries (see [`ToolBuild`]) and waits for all of them.
-fn build_tools() -> std::io::Result<std::process::ExitStatus> {
-    ToolBuild::start()?.finish(None)
 }
 
 /// `--gpus` without `--trainer`: the trainer with the `cuda` feature, in its
@@ -355,10 +314,10 @@ fn build_dev_like_tests() -> std::io::Result<std::process::ExitStatus> {
 }
 
 /// Builds the three binaries (the trainer too, so that the shared
-/// dependencies keep one variant: [`ToolBuild`]) and starts the reporter.
+/// dependencies keep one variant: [`tool_build`]) and starts the reporter.
 fn report(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
     if !args.iter().any(|a| a == "--help" || a == "-h") {
-        eprintln!("{}", ToolBuild::ANNOUNCE);
+        eprintln!("{}", ANNOUNCE);
     }
     let built = build_tools()?;
     if !built.success() {
@@ -375,11 +334,11 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| project_root().join("target"))
 }
 
-/// Builds the three binaries ([`ToolBuild`]), then starts the runner.
+/// Builds the three binaries ([`tool_build`]), then starts the runner.
 fn sweep(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
     let help = args.iter().any(|a| a == "--help" || a == "-h");
     if !help {
-        eprintln!("{}", ToolBuild::ANNOUNCE);
+        eprintln!("{}", ANNOUNCE);
     }
     let built = build_tools()?;
     if !built.success() {
@@ -446,23 +405,5 @@ fn main() -> ExitCode {
             eprintln!("error: cannot start cargo: {e}");
             ExitCode::from(2)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::executable_built;
-
-    #[test]
-    fn the_executables_of_cargos_messages_are_named_and_nothing_else() {
-        let bin = r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/train#dae-train@0.1.0","target":{"kind":["bin"],"name":"dae-train"},"filenames":["/w/target/release/dae-train"],"executable":"/w/target/release/dae-train","fresh":false}"#;
-        assert_eq!(executable_built(bin).as_deref(), Some("dae-train"));
-        let windows = r#"{"reason":"compiler-artifact","executable":"C:\\w\\target\\release\\dae-sweep.exe","fresh":true}"#;
-        assert_eq!(executable_built(windows).as_deref(), Some("dae-sweep"));
-        let lib = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"dae_data"},"executable":null,"fresh":false}"#;
-        assert_eq!(executable_built(lib), None);
-        let script = r#"{"reason":"build-script-executed","package_id":"x","executable":"/w/target/release/build/x/build-script-build"}"#;
-        assert_eq!(executable_built(script), None);
-        assert_eq!(executable_built(r#"{"reason":"build-finished","success":true}"#), None);
     }
 }
