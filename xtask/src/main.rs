@@ -97,7 +97,7 @@ const REPRODUCE: [&str; 4] = [
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  cargo xtask reproduce --profile quick           # about 10 minutes on 2 cores (22-25 the first time: builds)\n  cargo xtask reproduce --profile smoke           # seconds per job: checks the pipeline\n  cargo xtask reproduce --profile paper --gpus 0,1          # builds the cuda trainer into target/cuda first\n  cargo xtask reproduce --profile paper --gpus 0 --trainer /path/to/cuda/dae-train\n  cargo xtask reproduce --profile paper --backend slurm"
+    after_help = "Example:\n  cargo xtask reproduce --profile quick           # about 10 minutes on 2 cores (about 18 the first time: builds)\n  cargo xtask reproduce --profile smoke           # seconds per job: checks the pipeline\n  cargo xtask reproduce --profile paper --gpus 0,1          # builds the cuda trainer into target/cuda first\n  cargo xtask reproduce --profile paper --gpus 0 --trainer /path/to/cuda/dae-train\n  cargo xtask reproduce --profile paper --backend slurm"
 )]
 struct Reproduce {
     /// smoke (CI), quick (a laptop CPU) or paper (a GPU).
@@ -259,7 +259,7 @@ fn tool_build(bins: &[&str]) -> Command {
     c
 }
 
-const ANNOUNCE: &str = "building dae-train, dae-sweep and dae-report (release; the first build takes 6 to 9 minutes on 2 cores)...";
+const ANNOUNCE: &str = "building dae-train, dae-sweep and dae-report (release; the first build takes about 9 minutes on 2 cores)...";
 
 /// Builds the three binaries ([`tool_build`]).
 fn build_tools() -> std::io::Result<std::process::ExitStatus> {
