@@ -16,9 +16,10 @@
 //! ```
 //!
 //! Every command but `data` builds the trainer (`dae-train`), the runner
-//! (`dae-sweep`) and the reporter (`dae-report`) in release mode, in one
-//! cargo run, and starts one of them from the workspace root, so relative
-//! paths in arguments are relative to the root.
+//! (`dae-sweep`) and the reporter (`dae-report`) in release mode (naming
+//! all three to cargo: one feature set, see `tool_build`) and starts one of
+//! them from the workspace root, so relative paths in arguments are
+//! relative to the root.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -259,11 +260,24 @@ fn tool_build(bins: &[&str]) -> Command {
     c
 }
 
-const ANNOUNCE: &str = "building dae-train, dae-sweep and dae-report (release; the first build takes about 9 minutes on 2 cores)...";
-
-/// Builds the three binaries ([`tool_build`]).
+/// Builds the three binaries ([`tool_build`]), saying so when that takes
+/// more than a moment (a first build, or a wait for another build of this
+/// target folder).
 fn build_tools() -> std::io::Result<std::process::ExitStatus> {
-    tool_build(&[]).status()
+    let mut child = tool_build(&[]).spawn()?;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(2) {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    eprintln!(
+        "building dae-train, dae-sweep and dae-report (release; the first build takes about 9 minutes on 2 cores, \
+         and a build already running in this target folder, such as the reporter's that `reproduce` starts beside its jobs, \
+         is waited for)..."
+    );
+    child.wait()
 }
 
 /// The reporter's release build, started in the background with its
@@ -316,9 +330,6 @@ fn build_dev_like_tests() -> std::io::Result<std::process::ExitStatus> {
 /// Builds the three binaries (the trainer too, so that the shared
 /// dependencies keep one variant: [`tool_build`]) and starts the reporter.
 fn report(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
-    if !args.iter().any(|a| a == "--help" || a == "-h") {
-        eprintln!("{}", ANNOUNCE);
-    }
     let built = build_tools()?;
     if !built.success() {
         return Ok(built);
@@ -336,10 +347,6 @@ fn target_dir() -> PathBuf {
 
 /// Builds the three binaries ([`tool_build`]), then starts the runner.
 fn sweep(cmd: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
-    let help = args.iter().any(|a| a == "--help" || a == "-h");
-    if !help {
-        eprintln!("{}", ANNOUNCE);
-    }
     let built = build_tools()?;
     if !built.success() {
         return Ok(built);
