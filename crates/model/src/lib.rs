@@ -36,6 +36,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod erase;
 pub mod graph;
+mod lanes;
 pub mod network;
 pub mod norm;
 

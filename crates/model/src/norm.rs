@@ -26,6 +26,7 @@ use candle_nn::{BatchNormConfig, VarBuilder};
 use rayon::prelude::*;
 
 use crate::conv::contiguous_f32;
+use crate::lanes;
 
 /// Per-channel statistics of one training batch, kept by the forward
 /// operation for its backward pass and for the running statistics.
@@ -91,29 +92,6 @@ fn lanes(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     }
     let rest: f32 = it.remainder().iter().map(|&v| f(v)).sum();
     acc.iter().map(|&a| a as f64).sum::<f64>() + rest as f64
-}
-
-/// `(sum(g'), sum(g' * (x - m)))` with `g' = g`, or 0 where `relu` and `y <= 0`.
-#[inline]
-fn grad_sums(xs: &[f32], ys: &[f32], gs: &[f32], m: f32, relu: bool) -> (f64, f64) {
-    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
-    let (x8, y8, g8) = (xs.chunks_exact(8), ys.chunks_exact(8), gs.chunks_exact(8));
-    let rest = x8.remainder().iter().zip(y8.remainder()).zip(g8.remainder());
-    for ((x, y), g) in x8.zip(y8).zip(g8) {
-        for l in 0..8 {
-            // A select, not a branch, so that the loop vectorises.
-            let g = if relu && y[l] <= 0.0 { 0.0 } else { g[l] };
-            a[l] += g;
-            b[l] += g * (x[l] - m);
-        }
-    }
-    let (mut sa, mut sb) = (a.iter().map(|&v| v as f64).sum::<f64>(), b.iter().map(|&v| v as f64).sum::<f64>());
-    for ((&x, &y), &g) in rest {
-        let g = if relu && y <= 0.0 { 0.0 } else { g };
-        sa += g as f64;
-        sb += (g * (x - m)) as f64;
-    }
-    (sa, sb)
 }
 
 /// Training-mode batch norm (+ ReLU) of `x` `[B, C, ...]` with `gamma`, `beta` `[C]`.
@@ -217,7 +195,7 @@ impl CustomOp3 for BnTrainBackward {
                 let (mut sg, mut sgx) = (0f64, 0f64);
                 for bi in 0..b {
                     let r = (bi * c + ch) * hw..(bi * c + ch + 1) * hw;
-                    let (a, bb) = grad_sums(&x[r.clone()], &y[r.clone()], &g[r], m, relu);
+                    let (a, bb) = lanes::grad_sums(&x[r.clone()], &y[r.clone()], &g[r], m, relu);
                     sg += a;
                     sgx += bb;
                 }
@@ -233,11 +211,7 @@ impl CustomOp3 for BnTrainBackward {
             // dx = k * (g - sg / n - x_hat * sgx / n), x_hat = (x - m) * is
             let (c1, c2) = (sg / n, is * sgx / n);
             let r = bc * hw..(bc + 1) * hw;
-            let (xs, ys, gs) = (&x[r.clone()], &y[r.clone()], &g[r]);
-            for (((d, &xv), &yv), &gv) in d.iter_mut().zip(xs).zip(ys).zip(gs) {
-                let gv = if relu && yv <= 0.0 { 0.0 } else { gv };
-                *d = k * (gv - c1 - (xv - m) * c2);
-            }
+            lanes::input_grad(d, &x[r.clone()], &y[r.clone()], &g[r], m, k, (c1, c2), relu);
         });
         *self.sums.lock().expect("batch-norm sums") = (sums.iter().map(|s| s.0).collect(), sums.iter().map(|s| s.1).collect());
         Ok((CpuStorage::F32(dx), l1.shape().clone()))

@@ -2,6 +2,8 @@
 //! its matrix products, for one image at a time: `im2col` (an image to the
 //! matrix of its windows) and `col2im` (the adjoint: windows added back).
 
+use crate::lanes;
+
 /// An image of `c` channels and `h x w` pixels, a `k x k` window with
 /// `stride` and `pad`, and the `oh x ow` grid of window positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,10 +69,10 @@ impl Geometry {
                 d[..j0].fill(0.0);
                 d[j1..].fill(0.0);
                 let line = &src[y * self.w..(y + 1) * self.w];
-                if self.stride == 1 {
-                    d[j0..j1].copy_from_slice(&line[x0..x0 + j1 - j0]);
-                } else {
-                    d[j0..j1].iter_mut().zip(line[x0..].iter().step_by(self.stride)).for_each(|(v, s)| *v = *s);
+                match self.stride {
+                    1 => d[j0..j1].copy_from_slice(&line[x0..x0 + j1 - j0]),
+                    2 => lanes::gather_even(&mut d[j0..j1], &line[x0..]),
+                    s => d[j0..j1].iter_mut().zip(line[x0..].iter().step_by(s)).for_each(|(v, s)| *v = *s),
                 }
             }
         }
@@ -88,10 +90,10 @@ impl Geometry {
             for (i, s) in src.chunks_exact(self.ow).enumerate() {
                 let Some(y) = self.row(i, kh) else { continue };
                 let line = &mut dst[y * self.w..(y + 1) * self.w];
-                if self.stride == 1 {
-                    line[x0..x0 + j1 - j0].iter_mut().zip(&s[j0..j1]).for_each(|(d, v)| *d += v);
-                } else {
-                    line[x0..].iter_mut().step_by(self.stride).zip(&s[j0..j1]).for_each(|(d, v)| *d += v);
+                match self.stride {
+                    1 => line[x0..x0 + j1 - j0].iter_mut().zip(&s[j0..j1]).for_each(|(d, v)| *d += v),
+                    2 => lanes::scatter_add_even(&mut line[x0..], &s[j0..j1]),
+                    st => line[x0..].iter_mut().step_by(st).zip(&s[j0..j1]).for_each(|(d, v)| *d += v),
                 }
             }
         }
