@@ -50,7 +50,13 @@ impl<'a> Mat<'a> {
 
 /// `dst [m, n] = (dst if accumulate) + a [m, k] . b [k, n]`, `dst` row-major, single-threaded.
 fn matmul(dst: &mut [f32], accumulate: bool, a: Mat, b: Mat, (m, n, k): (usize, usize, usize)) {
-    assert!(dst.len() >= m * n && a.covers(m, k) && b.covers(k, n), "matmul: operand smaller than its shape");
+    matmul_into(dst, Mat { data: &[], rs: n, cs: 1 }, accumulate, a, b, (m, n, k))
+}
+
+/// [`matmul`] with `dst` laid out as `layout` says (its `data` unused).
+fn matmul_into(dst: &mut [f32], layout: Mat, accumulate: bool, a: Mat, b: Mat, (m, n, k): (usize, usize, usize)) {
+    let fits = m == 0 || n == 0 || (m - 1) * layout.rs + (n - 1) * layout.cs < dst.len();
+    assert!(fits && a.covers(m, k) && b.covers(k, n), "matmul: operand smaller than its shape");
     // SAFETY: every index gemm touches is inside the slices (checked just above).
     unsafe {
         gemm::gemm(
@@ -58,8 +64,8 @@ fn matmul(dst: &mut [f32], accumulate: bool, a: Mat, b: Mat, (m, n, k): (usize, 
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            layout.cs as isize,
+            layout.rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.cs as isize,
@@ -127,7 +133,29 @@ fn weight_grad(g: &Geometry, m: usize, imgs: &[f32], small: &[f32]) -> Vec<f32> 
         .zip(small.par_chunks(m * len * WEIGHT_GRAD_CHUNK))
         .map(|(imgs, small)| chunk_weight_grad(g, m, imgs, small, None))
         .collect();
-    sum_in_order(partials, m * g.window_len())
+    transpose(&sum_in_order(partials, m * g.window_len()), g.window_len(), m)
+}
+
+/// `[rows, cols]` row-major -> its transpose `[cols, rows]`.
+fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    transpose_into(src, rows, cols, &mut out);
+    out
+}
+
+/// [`transpose`] into `out`, in tiles that stay in the cache.
+fn transpose_into(src: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    const T: usize = 16;
+    assert!(src.len() >= rows * cols && out.len() >= rows * cols, "transpose: buffer smaller than its shape");
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                for c in c0..(c0 + T).min(cols) {
+                    out[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 /// [`gather_gemm`] of `(dy, w)` and [`weight_grad`] of `(dy, x)` together,
@@ -142,23 +170,33 @@ fn gather_gemm_with_weight_grad(g: &Geometry, m: usize, dy: &[f32], w: &[f32], x
         .zip(x.par_chunks(m * len * WEIGHT_GRAD_CHUNK))
         .map(|((dxs, dys), xs)| chunk_weight_grad(g, m, dys, xs, Some((dxs, w))))
         .collect();
-    (dx, sum_in_order(partials, m * g.window_len()))
+    (dx, transpose(&sum_in_order(partials, m * g.window_len()), g.window_len(), m))
 }
 
 /// One chunk of images of [`weight_grad`]: `sum_b small_b . im2col(img_b)^T`
-/// in image order; with `gather = Some((out, w))`, also [`gather_gemm`]'s
-/// `out_b = w . im2col(img_b)` from the same window matrix.
+/// in image order, transposed (`[K, m]`); with `gather = Some((out, w))`,
+/// also [`gather_gemm`]'s `out_b = w . im2col(img_b)` from the same window
+/// matrix.
+///
+/// Each `small_b` is transposed first, and the sum is kept as its
+/// transpose: so both of gemm's operands are column-major and neither needs
+/// packing (with `small_b` as it is and the sum `[m, K]`, gemm gathered the
+/// whole window matrix across rows for every image, which was 12% of a
+/// training step of the small CNN).
 fn chunk_weight_grad(g: &Geometry, m: usize, imgs: &[f32], small: &[f32], mut gather: Option<(&mut [f32], &[f32])>) -> Vec<f32> {
     let (kk, len, il) = (g.window_len(), g.grid_len(), g.image_len());
-    let (mut cols, mut acc) = (vec![0f32; kk * len], vec![0f32; m * kk]);
+    let (mut cols, mut small_t, mut acc_t) = (vec![0f32; kk * len], vec![0f32; m * len], vec![0f32; m * kk]);
     for (i, (img, s)) in imgs.chunks_exact(il).zip(small.chunks_exact(m * len)).enumerate() {
         g.im2col(img, &mut cols);
         if let Some((out, w)) = gather.as_mut() {
             matmul(&mut out[i * m * len..(i + 1) * m * len], false, Mat::rows(w, kk), Mat::rows(&cols, len), (m, len, kk));
         }
-        matmul(&mut acc, i > 0, Mat::rows(s, len), Mat::transposed(&cols, len), (m, kk, len));
+        transpose_into(s, m, len, &mut small_t);
+        // acc_t [K, m] row-major is `[m, K]` column-major.
+        let col_major = Mat { data: &[], rs: 1, cs: m };
+        matmul_into(&mut acc_t, col_major, i > 0, Mat::transposed(&small_t, m), Mat::transposed(&cols, len), (m, kk, len));
     }
-    acc
+    acc_t
 }
 
 /// The sum of equally long partial sums, added in their order.
