@@ -5,11 +5,16 @@
 //! with it), but the moments are keyed by variable name and exported by
 //! [`Adam::save_state`]: candle-nn 0.11 keeps them private, so a run could
 //! not be resumed with the optimiser's state.
+//!
+//! On the CPU in f32 the step is three in-place passes per variable
+//! ([`MomentOp`], [`UpdateOp`]) that compute those same expressions element
+//! by element, instead of fourteen tensor operations that each allocate
+//! their output (about 5% of a training step of the small CNN).
 
 use std::collections::{BTreeMap, HashMap};
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
 use candle_nn::{ParamsAdamW, VarMap};
 
 /// The variables of `varmap` whose names satisfy `pick`, with their names,
@@ -43,8 +48,9 @@ impl Adam {
             .into_iter()
             .filter(|(_, var)| var.dtype().is_float())
             .map(|(name, var)| {
+                // Two buffers: the CPU step updates them in place.
                 let m = Tensor::zeros(var.shape(), var.dtype(), var.device())?;
-                let v = m.clone();
+                let v = Tensor::zeros(var.shape(), var.dtype(), var.device())?;
                 Ok(Slot { name, var, m, v })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -100,6 +106,14 @@ impl Adam {
         let scale_v = 1f64 / (1f64 - beta2.powi(self.step_t as i32));
         for s in self.slots.iter_mut() {
             let Some(g) = grads.get(&s.var) else { continue };
+            if s.var.device().is_cpu() && s.var.dtype() == candle_core::DType::F32 {
+                let g = g.contiguous()?;
+                s.m.inplace_op2(&g, &MomentOp { beta: beta1, square: false })?;
+                s.v.inplace_op2(&g, &MomentOp { beta: beta2, square: true })?;
+                let op = UpdateOp { scale_m, scale_v, decay: 1f64 - lr_lambda, eps: self.params.eps, lr };
+                s.var.as_tensor().inplace_op3(&s.m, &s.v, &op)?;
+                continue;
+            }
             let next_m = ((&s.m * beta1)? + (g * (1.0 - beta1))?)?;
             let next_v = ((&s.v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let m_hat = (&next_m * scale_m)?;
@@ -124,8 +138,10 @@ impl Adam {
     /// Adds the moments to `out` as `{prefix}.m.{name}` and `{prefix}.v.{name}`.
     pub fn save_state(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) {
         for s in &self.slots {
-            out.insert(format!("{prefix}.m.{}", s.name), s.m.clone());
-            out.insert(format!("{prefix}.v.{}", s.name), s.v.clone());
+            // Copies: the step updates the moments in place.
+            for (which, t) in [("m", &s.m), ("v", &s.v)] {
+                out.insert(format!("{prefix}.{which}.{}", s.name), t.copy().expect("a copy of a moment"));
+            }
         }
     }
 
@@ -139,10 +155,81 @@ impl Adam {
                 if t.shape() != s.var.shape() {
                     candle_core::bail!("`{key}` has shape {:?}, the variable {:?}", t.shape(), s.var.shape());
                 }
-                *dst = t.to_device(s.var.device())?.to_dtype(s.var.dtype())?;
+                // A buffer of its own (the step updates it in place).
+                *dst = t.to_device(s.var.device())?.to_dtype(s.var.dtype())?.copy()?;
             }
         }
         self.step_t = steps;
+        Ok(())
+    }
+}
+
+/// The f32 slices of an in-place op's destination and sources (all contiguous, one length).
+fn inplace_slices<'a, const N: usize>(
+    name: &str,
+    (dst, dst_l): (&'a mut CpuStorage, &Layout),
+    srcs: [(&'a CpuStorage, &Layout); N],
+) -> Result<(&'a mut [f32], [&'a [f32]; N])> {
+    let n = dst_l.shape().elem_count();
+    let range = |l: &Layout| l.contiguous_offsets().filter(|(a, b)| b - a == n);
+    let Some((a, b)) = range(dst_l) else { candle_core::bail!("{name}: the destination must be contiguous") };
+    let mut out = [&[][..]; N];
+    for (o, (s, l)) in out.iter_mut().zip(srcs) {
+        let Some((sa, sb)) = range(l) else { candle_core::bail!("{name}: every source must be contiguous, of {n} values") };
+        *o = &s.as_slice::<f32>()?[sa..sb];
+    }
+    let CpuStorage::F32(d) = dst else { candle_core::bail!("{name}: the destination must be f32") };
+    Ok((&mut d[a..b], out))
+}
+
+/// `m = m * beta + g * (1 - beta)` in place (`g * g` for `g` where
+/// `square`): the first moment, or the second, as candle's tensor
+/// operations compute them (each product `x * c + 0` in f32).
+struct MomentOp {
+    beta: f64,
+    square: bool,
+}
+
+impl InplaceOp2 for MomentOp {
+    fn name(&self) -> &'static str {
+        "adam-moment"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+        let (m, [g]) = inplace_slices(self.name(), (s1, l1), [(s2, l2)])?;
+        let (b, c) = (self.beta as f32, (1.0 - self.beta) as f32);
+        for (m, &g) in m.iter_mut().zip(g) {
+            let g = if self.square { g * g } else { g };
+            *m = (*m * b + 0.0) + (g * c + 0.0);
+        }
+        Ok(())
+    }
+}
+
+/// `theta = theta * decay - (m * scale_m) / (sqrt(v * scale_v) + eps) * lr`
+/// in place, with candle's rounding of each operation (see [`MomentOp`]).
+struct UpdateOp {
+    scale_m: f64,
+    scale_v: f64,
+    decay: f64,
+    eps: f64,
+    lr: f64,
+}
+
+impl InplaceOp3 for UpdateOp {
+    fn name(&self) -> &'static str {
+        "adam-update"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<()> {
+        let (theta, [m, v]) = inplace_slices(self.name(), (s1, l1), [(s2, l2), (s3, l3)])?;
+        let f = |x: f64| x as f32;
+        let (sm, sv, decay, eps, lr) = (f(self.scale_m), f(self.scale_v), f(self.decay), f(self.eps), f(self.lr));
+        for ((t, &m), &v) in theta.iter_mut().zip(m).zip(v) {
+            let (m_hat, v_hat) = (m * sm + 0.0, v * sv + 0.0);
+            let adjusted = m_hat / (v_hat.sqrt() * 1.0 + eps);
+            *t = (*t * decay + 0.0) - (adjusted * lr + 0.0);
+        }
         Ok(())
     }
 }
