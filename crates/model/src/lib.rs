@@ -39,6 +39,7 @@ pub mod graph;
 mod lanes;
 pub mod network;
 pub mod norm;
+mod par;
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarMap;

@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use super::contiguous_f32;
 use super::geometry::Geometry;
+use crate::par;
 
 /// A row-major view of a matrix with its strides (in elements).
 #[derive(Clone, Copy)]
@@ -99,30 +100,30 @@ pub(super) enum Kernel {
 
 /// `out_b [m, len] = w [m, K] . im2col(in_b)` for every image.
 fn gather_gemm(g: &Geometry, m: usize, input: &[f32], w: &[f32]) -> Vec<f32> {
-    let (kk, len) = (g.window_len(), g.grid_len());
-    let mut out = vec![0f32; input.len() / g.image_len() * m * len];
-    out.par_chunks_mut(m * len).zip(input.par_chunks(g.image_len())).for_each_init(
+    let (kk, len, il) = (g.window_len(), g.grid_len(), g.image_len());
+    par::filled(
+        input.len() / il * m * len,
+        m * len,
         || vec![0f32; kk * len],
-        |cols, (o, img)| {
-            g.im2col(img, cols);
+        |cols, i, o| {
+            g.im2col(&input[i * il..(i + 1) * il], cols);
             matmul(o, false, Mat::rows(w, kk), Mat::rows(cols, len), (m, len, kk));
         },
-    );
-    out
+    )
 }
 
 /// `out_b = col2im(w^T [K, m] . in_b [m, len])` for every image.
 fn gemm_scatter(g: &Geometry, m: usize, input: &[f32], w: &[f32]) -> Vec<f32> {
-    let (kk, len) = (g.window_len(), g.grid_len());
-    let mut out = vec![0f32; input.len() / (m * len) * g.image_len()];
-    out.par_chunks_mut(g.image_len()).zip(input.par_chunks(m * len)).for_each_init(
+    let (kk, len, ml) = (g.window_len(), g.grid_len(), m * g.grid_len());
+    par::filled(
+        input.len() / ml * g.image_len(),
+        g.image_len(),
         || vec![0f32; kk * len],
-        |cols, (img, src)| {
-            matmul(cols, false, Mat::transposed(w, kk), Mat::rows(src, len), (kk, len, m));
+        |cols, i, img| {
+            matmul(cols, false, Mat::transposed(w, kk), Mat::rows(&input[i * ml..(i + 1) * ml], len), (kk, len, m));
             g.col2im(cols, img);
         },
-    );
-    out
+    )
 }
 
 /// `sum_b small_b [m, len] . im2col(img_b)^T`, `[m, K]`.
