@@ -136,12 +136,12 @@ impl Adam {
     }
 
     /// Adds the moments to `out` as `{prefix}.m.{name}` and `{prefix}.v.{name}`.
+    /// They share the optimiser's buffers, which the next CPU step updates
+    /// in place: write them out before stepping again (the checkpoint does).
     pub fn save_state(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) {
         for s in &self.slots {
-            // Copies: the step updates the moments in place.
-            for (which, t) in [("m", &s.m), ("v", &s.v)] {
-                out.insert(format!("{prefix}.{which}.{}", s.name), t.copy().expect("a copy of a moment"));
-            }
+            out.insert(format!("{prefix}.m.{}", s.name), s.m.clone());
+            out.insert(format!("{prefix}.v.{}", s.name), s.v.clone());
         }
     }
 

@@ -51,12 +51,12 @@ impl<'a> Mat<'a> {
 
 /// `dst [m, n] = (dst if accumulate) + a [m, k] . b [k, n]`, `dst` row-major, single-threaded.
 fn matmul(dst: &mut [f32], accumulate: bool, a: Mat, b: Mat, (m, n, k): (usize, usize, usize)) {
-    matmul_into(dst, Mat { data: &[], rs: n, cs: 1 }, accumulate, a, b, (m, n, k))
+    matmul_into(dst, (n, 1), accumulate, a, b, (m, n, k))
 }
 
-/// [`matmul`] with `dst` laid out as `layout` says (its `data` unused).
-fn matmul_into(dst: &mut [f32], layout: Mat, accumulate: bool, a: Mat, b: Mat, (m, n, k): (usize, usize, usize)) {
-    let fits = m == 0 || n == 0 || (m - 1) * layout.rs + (n - 1) * layout.cs < dst.len();
+/// [`matmul`] with `dst`'s row and column strides `(rs, cs)`.
+fn matmul_into(dst: &mut [f32], (rs, cs): (usize, usize), accumulate: bool, a: Mat, b: Mat, (m, n, k): (usize, usize, usize)) {
+    let fits = m == 0 || n == 0 || (m - 1) * rs + (n - 1) * cs < dst.len();
     assert!(fits && a.covers(m, k) && b.covers(k, n), "matmul: operand smaller than its shape");
     // SAFETY: every index gemm touches is inside the slices (checked just above).
     unsafe {
@@ -65,8 +65,8 @@ fn matmul_into(dst: &mut [f32], layout: Mat, accumulate: bool, a: Mat, b: Mat, (
             n,
             k,
             dst.as_mut_ptr(),
-            layout.cs as isize,
-            layout.rs as isize,
+            cs as isize,
+            rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.cs as isize,
@@ -182,8 +182,8 @@ fn gather_gemm_with_weight_grad(g: &Geometry, m: usize, dy: &[f32], w: &[f32], x
 /// Each `small_b` is transposed first, and the sum is kept as its
 /// transpose: so both of gemm's operands are column-major and neither needs
 /// packing (with `small_b` as it is and the sum `[m, K]`, gemm gathered the
-/// whole window matrix across rows for every image, which was 12% of a
-/// training step of the small CNN).
+/// whole window matrix across rows for every image: 12% of the CPU time of
+/// a training step of the small CNN).
 fn chunk_weight_grad(g: &Geometry, m: usize, imgs: &[f32], small: &[f32], mut gather: Option<(&mut [f32], &[f32])>) -> Vec<f32> {
     let (kk, len, il) = (g.window_len(), g.grid_len(), g.image_len());
     let (mut cols, mut small_t, mut acc_t) = (vec![0f32; kk * len], vec![0f32; m * len], vec![0f32; m * kk]);
@@ -193,9 +193,8 @@ fn chunk_weight_grad(g: &Geometry, m: usize, imgs: &[f32], small: &[f32], mut ga
             matmul(&mut out[i * m * len..(i + 1) * m * len], false, Mat::rows(w, kk), Mat::rows(&cols, len), (m, len, kk));
         }
         transpose_into(s, m, len, &mut small_t);
-        // acc_t [K, m] row-major is `[m, K]` column-major.
-        let col_major = Mat { data: &[], rs: 1, cs: m };
-        matmul_into(&mut acc_t, col_major, i > 0, Mat::transposed(&small_t, m), Mat::transposed(&cols, len), (m, kk, len));
+        // acc_t [K, m] row-major is `[m, K]` column-major: strides (1, m).
+        matmul_into(&mut acc_t, (1, m), i > 0, Mat::transposed(&small_t, m), Mat::transposed(&cols, len), (m, kk, len));
     }
     acc_t
 }
