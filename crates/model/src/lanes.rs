@@ -12,7 +12,7 @@
 
 /// `g`, or 0 where `relu` and `y <= 0`: the gradient through a ReLU whose output was `y`.
 #[inline(always)]
-pub(crate) fn relu_gate(g: f32, y: f32, relu: bool) -> f32 {
+fn relu_gate(g: f32, y: f32, relu: bool) -> f32 {
     if relu && y <= 0.0 {
         0.0
     } else {
@@ -50,31 +50,28 @@ pub(crate) fn input_grad(d: &mut [f32], xs: &[f32], ys: &[f32], gs: &[f32], m: f
 
 /// `dst[t] = src[2 * t]` for every `t < dst.len()`.
 pub(crate) fn gather_even(dst: &mut [f32], src: &[f32]) {
-    let n = dst.len();
-    if n == 0 {
-        return;
-    }
-    assert!(src.len() > 2 * (n - 1), "gather_even: source shorter than 2 * {n} - 1");
-    // Chunks of four read eight values: as many as the source holds.
-    let body = (src.len() / 8).min(n / 4) * 4;
+    let body = even_body(dst.len(), src.len(), "gather_even");
     imp::gather_even_lanes(&mut dst[..body], &src[..2 * body]);
-    for t in body..n {
+    for t in body..dst.len() {
         dst[t] = src[2 * t];
     }
 }
 
 /// `dst[2 * t] += src[t]` for every `t < src.len()`.
 pub(crate) fn scatter_add_even(dst: &mut [f32], src: &[f32]) {
-    let n = src.len();
-    if n == 0 {
-        return;
-    }
-    assert!(dst.len() > 2 * (n - 1), "scatter_add_even: destination shorter than 2 * {n} - 1");
-    let body = (dst.len() / 8).min(n / 4) * 4;
+    let body = even_body(src.len(), dst.len(), "scatter_add_even");
     imp::scatter_add_even_lanes(&mut dst[..2 * body], &src[..body]);
-    for t in body..n {
+    for t in body..src.len() {
         dst[2 * t] += src[t];
     }
+}
+
+/// How many of the `short` side's values a stride-2 copy takes four at a
+/// time: each four span eight of the `long` side, as many as it holds
+/// (which must reach index `2 * (short - 1)`); the rest is the tail.
+fn even_body(short: usize, long: usize, what: &str) -> usize {
+    assert!(short == 0 || long > 2 * (short - 1), "{what}: {long} values on the long side for {short} on the short");
+    (long / 8).min(short / 4) * 4
 }
 
 #[cfg(target_arch = "x86_64")]
