@@ -8,7 +8,10 @@
 //!   output, and the batch-norm backward was a sixth of a training step of
 //!   the small CNN (`docs/performance.md`).
 //! - The stride-2 copies of im2col and col2im (every second pixel of an
-//!   image row), which compiled to one load and one store per element.
+//!   image row), which compiled to one load and one store per element, and
+//!   matrix transposes, in blocks of 4 x 4.
+
+use std::mem::MaybeUninit;
 
 /// `g`, or 0 where `relu` and `y <= 0`: the gradient through a ReLU whose output was `y`.
 #[inline(always)]
@@ -38,13 +41,13 @@ pub(crate) fn grad_sums(xs: &[f32], ys: &[f32], gs: &[f32], m: f32, relu: bool) 
 
 /// `d = k * (g' - c1 - (x - m) * c2)` element by element, `g' = relu_gate(g, y, relu)`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn input_grad(d: &mut [f32], xs: &[f32], ys: &[f32], gs: &[f32], m: f32, k: f32, (c1, c2): (f32, f32), relu: bool) {
+pub(crate) fn input_grad(d: &mut [MaybeUninit<f32>], xs: &[f32], ys: &[f32], gs: &[f32], m: f32, k: f32, (c1, c2): (f32, f32), relu: bool) {
     let n = d.len();
     assert!(xs.len() == n && ys.len() == n && gs.len() == n, "input_grad: slices of different lengths");
     let body = n / 8 * 8;
     imp::input_grad_lanes(&mut d[..body], &xs[..body], &ys[..body], &gs[..body], m, k, (c1, c2), relu);
     for i in body..n {
-        d[i] = k * (relu_gate(gs[i], ys[i], relu) - c1 - (xs[i] - m) * c2);
+        d[i].write(k * (relu_gate(gs[i], ys[i], relu) - c1 - (xs[i] - m) * c2));
     }
 }
 
@@ -66,6 +69,33 @@ pub(crate) fn scatter_add_even(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `out [cols, rows] = src [rows, cols]` transposed (both row-major), in
+/// tiles of 16 x 16 that stay in the cache and blocks of 4 x 4 in lanes
+/// within them (the weight gradient's per-image transposes were 5% of a
+/// training step of Table 2's row 1 as a scalar loop).
+pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    const T: usize = 16;
+    assert!(src.len() >= rows * cols && out.len() >= rows * cols, "transpose: buffer smaller than its shape");
+    let (r4, c4) = (rows / 4 * 4, cols / 4 * 4);
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            let (r1, c1) = ((r0 + T).min(rows), (c0 + T).min(cols));
+            for r in (r0..r1.min(r4)).step_by(4) {
+                for c in (c0..c1.min(c4)).step_by(4) {
+                    imp::transpose4(src, cols, (r, c), out, rows);
+                }
+            }
+            // The edges a 4 x 4 block does not cover.
+            for r in r0..r1 {
+                let from = if r < r4 { c1.min(c4).max(c0) } else { c0 };
+                for c in from..c1 {
+                    out[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 /// How many of the `short` side's values a stride-2 copy takes four at a
 /// time: each four span eight of the `long` side, as many as it holds
 /// (which must reach index `2 * (short - 1)`); the rest is the tail.
@@ -81,6 +111,7 @@ mod imp {
     //! `#[target_feature]`. The loads and stores go through bounds-checked
     //! slices of four.
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// Four lanes of `s` from `at`.
     #[inline(always)]
@@ -94,6 +125,13 @@ mod imp {
         let four = &mut out[..4];
         // SAFETY: `four` holds four f32s; the store is unaligned.
         unsafe { _mm_storeu_ps(four.as_mut_ptr(), v) }
+    }
+
+    /// [`store`] into memory that may be uninitialised (it is written, not read).
+    fn store_uninit(v: __m128, out: &mut [MaybeUninit<f32>]) {
+        let four = &mut out[..4];
+        // SAFETY: `four` holds four f32s (MaybeUninit<f32> has f32's layout); the store is unaligned.
+        unsafe { _mm_storeu_ps(four.as_mut_ptr().cast::<f32>(), v) }
     }
 
     /// [`super::relu_gate`] of four lanes: `!(y <= 0)` keeps `g`, as the scalar version does.
@@ -131,15 +169,40 @@ mod imp {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn input_grad_lanes(d: &mut [f32], xs: &[f32], ys: &[f32], gs: &[f32], m: f32, k: f32, (c1, c2): (f32, f32), relu: bool) {
+    pub(super) fn input_grad_lanes(
+        d: &mut [MaybeUninit<f32>],
+        xs: &[f32],
+        ys: &[f32],
+        gs: &[f32],
+        m: f32,
+        k: f32,
+        (c1, c2): (f32, f32),
+        relu: bool,
+    ) {
         // SAFETY: SSE2 intrinsics on registers (see the module doc).
         unsafe {
             let (mv, kv, c1v, c2v) = (_mm_set1_ps(m), _mm_set1_ps(k), _mm_set1_ps(c1), _mm_set1_ps(c2));
             for (i, out) in d.chunks_exact_mut(4).enumerate() {
                 let g = gate(load(gs, 4 * i), load(ys, 4 * i), relu);
                 let v = _mm_mul_ps(kv, _mm_sub_ps(_mm_sub_ps(g, c1v), _mm_mul_ps(_mm_sub_ps(load(xs, 4 * i), mv), c2v)));
-                store(v, out);
+                store_uninit(v, out);
             }
+        }
+    }
+
+    /// The 4 x 4 block at `(r, c)` of `src` (row stride `sc`) to `(c, r)`
+    /// of `out` (row stride `so`).
+    #[inline(always)]
+    pub(super) fn transpose4(src: &[f32], sc: usize, (r, c): (usize, usize), out: &mut [f32], so: usize) {
+        let [a, b, cc, d] = [0, 1, 2, 3].map(|i| load(src, (r + i) * sc + c));
+        // SAFETY: SSE2 intrinsics on registers (see the module doc).
+        let rows = unsafe {
+            let (t0, t1) = (_mm_unpacklo_ps(a, b), _mm_unpacklo_ps(cc, d));
+            let (t2, t3) = (_mm_unpackhi_ps(a, b), _mm_unpackhi_ps(cc, d));
+            [_mm_movelh_ps(t0, t1), _mm_movehl_ps(t1, t0), _mm_movelh_ps(t2, t3), _mm_movehl_ps(t3, t2)]
+        };
+        for (i, v) in rows.into_iter().enumerate() {
+            store(v, &mut out[(c + i) * so + r..]);
         }
     }
 
@@ -171,6 +234,15 @@ mod imp {
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
     use super::relu_gate;
+    use std::mem::MaybeUninit;
+
+    pub(super) fn transpose4(src: &[f32], sc: usize, (r, c): (usize, usize), out: &mut [f32], so: usize) {
+        for i in 0..4 {
+            for j in 0..4 {
+                out[(c + j) * so + r + i] = src[(r + i) * sc + c + j];
+            }
+        }
+    }
 
     pub(super) fn gather_even_lanes(dst: &mut [f32], src: &[f32]) {
         for (t, d) in dst.iter_mut().enumerate() {
@@ -195,9 +267,18 @@ mod imp {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn input_grad_lanes(d: &mut [f32], xs: &[f32], ys: &[f32], gs: &[f32], m: f32, k: f32, (c1, c2): (f32, f32), relu: bool) {
+    pub(super) fn input_grad_lanes(
+        d: &mut [MaybeUninit<f32>],
+        xs: &[f32],
+        ys: &[f32],
+        gs: &[f32],
+        m: f32,
+        k: f32,
+        (c1, c2): (f32, f32),
+        relu: bool,
+    ) {
         for i in 0..d.len() {
-            d[i] = k * (relu_gate(gs[i], ys[i], relu) - c1 - (xs[i] - m) * c2);
+            d[i].write(k * (relu_gate(gs[i], ys[i], relu) - c1 - (xs[i] - m) * c2));
         }
     }
 }
@@ -233,6 +314,23 @@ mod tests {
         assert!(z.iter().skip(1).step_by(2).all(|v| v.to_bits() == (-0.0f32).to_bits()));
     }
 
+    #[test]
+    fn transposes_of_every_small_shape_move_each_value_once() {
+        for rows in 0..23 {
+            for cols in 0..37 {
+                let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+                let mut out = vec![f32::NAN; rows * cols + 3];
+                transpose(&src, rows, cols, &mut out);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        assert_eq!(out[c * rows + r], src[r * cols + c], "{rows} x {cols} at ({r}, {c})");
+                    }
+                }
+                assert!(out[rows * cols..].iter().all(|v| v.is_nan()), "{rows} x {cols}: wrote past the end");
+            }
+        }
+    }
+
     /// The lanes against the plain definition, element by element in the
     /// same lane order: the same bits, with and without the ReLU, over
     /// lengths with and without a tail.
@@ -260,8 +358,10 @@ mod tests {
                     sb += (g * (xs[i] - m)) as f64;
                 }
                 assert_eq!(grad_sums(&xs, &ys, &gs, m, relu), (sa, sb), "n {n} relu {relu}");
-                let mut d = vec![0f32; n];
+                let mut d = vec![MaybeUninit::new(f32::NAN); n];
                 input_grad(&mut d, &xs, &ys, &gs, m, k, c, relu);
+                // SAFETY: every element was initialised (NaN, then written).
+                let d: Vec<f32> = d.into_iter().map(|v| unsafe { v.assume_init() }).collect();
                 for i in 0..n {
                     let g = if relu && ys[i] <= 0.0 { 0.0 } else { gs[i] };
                     assert_eq!(d[i].to_bits(), (k * (g - c.0 - (xs[i] - m) * c.1)).to_bits(), "n {n} relu {relu} at {i}");

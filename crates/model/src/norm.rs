@@ -45,21 +45,25 @@ struct Stats {
 /// where `relu` is set: the forward pass of both modes.
 #[allow(clippy::too_many_arguments)]
 fn scale_shift(x: &[f32], c: usize, hw: usize, gamma: &[f32], beta: &[f32], mean: &[f32], inv_std: &[f32], relu: bool) -> Vec<f32> {
-    par::filled(
-        x.len(),
-        hw,
-        || (),
-        |_, bc, o| {
-            let (ch, xs) = (bc % c, &x[bc * hw..(bc + 1) * hw]);
-            let scale = gamma[ch] * inv_std[ch];
-            let shift = beta[ch] - mean[ch] * scale;
-            if relu {
-                o.iter_mut().zip(xs).for_each(|(o, &v)| *o = (v * scale + shift).max(0.0));
-            } else {
-                o.iter_mut().zip(xs).for_each(|(o, &v)| *o = v * scale + shift);
-            }
-        },
-    )
+    // SAFETY: each chunk is at most `hw` long, `xs` exactly `hw` (or the
+    // slice panics), so the zip writes every element of the chunk.
+    unsafe {
+        par::written(
+            x.len(),
+            hw,
+            || (),
+            |_, bc, o| {
+                let (ch, xs) = (bc % c, &x[bc * hw..(bc + 1) * hw]);
+                let scale = gamma[ch] * inv_std[ch];
+                let shift = beta[ch] - mean[ch] * scale;
+                if relu {
+                    o.iter_mut().zip(xs).for_each(|(o, &v)| _ = o.write((v * scale + shift).max(0.0)));
+                } else {
+                    o.iter_mut().zip(xs).for_each(|(o, &v)| _ = o.write(v * scale + shift));
+                }
+            },
+        )
+    }
 }
 
 /// `(batch, channels, spatial)` of a `[B, C, ...]` layout.
@@ -206,20 +210,24 @@ impl CustomOp3 for BnTrainBackward {
             })
             .collect();
         let n = st.n as f32;
-        let dx = par::filled(
-            x.len(),
-            hw,
-            || (),
-            |_, bc, d| {
-                let ch = bc % c;
-                let (m, is, (sgx, sg)) = (st.mean[ch], st.inv_std[ch], sums[ch]);
-                let k = self.gamma[ch] * is;
-                // dx = k * (g - sg / n - x_hat * sgx / n), x_hat = (x - m) * is
-                let (c1, c2) = (sg / n, is * sgx / n);
-                let r = bc * hw..(bc + 1) * hw;
-                lanes::input_grad(d, &x[r.clone()], &y[r.clone()], &g[r], m, k, (c1, c2), relu);
-            },
-        );
+        // SAFETY: `lanes::input_grad` writes every element of `d` (one
+        // channel of one image, as long as its inputs, or it panics).
+        let dx = unsafe {
+            par::written(
+                x.len(),
+                hw,
+                || (),
+                |_, bc, d| {
+                    let ch = bc % c;
+                    let (m, is, (sgx, sg)) = (st.mean[ch], st.inv_std[ch], sums[ch]);
+                    let k = self.gamma[ch] * is;
+                    // dx = k * (g - sg / n - x_hat * sgx / n), x_hat = (x - m) * is
+                    let (c1, c2) = (sg / n, is * sgx / n);
+                    let r = bc * hw..(bc + 1) * hw;
+                    lanes::input_grad(d, &x[r.clone()], &y[r.clone()], &g[r], m, k, (c1, c2), relu);
+                },
+            )
+        };
         *self.sums.lock().expect("batch-norm sums") = (sums.iter().map(|s| s.0).collect(), sums.iter().map(|s| s.1).collect());
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }

@@ -19,12 +19,14 @@
 //! ([`TransposeBackward`]: the window matrix of each image of `dy` built
 //! once for both).
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::contiguous_f32;
 use super::geometry::Geometry;
-use crate::par;
+use crate::{lanes, par};
 
 /// A row-major view of a matrix with its strides (in elements).
 #[derive(Clone, Copy)]
@@ -56,15 +58,44 @@ fn matmul(dst: &mut [f32], accumulate: bool, a: Mat, b: Mat, (m, n, k): (usize, 
 
 /// [`matmul`] with `dst`'s row and column strides `(rs, cs)`.
 fn matmul_into(dst: &mut [f32], (rs, cs): (usize, usize), accumulate: bool, a: Mat, b: Mat, (m, n, k): (usize, usize, usize)) {
-    let fits = m == 0 || n == 0 || (m - 1) * rs + (n - 1) * cs < dst.len();
+    let len = dst.len();
+    // SAFETY: `dst` is initialised, so gemm may read it.
+    unsafe { gemm_checked((dst.as_mut_ptr(), len), (rs, cs), accumulate, a, b, (m, n, k)) }
+}
+
+/// `dst [m, n] = a . b`, `dst` row-major and possibly uninitialised: gemm
+/// writes each of its first `m * n` elements without reading it.
+fn matmul_uninit(dst: &mut [MaybeUninit<f32>], a: Mat, b: Mat, (m, n, k): (usize, usize, usize)) {
+    let len = dst.len();
+    assert_eq!(len, m * n, "matmul_uninit: the output must be exactly `[m, n]`");
+    // SAFETY: with `accumulate` false gemm does not read `dst` (MaybeUninit<f32> has f32's layout).
+    unsafe { gemm_checked((dst.as_mut_ptr().cast::<f32>(), len), (n, 1), false, a, b, (m, n, k)) }
+}
+
+/// The single-threaded gemm call behind [`matmul_into`] and [`matmul_uninit`],
+/// after checking that every index it touches is inside `dst` (`len`
+/// elements from the pointer) and the operands.
+///
+/// # Safety
+/// `dst` points to `len` writable f32s, initialised where `accumulate` is set.
+unsafe fn gemm_checked(
+    (dst, len): (*mut f32, usize),
+    (rs, cs): (usize, usize),
+    accumulate: bool,
+    a: Mat,
+    b: Mat,
+    (m, n, k): (usize, usize, usize),
+) {
+    let fits = m == 0 || n == 0 || (m - 1) * rs + (n - 1) * cs < len;
     assert!(fits && a.covers(m, k) && b.covers(k, n), "matmul: operand smaller than its shape");
-    // SAFETY: every index gemm touches is inside the slices (checked just above).
+    // SAFETY: every index gemm touches is inside the slices (checked just
+    // above); the caller vouches for `dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             cs as isize,
             rs as isize,
             accumulate,
@@ -101,15 +132,20 @@ pub(super) enum Kernel {
 /// `out_b [m, len] = w [m, K] . im2col(in_b)` for every image.
 fn gather_gemm(g: &Geometry, m: usize, input: &[f32], w: &[f32]) -> Vec<f32> {
     let (kk, len, il) = (g.window_len(), g.grid_len(), g.image_len());
-    par::filled(
-        input.len() / il * m * len,
-        m * len,
-        || vec![0f32; kk * len],
-        |cols, i, o| {
-            g.im2col(&input[i * il..(i + 1) * il], cols);
-            matmul(o, false, Mat::rows(w, kk), Mat::rows(cols, len), (m, len, kk));
-        },
-    )
+    assert_eq!(input.len() % il, 0, "gather_gemm: input not whole images");
+    // SAFETY: every chunk is one image's whole `[m, len]` output, which
+    // `matmul_uninit` writes (or panics).
+    unsafe {
+        par::written(
+            input.len() / il * m * len,
+            m * len,
+            || vec![0f32; kk * len],
+            |cols, i, o| {
+                g.im2col(&input[i * il..(i + 1) * il], cols);
+                matmul_uninit(o, Mat::rows(w, kk), Mat::rows(cols, len), (m, len, kk));
+            },
+        )
+    }
 }
 
 /// `out_b = col2im(w^T [K, m] . in_b [m, len])` for every image.
@@ -144,19 +180,9 @@ fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// [`transpose`] into `out`, in tiles that stay in the cache.
+/// [`transpose`] into `out` ([`lanes::transpose`]).
 fn transpose_into(src: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    const T: usize = 16;
-    assert!(src.len() >= rows * cols && out.len() >= rows * cols, "transpose: buffer smaller than its shape");
-    for r0 in (0..rows).step_by(T) {
-        for c0 in (0..cols).step_by(T) {
-            for r in r0..(r0 + T).min(rows) {
-                for c in c0..(c0 + T).min(cols) {
-                    out[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
-    }
+    lanes::transpose(src, rows, cols, out)
 }
 
 /// [`gather_gemm`] of `(dy, w)` and [`weight_grad`] of `(dy, x)` together,
