@@ -127,9 +127,9 @@ fn main() {
     }
     let cuda = args.iter().any(|a| a == "--cuda");
     if let Some(i) = args.iter().position(|a| a == "--one") {
-        // As the trainer does (set DAE_BENCH_PLAIN_MALLOC=1 to measure without it).
-        if std::env::var_os("DAE_BENCH_PLAIN_MALLOC").is_none() {
-            dae_train::tune_allocator();
+        // As the trainer does (set DAE_BENCH_UNTUNED=1 to measure without it).
+        if std::env::var_os("DAE_BENCH_UNTUNED").is_none() {
+            dae_train::tune_process();
         }
         let s = SETTINGS.iter().find(|s| s.name == args[i + 1]).expect("known setting");
         let dev = if cuda { Device::new_cuda(0).expect("a CUDA device (build with --features cuda)") } else { Device::Cpu };

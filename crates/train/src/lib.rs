@@ -70,6 +70,33 @@ pub fn peak_memory_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Sets up the process for training on the CPU, first thing in `main`
+/// (before any other thread exists): [`tune_allocator`], then
+/// [`tune_threads`].
+pub fn tune_process() {
+    tune_allocator();
+    tune_threads();
+}
+
+/// Keeps candle's own CPU thread pool empty unless `CANDLE_NUM_THREADS`
+/// says otherwise.
+///
+/// candle 0.11 runs its element-wise operations on a pool of its own (a
+/// worker per core beside the calling thread) whose workers spin for a
+/// while after each operation before they sleep, while the convolutions and
+/// batch norms here run on rayon's pool, one thread per core. The spinning
+/// took cores from rayon's threads: 7% of the CPU samples of a training
+/// step of Table 2's row 1. With no candle workers (candle's operations on
+/// the calling thread) a step of row 1 was 8% faster, row 7 7%, ResNet-34
+/// the same (`docs/performance.md`).
+pub fn tune_threads() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Before candle's pool is made (on its first operation) and before
+        // any other thread exists (see `tune_process`).
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 /// Keeps large tensor buffers in glibc's heap instead of fresh `mmap`s.
 ///
 /// candle allocates and frees a new buffer for nearly every op; past

@@ -64,7 +64,7 @@ fn resolve_stdin() -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    dae_train::tune_allocator();
+    dae_train::tune_process();
     // This executable's identity for checkpoints, taken before anything can replace the file.
     let _ = dae_train::binary_sha256();
     tracing_subscriber::fmt()
