@@ -11,6 +11,7 @@ Used by `cargo bench -p dae-train --bench throughput`; needs torch
 """
 import argparse
 import resource
+import sys
 import time
 
 import torch
@@ -163,6 +164,23 @@ def cluster_ce(scores, targets, clusters):
     return total / scores.shape[0]
 
 
+def check_blas():
+    """Stops with an error where torch runs on the reference BLAS.
+
+    Debian's python3-torch depends on libblas3 | libopenblas0; installed
+    alone it can get the netlib reference BLAS, which made PyTorch about
+    five times slower on these settings: a ratio against it would mislead.
+    """
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in line.split()[-1]}
+    reference = sorted(l for l in libs if "/blas/libblas" in l)
+    if reference:
+        sys.exit(
+            f"error: PyTorch is using the reference BLAS ({reference[0]}); install an optimised one "
+            "(Debian: apt-get install libopenblas0-pthread) before comparing speeds"
+        )
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--setting", choices=SETTINGS, default="quick")
@@ -171,6 +189,8 @@ def main():
     ap.add_argument("--latent", choices=["branches", "projections"], default="branches")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device == "cpu":
+        check_blas()
     torch.manual_seed(0)
     s = SETTINGS[args.setting]
     dev = torch.device(args.device)
