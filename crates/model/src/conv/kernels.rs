@@ -176,13 +176,8 @@ fn weight_grad(g: &Geometry, m: usize, imgs: &[f32], small: &[f32]) -> Vec<f32> 
 /// `[rows, cols]` row-major -> its transpose `[cols, rows]`.
 fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; rows * cols];
-    transpose_into(src, rows, cols, &mut out);
+    lanes::transpose(src, rows, cols, &mut out);
     out
-}
-
-/// [`transpose`] into `out` ([`lanes::transpose`]).
-fn transpose_into(src: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    lanes::transpose(src, rows, cols, out)
 }
 
 /// [`gather_gemm`] of `(dy, w)` and [`weight_grad`] of `(dy, x)` together,
@@ -218,7 +213,7 @@ fn chunk_weight_grad(g: &Geometry, m: usize, imgs: &[f32], small: &[f32], mut ga
         if let Some((out, w)) = gather.as_mut() {
             matmul(&mut out[i * m * len..(i + 1) * m * len], false, Mat::rows(w, kk), Mat::rows(&cols, len), (m, len, kk));
         }
-        transpose_into(s, m, len, &mut small_t);
+        lanes::transpose(s, m, len, &mut small_t);
         // acc_t [K, m] row-major is `[m, K]` column-major: strides (1, m).
         matmul_into(&mut acc_t, (1, m), i > 0, Mat::transposed(&small_t, m), Mat::transposed(&cols, len), (m, kk, len));
     }
