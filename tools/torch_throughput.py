@@ -5,18 +5,27 @@ GCN attribute branch, decoder, h_i) in PyTorch, timed the same way as
 forward + backward + Adam on random inputs. Prints `samples_per_s peak_MiB`.
 
 Used by `cargo bench -p dae-train --bench throughput`; needs torch
-(on these CPU machines: Debian's python3-torch with libopenblas0-openmp).
+(on these CPU machines: Debian's python3-torch with libopenblas0-pthread
+or libopenblas0-openmp).
 
     python3 tools/torch_throughput.py --setting quick --threads 2
 """
 import argparse
+import os
 import resource
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+# PyTorch's own OpenMP threads (--threads) do the parallel work. With
+# Debian's default OpenBLAS (the pthread build) each BLAS call also woke
+# OpenBLAS's own pool beside them, and on 2 cores the two pools spun against
+# each other: PyTorch ran 2-3x slower on `quick` (2026-12-06,
+# docs/performance.md). Set OPENBLAS_NUM_THREADS to time another choice.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import torch  # noqa: E402 (after the environment it reads at load time)
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 SETTINGS = {
     "quick": dict(encoder="small-cnn", size=64, batch=32, warmup=3, steps=15),
