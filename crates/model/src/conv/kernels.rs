@@ -139,10 +139,12 @@ fn gather_gemm(g: &Geometry, m: usize, input: &[f32], w: &[f32]) -> Vec<f32> {
         par::written(
             input.len() / il * m * len,
             m * len,
-            || vec![0f32; kk * len],
-            |cols, i, o| {
-                g.im2col(&input[i * il..(i + 1) * il], cols);
-                matmul_uninit(o, Mat::rows(w, kk), Mat::rows(cols, len), (m, len, kk));
+            || (),
+            |_, i, o| {
+                par::with_scratch(kk * len, 0, |cols, _| {
+                    g.im2col(&input[i * il..(i + 1) * il], cols);
+                    matmul_uninit(o, Mat::rows(w, kk), Mat::rows(cols, len), (m, len, kk));
+                })
             },
         )
     }
@@ -154,10 +156,12 @@ fn gemm_scatter(g: &Geometry, m: usize, input: &[f32], w: &[f32]) -> Vec<f32> {
     par::filled(
         input.len() / ml * g.image_len(),
         g.image_len(),
-        || vec![0f32; kk * len],
-        |cols, i, img| {
-            matmul(cols, false, Mat::transposed(w, kk), Mat::rows(&input[i * ml..(i + 1) * ml], len), (kk, len, m));
-            g.col2im(cols, img);
+        || (),
+        |_, i, img| {
+            par::with_scratch(kk * len, 0, |cols, _| {
+                matmul(cols, false, Mat::transposed(w, kk), Mat::rows(&input[i * ml..(i + 1) * ml], len), (kk, len, m));
+                g.col2im(cols, img);
+            })
         },
     )
 }
@@ -207,16 +211,18 @@ fn gather_gemm_with_weight_grad(g: &Geometry, m: usize, dy: &[f32], w: &[f32], x
 /// a training step of the small CNN).
 fn chunk_weight_grad(g: &Geometry, m: usize, imgs: &[f32], small: &[f32], mut gather: Option<(&mut [f32], &[f32])>) -> Vec<f32> {
     let (kk, len, il) = (g.window_len(), g.grid_len(), g.image_len());
-    let (mut cols, mut small_t, mut acc_t) = (vec![0f32; kk * len], vec![0f32; m * len], vec![0f32; m * kk]);
-    for (i, (img, s)) in imgs.chunks_exact(il).zip(small.chunks_exact(m * len)).enumerate() {
-        g.im2col(img, &mut cols);
-        if let Some((out, w)) = gather.as_mut() {
-            matmul(&mut out[i * m * len..(i + 1) * m * len], false, Mat::rows(w, kk), Mat::rows(&cols, len), (m, len, kk));
+    let mut acc_t = vec![0f32; m * kk];
+    par::with_scratch(kk * len, m * len, |cols, small_t| {
+        for (i, (img, s)) in imgs.chunks_exact(il).zip(small.chunks_exact(m * len)).enumerate() {
+            g.im2col(img, cols);
+            if let Some((out, w)) = gather.as_mut() {
+                matmul(&mut out[i * m * len..(i + 1) * m * len], false, Mat::rows(w, kk), Mat::rows(cols, len), (m, len, kk));
+            }
+            lanes::transpose(s, m, len, small_t);
+            // acc_t [K, m] row-major is `[m, K]` column-major: strides (1, m).
+            matmul_into(&mut acc_t, (1, m), i > 0, Mat::transposed(small_t, m), Mat::transposed(cols, len), (m, kk, len));
         }
-        lanes::transpose(s, m, len, &mut small_t);
-        // acc_t [K, m] row-major is `[m, K]` column-major: strides (1, m).
-        matmul_into(&mut acc_t, (1, m), i > 0, Mat::transposed(&small_t, m), Mat::transposed(&cols, len), (m, kk, len));
-    }
+    });
     acc_t
 }
 
