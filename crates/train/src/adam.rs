@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
 use candle_nn::{ParamsAdamW, VarMap};
+use rayon::prelude::*;
 
 /// The variables of `varmap` whose names satisfy `pick`, with their names,
 /// in name order (what [`Adam::new`] takes).
@@ -182,6 +183,10 @@ fn inplace_slices<'a, const N: usize>(
     Ok((&mut d[a..b], out))
 }
 
+/// Values per parallel task of the element-wise update ops (a ResNet-34
+/// has 21 M parameters: its update on one thread was 4% of a step).
+const PAR_CHUNK: usize = 1 << 16;
+
 /// `m = m * beta + g * (1 - beta)` in place (`g * g` for `g` where
 /// `square`): the first moment, or the second, as candle's tensor
 /// operations compute them (each product `x * c + 0` in f32).
@@ -198,10 +203,12 @@ impl InplaceOp2 for MomentOp {
     fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
         let (m, [g]) = inplace_slices(self.name(), (s1, l1), [(s2, l2)])?;
         let (b, c) = (self.beta as f32, (1.0 - self.beta) as f32);
-        for (m, &g) in m.iter_mut().zip(g) {
-            let g = if self.square { g * g } else { g };
-            *m = (*m * b + 0.0) + (g * c + 0.0);
-        }
+        m.par_chunks_mut(PAR_CHUNK).zip(g.par_chunks(PAR_CHUNK)).for_each(|(m, g)| {
+            for (m, &g) in m.iter_mut().zip(g) {
+                let g = if self.square { g * g } else { g };
+                *m = (*m * b + 0.0) + (g * c + 0.0);
+            }
+        });
         Ok(())
     }
 }
@@ -225,11 +232,13 @@ impl InplaceOp3 for UpdateOp {
         let (theta, [m, v]) = inplace_slices(self.name(), (s1, l1), [(s2, l2), (s3, l3)])?;
         let f = |x: f64| x as f32;
         let (sm, sv, decay, eps, lr) = (f(self.scale_m), f(self.scale_v), f(self.decay), f(self.eps), f(self.lr));
-        for ((t, &m), &v) in theta.iter_mut().zip(m).zip(v) {
-            let (m_hat, v_hat) = (m * sm + 0.0, v * sv + 0.0);
-            let adjusted = m_hat / (v_hat.sqrt() * 1.0 + eps);
-            *t = (*t * decay + 0.0) - (adjusted * lr + 0.0);
-        }
+        theta.par_chunks_mut(PAR_CHUNK).zip(m.par_chunks(PAR_CHUNK).zip(v.par_chunks(PAR_CHUNK))).for_each(|(theta, (m, v))| {
+            for ((t, &m), &v) in theta.iter_mut().zip(m).zip(v) {
+                let (m_hat, v_hat) = (m * sm + 0.0, v * sv + 0.0);
+                let adjusted = m_hat / (v_hat.sqrt() * 1.0 + eps);
+                *t = (*t * decay + 0.0) - (adjusted * lr + 0.0);
+            }
+        });
         Ok(())
     }
 }
