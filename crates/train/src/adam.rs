@@ -304,4 +304,23 @@ mod tests {
         let e = resumed.load_state("other", &HashMap::new(), 3).unwrap_err();
         assert!(e.to_string().contains("other.m.x"), "{e}");
     }
+
+    /// A variable of more than two [`PAR_CHUNK`]s (a partial last one):
+    /// the parallel update gives candle's values bit for bit.
+    #[test]
+    fn matches_candle_adamw_across_parallel_chunks() {
+        let dev = Device::Cpu;
+        let n = 2 * PAR_CHUNK + 1234;
+        let wave = |k: f32| Tensor::from_vec((0..n).map(|i| (i as f32 * k).sin()).collect::<Vec<_>>(), n, &dev).unwrap();
+        let (init, target) = (wave(0.37), wave(0.11));
+        let (a, b) = (Var::from_tensor(&init).unwrap(), Var::from_tensor(&init).unwrap());
+        let p = ParamsAdamW { lr: 0.01, weight_decay: 0.01, ..Default::default() };
+        let mut ours = Adam::new(vec![("x".into(), a.clone())], p.clone()).unwrap();
+        let mut theirs = AdamW::new(vec![b.clone()], p).unwrap();
+        for _ in 0..3 {
+            ours.backward_step(&quad(&a, &target)).unwrap();
+            theirs.backward_step(&quad(&b, &target)).unwrap();
+        }
+        assert_eq!(a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+    }
 }
