@@ -14,7 +14,8 @@
 //! warm-up steps, then timed steps of forward + backward + Adam on random
 //! inputs. The PyTorch side is `tools/torch_throughput.py` run by
 //! `$DAE_PYTHON` (default `/usr/bin/python3`, where Debian's `python3-torch`
-//! and `libopenblas0-openmp` install); it shows `n/a` where torch is missing.
+//! and `libopenblas0-pthread` install; it runs OpenBLAS on one thread beside
+//! torch's own); it shows `n/a` where torch is missing.
 
 use std::process::Command;
 use std::time::Instant;
