@@ -48,21 +48,16 @@ fn scale_shift(x: &[f32], c: usize, hw: usize, gamma: &[f32], beta: &[f32], mean
     // SAFETY: each chunk is at most `hw` long, `xs` exactly `hw` (or the
     // slice panics), so the zip writes every element of the chunk.
     unsafe {
-        par::written(
-            x.len(),
-            hw,
-            || (),
-            |_, bc, o| {
-                let (ch, xs) = (bc % c, &x[bc * hw..(bc + 1) * hw]);
-                let scale = gamma[ch] * inv_std[ch];
-                let shift = beta[ch] - mean[ch] * scale;
-                if relu {
-                    o.iter_mut().zip(xs).for_each(|(o, &v)| _ = o.write((v * scale + shift).max(0.0)));
-                } else {
-                    o.iter_mut().zip(xs).for_each(|(o, &v)| _ = o.write(v * scale + shift));
-                }
-            },
-        )
+        par::written(x.len(), hw, |bc, o| {
+            let (ch, xs) = (bc % c, &x[bc * hw..(bc + 1) * hw]);
+            let scale = gamma[ch] * inv_std[ch];
+            let shift = beta[ch] - mean[ch] * scale;
+            if relu {
+                o.iter_mut().zip(xs).for_each(|(o, &v)| _ = o.write((v * scale + shift).max(0.0)));
+            } else {
+                o.iter_mut().zip(xs).for_each(|(o, &v)| _ = o.write(v * scale + shift));
+            }
+        })
     }
 }
 
@@ -213,20 +208,15 @@ impl CustomOp3 for BnTrainBackward {
         // SAFETY: `lanes::input_grad` writes every element of `d` (one
         // channel of one image, as long as its inputs, or it panics).
         let dx = unsafe {
-            par::written(
-                x.len(),
-                hw,
-                || (),
-                |_, bc, d| {
-                    let ch = bc % c;
-                    let (m, is, (sgx, sg)) = (st.mean[ch], st.inv_std[ch], sums[ch]);
-                    let k = self.gamma[ch] * is;
-                    // dx = k * (g - sg / n - x_hat * sgx / n), x_hat = (x - m) * is
-                    let (c1, c2) = (sg / n, is * sgx / n);
-                    let r = bc * hw..(bc + 1) * hw;
-                    lanes::input_grad(d, &x[r.clone()], &y[r.clone()], &g[r], m, k, (c1, c2), relu);
-                },
-            )
+            par::written(x.len(), hw, |bc, d| {
+                let ch = bc % c;
+                let (m, is, (sgx, sg)) = (st.mean[ch], st.inv_std[ch], sums[ch]);
+                let k = self.gamma[ch] * is;
+                // dx = k * (g - sg / n - x_hat * sgx / n), x_hat = (x - m) * is
+                let (c1, c2) = (sg / n, is * sgx / n);
+                let r = bc * hw..(bc + 1) * hw;
+                lanes::input_grad(d, &x[r.clone()], &y[r.clone()], &g[r], m, k, (c1, c2), relu);
+            })
         };
         *self.sums.lock().expect("batch-norm sums") = (sums.iter().map(|s| s.0).collect(), sums.iter().map(|s| s.1).collect());
         Ok((CpuStorage::F32(dx), l1.shape().clone()))

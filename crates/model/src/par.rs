@@ -1,6 +1,7 @@
 //! Output buffers filled in parallel: zeroed chunk by chunk by the thread
 //! that fills it ([`filled`], for outputs that are added into), or written
-//! whole and never zeroed ([`written`]).
+//! whole and never zeroed ([`written`]); and work buffers kept per thread
+//! ([`with_scratch`]).
 //!
 //! `vec![0f32; n]` zeroes the whole buffer on the calling thread before the
 //! parallel work starts (glibc hands back reused heap memory, which it must
@@ -17,24 +18,18 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 /// A vector of `n` values made in chunks of `chunk` (the last may be
-/// shorter), in parallel: each chunk is zeroed, then `f(state, index,
-/// chunk)` fills it, with a `state` from `init` per worker (as rayon's
-/// `for_each_init`).
-pub(crate) fn filled<S>(
-    n: usize,
-    chunk: usize,
-    init: impl Fn() -> S + Sync + Send,
-    f: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
-) -> Vec<f32> {
+/// shorter), in parallel: each chunk is zeroed, then `f(index, chunk)`
+/// fills it (work buffers: [`with_scratch`]).
+pub(crate) fn filled(n: usize, chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
     let mut v: Vec<f32> = Vec::with_capacity(n);
-    v.spare_capacity_mut()[..n].par_chunks_mut(chunk.max(1)).enumerate().for_each_init(init, |state, (i, c)| {
+    v.spare_capacity_mut()[..n].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| {
         c.iter_mut().for_each(|x| {
             x.write(0.0);
         });
         // SAFETY: every element of `c` was initialised just above, and
         // MaybeUninit<f32> has the layout of f32.
         let c = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr().cast::<f32>(), c.len()) };
-        f(state, i, c);
+        f(i, c);
     });
     // SAFETY: the chunks cover the first `n` elements, and each was
     // initialised (a panic in `f` propagates before this line).
@@ -43,21 +38,16 @@ pub(crate) fn filled<S>(
 }
 
 /// A vector of `n` values made in chunks of `chunk` (the last may be
-/// shorter), in parallel: `f(state, index, chunk)` writes every element of
-/// its chunk, which starts uninitialised (the compiler stops `f` from
-/// reading it), with a `state` from `init` per worker.
+/// shorter), in parallel: `f(index, chunk)` writes every element of its
+/// chunk, which starts uninitialised (the compiler stops `f` from reading
+/// it).
 ///
 /// # Safety
 /// `f` must write every element of the chunk it is given (on return
 /// without a panic); the vector's values are read afterwards.
-pub(crate) unsafe fn written<S>(
-    n: usize,
-    chunk: usize,
-    init: impl Fn() -> S + Sync + Send,
-    f: impl Fn(&mut S, usize, &mut [MaybeUninit<f32>]) + Sync + Send,
-) -> Vec<f32> {
+pub(crate) unsafe fn written(n: usize, chunk: usize, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send) -> Vec<f32> {
     let mut v: Vec<f32> = Vec::with_capacity(n);
-    v.spare_capacity_mut()[..n].par_chunks_mut(chunk.max(1)).enumerate().for_each_init(init, |state, (i, c)| f(state, i, c));
+    v.spare_capacity_mut()[..n].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
     // SAFETY: the chunks cover the first `n` elements and the caller
     // guarantees `f` wrote each (a panic in `f` propagates before this line).
     unsafe { v.set_len(n) };
@@ -99,17 +89,9 @@ mod tests {
     #[test]
     fn every_chunk_is_zeroed_then_filled_in_place() {
         // A last chunk shorter than the others; `f` leaves some values alone.
-        let v = filled(
-            10,
-            4,
-            || 0usize,
-            |calls, i, c| {
-                *calls += 1;
-                c[0] = i as f32 + 1.0;
-            },
-        );
+        let v = filled(10, 4, |i, c| c[0] = i as f32 + 1.0);
         assert_eq!(v, [1.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 3.0, 0.0]);
-        assert!(filled(0, 4, || (), |_, _, _| unreachable!()).is_empty());
+        assert!(filled(0, 4, |_, _| unreachable!()).is_empty());
     }
 
     #[test]
@@ -133,16 +115,11 @@ mod tests {
     fn written_chunks_hold_what_each_call_wrote() {
         // SAFETY: the closure writes every element of its chunk.
         let v = unsafe {
-            written(
-                10,
-                4,
-                || (),
-                |_, i, c| {
-                    for (j, x) in c.iter_mut().enumerate() {
-                        x.write((10 * i + j) as f32);
-                    }
-                },
-            )
+            written(10, 4, |i, c| {
+                for (j, x) in c.iter_mut().enumerate() {
+                    x.write((10 * i + j) as f32);
+                }
+            })
         };
         assert_eq!(v, [0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0, 20.0, 21.0]);
     }

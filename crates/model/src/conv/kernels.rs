@@ -136,34 +136,24 @@ fn gather_gemm(g: &Geometry, m: usize, input: &[f32], w: &[f32]) -> Vec<f32> {
     // SAFETY: every chunk is one image's whole `[m, len]` output, which
     // `matmul_uninit` writes (or panics).
     unsafe {
-        par::written(
-            input.len() / il * m * len,
-            m * len,
-            || (),
-            |_, i, o| {
-                par::with_scratch(kk * len, 0, |cols, _| {
-                    g.im2col(&input[i * il..(i + 1) * il], cols);
-                    matmul_uninit(o, Mat::rows(w, kk), Mat::rows(cols, len), (m, len, kk));
-                })
-            },
-        )
+        par::written(input.len() / il * m * len, m * len, |i, o| {
+            par::with_scratch(kk * len, 0, |cols, _| {
+                g.im2col(&input[i * il..(i + 1) * il], cols);
+                matmul_uninit(o, Mat::rows(w, kk), Mat::rows(cols, len), (m, len, kk));
+            })
+        })
     }
 }
 
 /// `out_b = col2im(w^T [K, m] . in_b [m, len])` for every image.
 fn gemm_scatter(g: &Geometry, m: usize, input: &[f32], w: &[f32]) -> Vec<f32> {
     let (kk, len, ml) = (g.window_len(), g.grid_len(), m * g.grid_len());
-    par::filled(
-        input.len() / ml * g.image_len(),
-        g.image_len(),
-        || (),
-        |_, i, img| {
-            par::with_scratch(kk * len, 0, |cols, _| {
-                matmul(cols, false, Mat::transposed(w, kk), Mat::rows(&input[i * ml..(i + 1) * ml], len), (kk, len, m));
-                g.col2im(cols, img);
-            })
-        },
-    )
+    par::filled(input.len() / ml * g.image_len(), g.image_len(), |i, img| {
+        par::with_scratch(kk * len, 0, |cols, _| {
+            matmul(cols, false, Mat::transposed(w, kk), Mat::rows(&input[i * ml..(i + 1) * ml], len), (kk, len, m));
+            g.col2im(cols, img);
+        })
+    })
 }
 
 /// `sum_b small_b [m, len] . im2col(img_b)^T`, `[m, K]`.
