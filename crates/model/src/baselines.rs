@@ -9,7 +9,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
-use crate::config::{GuidedVaeConfig, IcadxConfig, Method, ModelConfig};
+use crate::config::{GuidedVaeConfig, IcadxConfig, Method, ModelConfig, Precision};
 use crate::decoder::Decoder;
 use crate::encoder::Encoder;
 use crate::network::{keep_blocks, present_panels, Block, Network, Outputs, ProbeGroup};
@@ -42,8 +42,8 @@ impl GuidedVae {
     /// Variable-name prefix of the adversary (its own optimiser).
     pub const ADVERSARY_PREFIX: &'static str = "adversary.";
 
-    pub fn new(model: &ModelConfig, g: &GuidedVaeConfig, image_size: usize, vb: VarBuilder) -> Result<Self> {
-        let encoder = Encoder::new(model.encoder, model.width, vb.pp("encoder"))?;
+    pub fn new(model: &ModelConfig, g: &GuidedVaeConfig, image_size: usize, precision: Precision, vb: VarBuilder) -> Result<Self> {
+        let encoder = Encoder::new(model.encoder, model.width, precision, vb.pp("encoder"))?;
         let z_t = model.h_ma_dim + model.h_mi_dim;
         let z_rst = model.h_i_dim;
         let l = z_t + z_rst;
@@ -52,7 +52,7 @@ impl GuidedVae {
         let classifier = linear(z_t, 1, vb.pp("classifier"))?;
         let adv_hidden = linear(z_rst, g.adversary_hidden, vb.pp("adversary.hidden"))?;
         let adv_out = linear(g.adversary_hidden, 1, vb.pp("adversary.out"))?;
-        let decoder = Decoder::new(l, crate::decoder::base_width(model), image_size, vb.pp("decoder"))?;
+        let decoder = Decoder::new(l, crate::decoder::base_width(model), image_size, precision, vb.pp("decoder"))?;
         let blocks = vec![Block { name: "z_t", range: 0..z_t }, Block { name: "z_rst", range: z_t..l }];
         Ok(Self { encoder, mu, logvar, classifier, adv_hidden, adv_out, decoder, z_t, blocks })
     }
@@ -131,18 +131,20 @@ impl Icadx {
         image_size: usize,
         n_attr: usize,
         has_attributes: bool,
+        precision: Precision,
         vb: VarBuilder,
     ) -> std::result::Result<Self, ModelError> {
         if !has_attributes {
             return Err(ModelError::MethodNeedsAttributes { method: Method::Icadx.name() });
         }
-        let encoder = Encoder::new(model.encoder, model.width, vb.pp("encoder"))?;
+        let encoder = Encoder::new(model.encoder, model.width, precision, vb.pp("encoder"))?;
         let h = model.h_dim;
         let feature = linear(encoder.out_dim(), h, vb.pp("heads.feature"))?;
         let malignancy = linear(h, 1, vb.pp("heads.malignancy"))?;
         let attributes = linear(h, n_attr, vb.pp("heads.attributes"))?;
         let real_fake = linear(h, 1, vb.pp("heads.real_fake"))?;
-        let generator = Decoder::new(1 + n_attr + c.noise_dim, crate::decoder::base_width(model), image_size, vb.pp("generator"))?;
+        let generator =
+            Decoder::new(1 + n_attr + c.noise_dim, crate::decoder::base_width(model), image_size, precision, vb.pp("generator"))?;
         let blocks = vec![Block { name: "h", range: 0..h }];
         Ok(Self { encoder, feature, malignancy, attributes, real_fake, generator, noise_dim: c.noise_dim, blocks })
     }
@@ -185,8 +187,8 @@ pub struct LiDiagnet {
 }
 
 impl LiDiagnet {
-    pub fn new(model: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let encoder = Encoder::new(model.encoder, model.width, vb.pp("encoder"))?;
+    pub fn new(model: &ModelConfig, precision: Precision, vb: VarBuilder) -> Result<Self> {
+        let encoder = Encoder::new(model.encoder, model.width, precision, vb.pp("encoder"))?;
         let feature = linear(encoder.out_dim(), model.h_dim, vb.pp("heads.feature"))?;
         let classifier = linear(model.h_dim, 1, vb.pp("classifier"))?;
         Ok(Self { encoder, feature, classifier, blocks: vec![Block { name: "h", range: 0..model.h_dim }] })

@@ -12,6 +12,45 @@ pub enum EncoderKind {
     Resnet34,
 }
 
+/// The arithmetic of the convolutional trunks (`optim.precision`).
+///
+/// `Bf16`: the encoder's and decoder's convolutions run on bf16 activations
+/// and bf16 copies of the f32 master weights (products accumulated in f32,
+/// as bf16 tensor cores do); batch norm, pooling, the heads, the GCN, the
+/// losses and the optimiser stay in f32. bf16 has f32's exponent range, so
+/// nothing overflows or underflows that f32 keeps; what it lacks is
+/// mantissa (8 bits), hence every reduction in f32. On the CPU it is an
+/// emulation: the same roundings, f32 arithmetic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype of the trunks' activations.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::Bf16 => candle_core::DType::BF16,
+        }
+    }
+
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    /// The name in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// How the latent blocks come out of the encoder (`model.latent`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 use dae_data::{AttrStats, Vocabulary};
 
-use crate::config::{AttributeMode, LatentMode, ModelConfig};
+use crate::config::{AttributeMode, LatentMode, ModelConfig, Precision};
 use crate::network::{keep_blocks, present_panels, Block, Network, Outputs, ProbeGroup};
 use crate::{decoder, encoder, erase, graph, ModelError};
 
@@ -21,16 +21,16 @@ enum Latent {
 }
 
 impl Latent {
-    fn new(cfg: &ModelConfig, sizes: &[(&'static str, usize)], vb: &VarBuilder) -> Result<Latent> {
+    fn new(cfg: &ModelConfig, sizes: &[(&'static str, usize)], precision: Precision, vb: &VarBuilder) -> Result<Latent> {
         let enc = vb.pp("encoder");
         match cfg.latent {
             LatentMode::Projections => {
-                let encoder = encoder::Encoder::new(cfg.encoder, cfg.width, enc)?;
+                let encoder = encoder::Encoder::new(cfg.encoder, cfg.width, precision, enc)?;
                 let heads = sizes.iter().map(|(n, d)| linear(encoder.out_dim(), *d, vb.pp(format!("heads.{n}")))).collect::<Result<_>>()?;
                 Ok(Latent::Projections { encoder, heads })
             }
             LatentMode::Branches => {
-                let trunk = encoder::Encoder::trunk(cfg.encoder, cfg.width, enc.clone())?;
+                let trunk = encoder::Encoder::trunk(cfg.encoder, cfg.width, precision, enc.clone())?;
                 let branches = sizes
                     .iter()
                     .map(|(n, d)| encoder::Branch::new(cfg.encoder, trunk.out_dim(), *d, enc.pp(format!("branch.{n}"))))
@@ -88,12 +88,13 @@ pub struct DaeGcn {
 impl DaeGcn {
     /// Builds the model from a config checked by [`crate::MethodSpec::validate`].
     /// `stats` are the training split's attribute counts (needed for
-    /// `attributes = "gcn"`).
+    /// `attributes = "gcn"`); `precision` is the encoder's and decoder's.
     pub fn new(
         cfg: &ModelConfig,
         image_size: usize,
         vocab: &Vocabulary,
         stats: &AttrStats,
+        precision: Precision,
         vb: VarBuilder,
     ) -> std::result::Result<Self, ModelError> {
         if cfg.attributes != AttributeMode::None && stats.t.iter().all(|&t| t == 0) {
@@ -108,7 +109,7 @@ impl DaeGcn {
         } else {
             vec![("h", cfg.h_dim)]
         };
-        let latent = Latent::new(cfg, &sizes, &vb)?;
+        let latent = Latent::new(cfg, &sizes, precision, &vb)?;
         let mut blocks = Vec::new();
         let mut at = 0;
         for (name, d) in sizes {
@@ -130,7 +131,7 @@ impl DaeGcn {
         };
         let classifier = linear(cls_dim, 1, vb.pp("classifier"))?;
         let base = decoder::base_width(cfg);
-        let decoder = if cfg.rec { Some(decoder::Decoder::new(at, base, image_size, vb.pp("decoder"))?) } else { None };
+        let decoder = if cfg.rec { Some(decoder::Decoder::new(at, base, image_size, precision, vb.pp("decoder"))?) } else { None };
         let eraser = match blocks.iter().position(|b| b.name == "h_i") {
             Some(k) if cfg.h_i_erase => Some((k, erase::LabelEraser::new(cfg.h_i_dim, vb.pp("eraser.h_i"))?)),
             _ => None,

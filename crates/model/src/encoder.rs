@@ -2,11 +2,15 @@
 //! input channel; both end in global average pooling. An encoder can also
 //! be built without its last stage ([`Encoder::trunk`]) and finished by
 //! several [`Branch`]es, one per latent block (`model.latent = "branches"`).
+//!
+//! The convolutions and the map between them are in the encoder's
+//! [`Precision`]'s dtype (the image is cast on the way in); pooling and
+//! everything after it are f32.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
-use crate::config::EncoderKind;
+use crate::config::{EncoderKind, Precision};
 use crate::conv::Conv as Conv2d;
 use crate::norm::{add_relu, BatchNorm};
 
@@ -76,6 +80,8 @@ pub struct Encoder {
     stages: Vec<ConvBn>,
     blocks: Vec<BasicBlock>,
     out_dim: usize,
+    /// The dtype of the convolutions' activations.
+    dtype: DType,
 }
 
 /// ResNet basic blocks per layer.
@@ -89,16 +95,16 @@ fn resnet_layout(kind: EncoderKind) -> &'static [usize] {
 
 impl Encoder {
     /// The whole encoder, ending in global average pooling.
-    pub fn new(kind: EncoderKind, width: usize, vb: VarBuilder) -> Result<Self> {
-        Self::build(kind, width, true, vb)
+    pub fn new(kind: EncoderKind, width: usize, precision: Precision, vb: VarBuilder) -> Result<Self> {
+        Self::build(kind, width, true, precision, vb)
     }
 
     /// The encoder without its last stage (the small CNN's fourth stage, the
     /// ResNet's `layer4`): [`Encoder::forward_map`] gives the feature map a
     /// [`Branch`] per latent block finishes. Variables keep the whole
     /// encoder's names, so the trunk of every row is the same.
-    pub fn trunk(kind: EncoderKind, width: usize, vb: VarBuilder) -> Result<Self> {
-        Self::build(kind, width, false, vb)
+    pub fn trunk(kind: EncoderKind, width: usize, precision: Precision, vb: VarBuilder) -> Result<Self> {
+        Self::build(kind, width, false, precision, vb)
     }
 
     /// Channels of the whole encoder's last stage (8 x width for the small
@@ -111,7 +117,8 @@ impl Encoder {
         }
     }
 
-    fn build(kind: EncoderKind, width: usize, last: bool, vb: VarBuilder) -> Result<Self> {
+    fn build(kind: EncoderKind, width: usize, last: bool, precision: Precision, vb: VarBuilder) -> Result<Self> {
+        let dtype = precision.dtype();
         match kind {
             EncoderKind::SmallCnn => {
                 let stem = ConvBn::new(1, width, 3, 1, vb.pp("stem"))?;
@@ -122,7 +129,7 @@ impl Encoder {
                     stages.push(ConvBn::new(c, cout, 3, 2, vb.pp(format!("stage{i}")))?);
                     c = cout;
                 }
-                Ok(Self { kind, stem, stages, blocks: Vec::new(), out_dim: c })
+                Ok(Self { kind, stem, stages, blocks: Vec::new(), out_dim: c, dtype })
             }
             EncoderKind::Resnet18 | EncoderKind::Resnet34 => {
                 // 7x7 stride-2 stem; the 2x2 max-pool below has a backward in candle (3x3/2 has not).
@@ -137,7 +144,7 @@ impl Encoder {
                         c = cout;
                     }
                 }
-                Ok(Self { kind, stem, stages: Vec::new(), blocks, out_dim: c })
+                Ok(Self { kind, stem, stages: Vec::new(), blocks, out_dim: c, dtype })
             }
         }
     }
@@ -147,9 +154,9 @@ impl Encoder {
         self.out_dim
     }
 
-    /// The feature map `[B, out_dim, h, w]`, before pooling.
+    /// The feature map `[B, out_dim, h, w]`, before pooling, in the encoder's dtype.
     pub fn forward_map(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = self.stem.forward_t(x, train)?;
+        let mut y = self.stem.forward_t(&x.to_dtype(self.dtype)?, train)?;
         if self.kind != EncoderKind::SmallCnn {
             y = y.max_pool2d(2)?;
         }
@@ -162,10 +169,15 @@ impl Encoder {
         Ok(y)
     }
 
-    /// Pooled features `[B, out_dim]`.
+    /// Pooled features `[B, out_dim]` (f32).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_map(x, train)?.mean((2, 3))
+        pool(&self.forward_map(x, train)?)
     }
+}
+
+/// Global average pooling in f32.
+fn pool(map: &Tensor) -> Result<Tensor> {
+    map.to_dtype(DType::F32)?.mean((2, 3))
 }
 
 /// The last encoder stage for one latent block, on the trunk's feature map:
@@ -193,12 +205,12 @@ impl Branch {
         Ok(Self { stage })
     }
 
-    /// The block `[B, dim]` of a trunk feature map.
+    /// The block `[B, dim]` (f32) of a trunk feature map (in the trunk's dtype).
     pub fn forward_t(&self, map: &Tensor, train: bool) -> Result<Tensor> {
         let y = match &self.stage {
             BranchStage::Conv(c) => c.forward_t(map, train)?,
             BranchStage::Block(b) => b.forward_t(map, train)?,
         };
-        y.mean((2, 3))
+        pool(&y)
     }
 }

@@ -47,7 +47,7 @@ use candle_nn::VarMap;
 pub use baselines::{DiagnosisHeads, GuidedVae, Icadx, LiDiagnet};
 pub use config::{
     AttributeMode, ConfigError, EncoderKind, GuidedVaeConfig, IcadxConfig, LatentMode, LiDiagnetConfig, Method, MethodSpec, ModelConfig,
-    NodeFeatures,
+    NodeFeatures, Precision,
 };
 pub use dae_gcn::DaeGcn;
 pub use network::{Block, Network, Outputs, ProbeGroup};

@@ -314,6 +314,10 @@ impl BatchNorm {
 
     /// Batch norm, then a ReLU where `relu` is set.
     pub fn forward(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        if x.dtype() != DType::F32 {
+            // A bf16 trunk ([`crate::Precision::Bf16`]): statistics and normalisation in f32.
+            return self.forward(&x.to_dtype(DType::F32)?, train, relu)?.to_dtype(x.dtype());
+        }
         if !(x.device().is_cpu() && x.dtype() == DType::F32 && fused_enabled()) {
             let y = self.inner.forward_t(x, train)?;
             return if relu { y.relu() } else { Ok(y) };
@@ -477,6 +481,20 @@ mod tests {
         for name in ["weight", "bias"] {
             let (ta, tb) = (ga.get(pa[name].as_tensor()).unwrap(), gb.get(pb[name].as_tensor()).unwrap());
             assert!(max_diff(ta, tb) < 1e-3, "eval {name} gradient: {what}");
+        }
+    }
+
+    #[test]
+    fn a_bf16_input_is_normalised_in_f32_and_rounded_once() {
+        let vm = VarMap::new();
+        let bn = BatchNorm::new(3, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let x = rand(&[4, 3, 5, 5], 1, 2.0, 20.0).to_dtype(DType::BF16).unwrap();
+        let flat = |t: &Tensor| t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for train in [true, false] {
+            let y = bn.forward(&x, train, true).unwrap();
+            assert_eq!(y.dtype(), DType::BF16);
+            let expect = bn.forward(&x.to_dtype(DType::F32).unwrap(), train, true).unwrap().to_dtype(DType::BF16).unwrap();
+            assert_eq!(flat(&y), flat(&expect), "train={train}");
         }
     }
 

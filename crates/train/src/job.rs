@@ -7,7 +7,7 @@ use std::path::Path;
 
 use dae_data::batch::Augment;
 use dae_data::{DatasetConfig, SplitSpec, Vocabulary};
-use dae_model::{EncoderKind, GuidedVaeConfig, IcadxConfig, LiDiagnetConfig, Method, MethodSpec, ModelConfig};
+use dae_model::{EncoderKind, GuidedVaeConfig, IcadxConfig, LiDiagnetConfig, Method, MethodSpec, ModelConfig, Precision};
 use dae_runfolder::settings::{set_path, SetArg};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,10 @@ pub struct OptimConfig {
     pub patience: usize,
     /// Training augmentation; `augment = false` is written as an empty table with all switches off.
     pub augment: Augment,
+    /// The convolutions' arithmetic ([`Precision`]): `f32` (the default, left
+    /// out of the written config so existing job ids stand) or `bf16` (GPUs).
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for OptimConfig {
@@ -69,6 +73,7 @@ impl Default for OptimConfig {
             epochs: 30,
             patience: 8,
             augment: Augment::default(),
+            precision: Precision::F32,
         }
     }
 }
@@ -333,6 +338,7 @@ impl Job {
                 format!("`{}` needs a trainer built with CUDA, and this one is not: {CUDA_BUILD}", cfg.device),
             ));
         }
+        check_precision(cfg.optim.precision, &device, std::env::var_os(CPU_BF16).is_some_and(|v| v == "1"))?;
         let vocab = match &cfg.vocabulary {
             None => Vocabulary::default(),
             Some(names) => Vocabulary::from_names(names).map_err(|e| JobError::key("vocabulary", e))?,
@@ -409,6 +415,21 @@ fn check_optim(o: &OptimConfig) -> Result<(), JobError> {
     }
     if !(o.clip_norm >= 0.0 && o.clip_norm.is_finite()) {
         return Err(JobError::key("optim.clip_norm", format!("{}: expected a norm > 0, or 0 for no clipping", o.clip_norm)));
+    }
+    Ok(())
+}
+
+/// The environment variable that lets `optim.precision = "bf16"` run on the CPU (as an emulation).
+pub const CPU_BF16: &str = "DAE_CPU_BF16";
+
+/// bf16 is a GPU mode: on the CPU it is an emulation, slower than f32, run
+/// only when asked for by [`CPU_BF16`] (`allow_cpu`), to check a bf16
+/// result without a GPU.
+fn check_precision(p: Precision, device: &Device, allow_cpu: bool) -> Result<(), JobError> {
+    if p == Precision::Bf16 && *device == Device::Cpu && !allow_cpu {
+        let problem = "`bf16` runs on GPUs (`device = \"cuda\"`); on the CPU f32 is faster and bf16 only an emulation of its roundings \
+                       (docs/precision.md). Use `f32`, or set DAE_CPU_BF16=1 to run the emulation anyway";
+        return Err(JobError::key("optim.precision", problem));
     }
     Ok(())
 }
@@ -623,6 +644,16 @@ mod tests {
             assert!(shared.contains(&k.to_string()), "{k}");
         }
         assert!(!shared.contains(&"tau".to_string()));
+    }
+
+    #[test]
+    fn bf16_on_the_cpu_is_refused_unless_the_emulation_is_asked_for() {
+        let e = check_precision(Precision::Bf16, &Device::Cpu, false).unwrap_err();
+        assert_eq!(e.key_name(), Some("optim.precision"));
+        assert!(e.to_string().contains("DAE_CPU_BF16=1") && e.to_string().contains("f32"), "{e}");
+        assert!(check_precision(Precision::Bf16, &Device::Cpu, true).is_ok());
+        assert!(check_precision(Precision::Bf16, &Device::Cuda(0), false).is_ok());
+        assert!(check_precision(Precision::F32, &Device::Cpu, false).is_ok());
     }
 
     #[test]

@@ -10,16 +10,23 @@
 //! decoder's last) are computed directly instead ([`direct`]).
 //!
 //! On other devices, or with `DAE_CONV=candle` in the environment (to
-//! compare, or as an escape hatch), they are candle's own `Conv2d` /
-//! `ConvTranspose2d`. The weights are created by those (same names, shapes
-//! and initialisation), so checkpoints and seeds do not change. Tested
-//! against candle's own operators (values and gradients) below.
+//! compare, or as an escape hatch), they are candle's own `conv2d` /
+//! `conv_transpose2d`. The weights are created by candle's `Conv2d` /
+//! `ConvTranspose2d` (same names, shapes and initialisation), so
+//! checkpoints and seeds do not change. Tested against candle's own
+//! operators (values and gradients) below.
+//!
+//! A layer computes in its input's dtype: a bf16 input
+//! ([`crate::Precision::Bf16`]) meets bf16 copies of the f32 weights. On
+//! the CPU the kernels here are f32, so a bf16 layer is emulated
+//! ([`on_f32`]): the input, weight and bias rounded to bf16, f32
+//! arithmetic, the output rounded to bf16.
 
 mod direct;
 mod geometry;
 mod kernels;
 
-use candle_core::{CpuStorage, Layout, Module, Result, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 
 pub use direct::conv2d_direct;
@@ -74,10 +81,31 @@ fn use_gemm(x: &Tensor, transposed: bool) -> bool {
     x.device().is_cpu() && mode != "candle" && (transposed || mode != "transposed")
 }
 
+/// `f(x, w, b)` for an f32 CPU kernel `f` on an input of any float dtype:
+/// an f32 input goes straight through; otherwise the input, weight and
+/// bias are rounded to the input's dtype, `f` runs on them widened to f32
+/// (products summed in f32, as bf16 tensor cores do), and its output is
+/// rounded to the input's dtype. Gradients flow through the casts: the
+/// weight's comes back in f32, rounded like a GPU's bf16 gradient.
+fn on_f32(x: &Tensor, w: &Tensor, b: Option<&Tensor>, f: impl Fn(&Tensor, &Tensor, Option<&Tensor>) -> Result<Tensor>) -> Result<Tensor> {
+    let dt = x.dtype();
+    if dt == DType::F32 {
+        return f(x, w, b);
+    }
+    let round = |t: &Tensor| t.to_dtype(dt)?.to_dtype(DType::F32);
+    let b = b.map(round).transpose()?;
+    f(&x.to_dtype(DType::F32)?, &round(w)?, b.as_ref())?.to_dtype(dt)
+}
+
+/// The layer's weight and bias in the input's dtype (candle's operators).
+fn weights_as(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+    Ok((w.to_dtype(x.dtype())?, b.map(|b| b.to_dtype(x.dtype())).transpose()?))
+}
+
 /// `y + bias` per channel (one operation on the CPU, see [`kernels::ChannelBias`]).
 fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
-        Some(b) if y.device().is_cpu() => y.apply_op2(&b.contiguous()?, ChannelBias),
+        Some(b) if y.device().is_cpu() && y.dtype() == DType::F32 => y.apply_op2(&b.contiguous()?, ChannelBias),
         Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
         None => Ok(y),
     }
@@ -107,15 +135,17 @@ impl Conv {
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if !use_gemm(x, false) {
-            return self.inner.forward(x);
+            let (w, b) = weights_as(x, self.inner.weight(), self.inner.bias())?;
+            return add_bias(x.conv2d(&w, self.pad, self.stride, 1, 1)?, b.as_ref());
         }
-        let w = self.inner.weight();
-        let y = if self.stride == 1 && w.dim(0)? <= DIRECT_MAX_OUT {
-            conv2d_direct(x, w, self.pad)?
-        } else {
-            conv2d_gemm(x, w, self.stride, self.pad)?
-        };
-        add_bias(y, self.inner.bias())
+        on_f32(x, self.inner.weight(), self.inner.bias(), |x, w, b| {
+            let y = if self.stride == 1 && w.dim(0)? <= DIRECT_MAX_OUT {
+                conv2d_direct(x, w, self.pad)?
+            } else {
+                conv2d_gemm(x, w, self.stride, self.pad)?
+            };
+            add_bias(y, b)
+        })
     }
 }
 
@@ -137,11 +167,14 @@ impl ConvTranspose {
 
 impl Module for ConvTranspose {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.cfg;
         if !use_gemm(x, true) {
-            return self.inner.forward(x);
+            let (w, b) = weights_as(x, self.inner.weight(), self.inner.bias())?;
+            return add_bias(x.conv_transpose2d(&w, c.padding, c.output_padding, c.stride, 1)?, b.as_ref());
         }
-        let y = conv_transpose2d_gemm(x, self.inner.weight(), self.cfg.stride, self.cfg.padding, self.cfg.output_padding)?;
-        add_bias(y, self.inner.bias())
+        on_f32(x, self.inner.weight(), self.inner.bias(), |x, w, b| {
+            add_bias(conv_transpose2d_gemm(x, w, c.stride, c.padding, c.output_padding)?, b)
+        })
     }
 }
 
@@ -269,6 +302,55 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("padding"));
+    }
+
+    /// A layer's output and the gradients of its input and weight, on `x` cast to `dtype`.
+    fn layer_run(layer: &dyn Module, vm: &candle_nn::VarMap, x: &Var, dtype: DType) -> (Tensor, Tensor, Tensor) {
+        let y = layer.forward(&x.as_tensor().to_dtype(dtype).unwrap()).unwrap();
+        let up = rand(y.dims(), 3);
+        let g = (y.to_dtype(DType::F32).unwrap() * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let w = vm.data().lock().unwrap()["weight"].as_tensor().clone();
+        (y, g.get(x.as_tensor()).unwrap().clone(), g.get(&w).unwrap().clone())
+    }
+
+    fn round_bf16(t: &Tensor) -> Tensor {
+        t.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap()
+    }
+
+    #[test]
+    fn bf16_layers_compute_on_rounded_operands_and_return_f32_gradients() {
+        let x = Var::from_tensor(&rand(&[3, 4, 9, 9], 1)).unwrap();
+        for transposed in [false, true] {
+            let vm = candle_nn::VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &candle_core::Device::Cpu);
+            let layer: Box<dyn Module> = if transposed {
+                Box::new(ConvTranspose::new(4, 5, 4, ConvTranspose2dConfig { padding: 1, stride: 2, ..Default::default() }, vb).unwrap())
+            } else {
+                Box::new(Conv::new(4, 5, 3, Conv2dConfig { padding: 1, stride: 2, ..Default::default() }, true, vb).unwrap())
+            };
+            let (y16, gx16, gw16) = layer_run(layer.as_ref(), &vm, &x, DType::BF16);
+            let (y32, gx32, gw32) = layer_run(layer.as_ref(), &vm, &x, DType::F32);
+            // The output is bf16, the gradients come back in their variables' dtype.
+            assert_eq!((y16.dtype(), gx16.dtype(), gw16.dtype()), (DType::BF16, DType::F32, DType::F32));
+            // Exactly the f32 layer on bf16-rounded input, weight and bias, rounded once.
+            let w = vm.data().lock().unwrap()["weight"].as_tensor().clone();
+            let b = vm.data().lock().unwrap()["bias"].as_tensor().clone();
+            let xr = round_bf16(x.as_tensor());
+            let expect = if transposed {
+                conv_transpose2d_gemm(&xr, &round_bf16(&w), 2, 1, 0).unwrap()
+            } else {
+                conv2d_gemm(&xr, &round_bf16(&w), 2, 1).unwrap()
+            };
+            let expect = add_bias(expect, Some(&round_bf16(&b))).unwrap().to_dtype(DType::BF16).unwrap();
+            let flat = |t: &Tensor| t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(flat(&y16), flat(&expect), "transposed={transposed}");
+            // Close to f32 (bf16 keeps 8 bits of mantissa), and not equal to it.
+            let rel = |a: &Tensor, b: &Tensor| max_diff(&a.to_dtype(DType::F32).unwrap(), b) / max_diff(b, &b.zeros_like().unwrap());
+            for (what, a, b) in [("output", &y16, &y32), ("input grad", &gx16, &gx32), ("weight grad", &gw16, &gw32)] {
+                let r = rel(a, b);
+                assert!(r > 0.0 && r < 2e-2, "transposed={transposed} {what}: relative difference {r}");
+            }
+        }
     }
 
     #[test]

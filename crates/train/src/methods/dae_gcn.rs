@@ -26,7 +26,7 @@ pub struct DaeGcnMethod {
 impl DaeGcnMethod {
     pub fn new(b: &Build, vb: VarBuilder) -> Result<Self, RunError> {
         let d = b.data;
-        let net = DaeGcn::new(&b.job.model, b.job.dataset.image_size(), &d.vocab, &d.stats, vb)?;
+        let net = DaeGcn::new(&b.job.model, b.job.dataset.image_size(), &d.vocab, &d.stats, b.job.optim.precision, vb)?;
         Ok(Self { net, opt: b.adam(|_| true)?, weights: b.job.loss.clone(), clusters: d.clusters() })
     }
 }

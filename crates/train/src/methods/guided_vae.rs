@@ -27,7 +27,7 @@ pub struct GuidedVaeMethod {
 
 impl GuidedVaeMethod {
     pub fn new(b: &Build, cfg: &GuidedVaeConfig, vb: VarBuilder) -> Result<Self, RunError> {
-        let net = GuidedVae::new(&b.job.model, cfg, b.job.dataset.image_size(), vb)?;
+        let net = GuidedVae::new(&b.job.model, cfg, b.job.dataset.image_size(), b.job.optim.precision, vb)?;
         Ok(Self {
             net,
             cfg: cfg.clone(),

@@ -31,7 +31,7 @@ pub struct IcadxMethod {
 impl IcadxMethod {
     pub fn new(b: &Build, cfg: &IcadxConfig, vb: VarBuilder) -> Result<Self, RunError> {
         let d = b.data;
-        let net = Icadx::new(&b.job.model, cfg, b.job.dataset.image_size(), d.vocab.len(), d.has_attributes(), vb)?;
+        let net = Icadx::new(&b.job.model, cfg, b.job.dataset.image_size(), d.vocab.len(), d.has_attributes(), b.job.optim.precision, vb)?;
         let gen = Icadx::GENERATOR_PREFIX;
         let stats = |k: &str| !k.starts_with(gen) && (k.ends_with("running_mean") || k.ends_with("running_var"));
         Ok(Self {

@@ -23,7 +23,7 @@ pub struct LiDiagnetMethod {
 
 impl LiDiagnetMethod {
     pub fn new(b: &Build, cfg: &LiDiagnetConfig, vb: VarBuilder) -> Result<Self, RunError> {
-        let net = LiDiagnet::new(&b.job.model, vb)?;
+        let net = LiDiagnet::new(&b.job.model, b.job.optim.precision, vb)?;
         Ok(Self { net, cfg: cfg.clone(), opt: b.adam(|_| true)?, weights: b.job.loss.clone() })
     }
 }

@@ -11,7 +11,7 @@ use candle_core::{DType, Device};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use dae_data::batch::{batches, BatchSpec, Normalize};
 use dae_data::{AttrStats, DatasetConfig, SplitSpec, SynthParams, Vocabulary};
-use dae_model::{init_weights, AttributeMode, DaeGcn, ModelConfig};
+use dae_model::{init_weights, AttributeMode, DaeGcn, ModelConfig, Precision};
 use dae_runfolder::ExitCode;
 use dae_train::{train, Job, JobConfig};
 
@@ -44,6 +44,11 @@ fn tiny_job(dir: &Path) -> JobConfig {
 }
 
 fn model_for(cfg: &ModelConfig, seed: u64) -> (VarMap, DaeGcn, Vec<dae_data::batch::Batch>) {
+    model_in(cfg, seed, Precision::F32)
+}
+
+/// A DAE-GCN of `precision` with its weights from `seed`, and one batch of 16.
+pub(crate) fn model_in(cfg: &ModelConfig, seed: u64, precision: Precision) -> (VarMap, DaeGcn, Vec<dae_data::batch::Batch>) {
     let spec = SplitSpec::default();
     let samples = dae_data::synth::generate(&SynthParams { patients: 40, image_size: 32, ..Default::default() }, &spec).unwrap();
     let idx: Vec<usize> = (0..samples.len()).collect();
@@ -53,12 +58,12 @@ fn model_for(cfg: &ModelConfig, seed: u64) -> (VarMap, DaeGcn, Vec<dae_data::bat
     let bspec = BatchSpec { batch_size: 16, vocab: &vocab, normalize: norm, shuffle_seed: None, augment: None, keep_last: false };
     let b: Vec<_> = batches(&samples, &idx, &bspec, &Device::Cpu).unwrap().map(|b| b.unwrap()).take(1).collect();
     let vm = VarMap::new();
-    let m = DaeGcn::new(cfg, 32, &vocab, &stats, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let m = DaeGcn::new(cfg, 32, &vocab, &stats, precision, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     init_weights(&vm, seed).unwrap();
     (vm, m, b)
 }
 
-fn losses(m: &DaeGcn, b: &dae_data::batch::Batch) -> (candle_core::Tensor, [Option<f32>; 3]) {
+pub(crate) fn losses(m: &DaeGcn, b: &dae_data::batch::Batch) -> (candle_core::Tensor, [Option<f32>; 3]) {
     let o = m.forward_t(&b.images, true).unwrap();
     let cls = dae_losses::bce_with_logits(&o.logits, &b.labels).unwrap();
     let mut total = cls.clone();
@@ -78,7 +83,7 @@ fn losses(m: &DaeGcn, b: &dae_data::batch::Batch) -> (candle_core::Tensor, [Opti
 
 /// Parameter groups by name prefix (`encoder` is the trunk, `encoder.branch.<block>`
 /// a block's branch), and whether any gradient in the group is non-zero.
-fn groups_with_gradient(vm: &VarMap, grads: &candle_core::backprop::GradStore) -> BTreeMap<String, bool> {
+pub(crate) fn groups_with_gradient(vm: &VarMap, grads: &candle_core::backprop::GradStore) -> BTreeMap<String, bool> {
     let data = vm.data().lock().unwrap();
     let mut out = BTreeMap::new();
     for (name, var) in data.iter() {
