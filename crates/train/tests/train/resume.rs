@@ -31,7 +31,7 @@ fn history(dir: &Path) -> Vec<Vec<String>> {
 
 /// Runs `cfg` once straight through and once interrupted after epoch
 /// `cut` and started again; the two run folders must agree.
-fn resumed_equals_uninterrupted(cfg: &Job, cut: usize) {
+pub(crate) fn resumed_equals_uninterrupted(cfg: &Job, cut: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("straight"), dir.path().join("resumed"));
     train(cfg, &a, &AtomicBool::new(false)).unwrap();
