@@ -4,6 +4,11 @@ GCN attribute branch, decoder, h_i) in PyTorch, timed the same way as
 `crates/train/benches/throughput.rs`: warm-up steps, then timed steps of
 forward + backward + Adam on random inputs. Prints `samples_per_s peak_MiB`.
 
+`--precision bf16` runs forward and loss under `torch.autocast(bfloat16)`
+(f32 weights and Adam, as candle's `optim.precision = "bf16"`); on a GPU
+the model and input are channels_last in both precisions (PyTorch's
+fastest layout for these convolutions).
+
 Used by `cargo bench -p dae-train --bench throughput`; needs torch
 (on these CPU machines: Debian's python3-torch with libopenblas0-pthread
 or libopenblas0-openmp).
@@ -196,6 +201,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--latent", choices=["branches", "projections"], default="branches")
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32")
+    ap.add_argument("--batch", type=int, help="instead of the setting's batch size")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.device == "cpu":
@@ -206,7 +213,7 @@ def main():
     kind = s["encoder"]
     model = (Vanilla(kind, args.latent) if s.get("row1") else DaeGcn(kind, s["size"], args.latent)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    b, n = s["batch"], s["size"]
+    b, n = args.batch or s["batch"], s["size"]
     x = torch.randn(b, 1, n, n)
     y = torch.tensor([float(i % 2) for i in range(b)])
     attrs = torch.zeros(b, 9)
@@ -215,12 +222,17 @@ def main():
         attrs[i, 4 + i % 5] = 1
     x, y, attrs = x.to(dev), y.to(dev), attrs.to(dev)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    if args.device == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     def step():
-        logits, scores, recon = model(x)
-        loss = F.binary_cross_entropy_with_logits(logits, y)
-        if scores is not None:
-            loss = loss + cluster_ce(scores, attrs, [(0, 4), (4, 9)]) + (x - recon).abs().mean()
+        with autocast:
+            logits, scores, recon = model(x)
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+            if scores is not None:
+                loss = loss + cluster_ce(scores, attrs, [(0, 4), (4, 9)]) + (x - recon).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

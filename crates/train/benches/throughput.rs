@@ -2,7 +2,14 @@
 //! encoder + classifier alone) in candle, side by side
 //! with the same model in PyTorch on the same machine in the same run.
 //!
-//! `cargo bench -p dae-train --bench throughput [-- --settings quick,resnet34-224] [--cuda]`
+//! `cargo bench -p dae-train --bench throughput [-- --settings quick,resnet34-224] [--cuda] [--batch 32] [--precision bf16]`
+//!
+//! `--precision bf16` runs candle's side as `optim.precision = "bf16"` and
+//! PyTorch's under `torch.autocast(bfloat16)` (on the CPU candle's bf16 is
+//! an emulation: it measures the cost of the roundings, not a speed-up).
+//! With `--cuda` peak memory is the GPU's, read by `nvidia-smi` (every
+//! 50 ms while a side runs, less the reading before it started; the CUDA
+//! context included) on both sides alike.
 //!
 //! `DAE_CONV=candle` runs candle's own convolutions instead of the CPU gemm
 //! and direct paths of `dae_model::conv`, `DAE_BN=candle` candle's batch
@@ -23,7 +30,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{ParamsAdamW, VarBuilder, VarMap};
 use dae_data::{AttrStats, Vocabulary};
-use dae_model::{init_weights, DaeGcn, EncoderKind, ModelConfig};
+use dae_model::{init_weights, DaeGcn, EncoderKind, ModelConfig, Precision};
 use dae_train::adam::{named_vars, Adam};
 
 struct Setting {
@@ -43,10 +50,42 @@ const SETTINGS: &[Setting] = &[
     Setting { name: "resnet34-224", row7: true, encoder: EncoderKind::Resnet34, size: 224, batch: 8, warmup: 1, steps: 3 },
 ];
 
+/// What the command line chose beside the settings.
+#[derive(Clone, Copy)]
+struct Options {
+    cuda: bool,
+    precision: Precision,
+    /// Instead of each setting's batch size.
+    batch: Option<usize>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Options {
+        let value = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
+        let precision = match value("--precision").as_deref() {
+            None | Some("f32") => Precision::F32,
+            Some("bf16") => Precision::Bf16,
+            Some(other) => panic!("--precision {other}: expected f32 or bf16"),
+        };
+        let batch = value("--batch").map(|b| b.parse().expect("--batch: a whole number"));
+        Options { cuda: args.iter().any(|a| a == "--cuda"), precision, batch }
+    }
+
+    /// The flags that pass these options on to a `--one` run and to the PyTorch script.
+    fn flags(&self) -> Vec<String> {
+        let mut f = vec!["--precision".to_string(), self.precision.name().to_string()];
+        if let Some(b) = self.batch {
+            f.extend(["--batch".to_string(), b.to_string()]);
+        }
+        f
+    }
+}
+
 /// Runs one setting in this process; prints `samples_per_s peak_mb`
-/// (peak host RSS on the CPU; on a GPU, 0: candle has no allocator statistics).
-fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
+/// (peak host RSS on the CPU; on a GPU, 0: the parent reads the GPU's).
+fn run_one(s: &Setting, dev: &Device, o: Options) -> candle_core::Result<()> {
     let dev = dev.clone();
+    let batch = o.batch.unwrap_or(s.batch);
     let vocab = Vocabulary::default();
     // Statistics of a plausible training split: every attribute seen, shapes co-occurring with margins.
     let a = vocab.len();
@@ -75,15 +114,15 @@ fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
         cfg = ModelConfig { disentangle: false, attributes: dae_model::AttributeMode::None, rec: false, h_i: false, ..cfg };
     }
     let vm = VarMap::new();
-    let model = DaeGcn::new(&cfg, s.size, &vocab, &stats, VarBuilder::from_varmap(&vm, DType::F32, &dev)).expect("model");
+    let model = DaeGcn::new(&cfg, s.size, &vocab, &stats, o.precision, VarBuilder::from_varmap(&vm, DType::F32, &dev)).expect("model");
     init_weights(&vm, 0)?;
     // The trainer's optimiser.
     let mut opt = Adam::new(named_vars(&vm, |_| true), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
-    let x = Tensor::randn(0f32, 1.0, (s.batch, 1, s.size, s.size), &dev)?;
-    let y = Tensor::from_vec((0..s.batch).map(|i| (i % 2) as f32).collect::<Vec<_>>(), s.batch, &dev)?;
+    let x = Tensor::randn(0f32, 1.0, (batch, 1, s.size, s.size), &dev)?;
+    let y = Tensor::from_vec((0..batch).map(|i| (i % 2) as f32).collect::<Vec<_>>(), batch, &dev)?;
     let attrs = Tensor::from_vec(
-        (0..s.batch).flat_map(|i| (0..a).map(move |j| ((j == i % 4) || (j == 4 + i % 5)) as u8 as f32)).collect::<Vec<_>>(),
-        (s.batch, a),
+        (0..batch).flat_map(|i| (0..a).map(move |j| ((j == i % 4) || (j == 4 + i % 5)) as u8 as f32)).collect::<Vec<_>>(),
+        (batch, a),
         &dev,
     )?;
     let clusters: Vec<_> = vocab.clusters().into_iter().map(|(_, r)| r).collect();
@@ -109,7 +148,7 @@ fn run_one(s: &Setting, dev: &Device) -> candle_core::Result<()> {
         step(&mut opt)?;
     }
     dev.synchronize()?;
-    let sps = (steps * s.batch) as f64 / t.elapsed().as_secs_f64();
+    let sps = (steps * batch) as f64 / t.elapsed().as_secs_f64();
     println!("{sps:.2} {:.0}", if dev.is_cpu() { dae_train::peak_memory_mb() } else { 0.0 });
     Ok(())
 }
@@ -121,20 +160,57 @@ fn parse(out: &[u8]) -> Option<(f64, f64)> {
     Some((it.next()?.ok()?, it.next()?.ok()?))
 }
 
+/// The GPUs' memory in use now (MiB, all devices), by `nvidia-smi`.
+fn gpu_used_mb() -> Option<f64> {
+    let o = Command::new("nvidia-smi").args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"]).output().ok()?;
+    String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().parse::<f64>().ok()).sum()
+}
+
+/// Runs one side to its end; on a GPU, with its peak device memory read
+/// by `nvidia-smi` while it runs (less the reading before it started).
+fn run_side(cmd: &mut Command, cuda: bool) -> std::io::Result<(std::process::Output, Option<f64>)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let base = if cuda { gpu_used_mb() } else { None };
+    let done = AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let poll = sc.spawn(|| {
+            let mut peak = None::<f64>;
+            while base.is_some() && !done.load(Ordering::Relaxed) {
+                peak = [peak, gpu_used_mb()].into_iter().flatten().reduce(f64::max);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            peak.zip(base).map(|(p, b)| p - b)
+        });
+        let out = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output();
+        done.store(true, Ordering::Relaxed);
+        Ok((out?, poll.join().expect("the memory poll")))
+    })
+}
+
+/// `samples_per_s peak_mb` of a side's output; on a GPU the polled peak replaces the printed one.
+fn measured(side: &str, setting: &str, run: std::io::Result<(std::process::Output, Option<f64>)>) -> Option<(f64, f64)> {
+    let (out, gpu_peak) = run.ok()?;
+    if !out.status.success() {
+        eprintln!("{side} {setting}: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+        return None;
+    }
+    parse(&out.stdout).map(|(sps, mb)| (sps, gpu_peak.unwrap_or(mb)))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--test") {
         return;
     }
-    let cuda = args.iter().any(|a| a == "--cuda");
+    let opts = Options::parse(&args);
     if let Some(i) = args.iter().position(|a| a == "--one") {
         // As the trainer does (set DAE_BENCH_UNTUNED=1 to measure without it).
         if std::env::var_os("DAE_BENCH_UNTUNED").is_none() {
             dae_train::tune_process();
         }
         let s = SETTINGS.iter().find(|s| s.name == args[i + 1]).expect("known setting");
-        let dev = if cuda { Device::new_cuda(0).expect("a CUDA device (build with --features cuda)") } else { Device::Cpu };
-        run_one(s, &dev).expect("benchmark step");
+        let dev = if opts.cuda { Device::new_cuda(0).expect("a CUDA device (build with --features cuda)") } else { Device::Cpu };
+        run_one(s, &dev, opts).expect("benchmark step");
         return;
     }
     let wanted: Vec<String> = args
@@ -142,14 +218,45 @@ fn main() {
         .position(|a| a == "--settings")
         .map(|i| args[i + 1].split(',').map(String::from).collect())
         .unwrap_or_else(|| SETTINGS.iter().map(|s| s.name.to_string()).collect());
-    // The PyTorch script: beside the current folder when run from a checkout
-    // (or a copy of one on a GPU machine), else where this was built.
+    let (python, script) = torch_script();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let where_ = if opts.cuda { "CUDA device 0".to_string() } else { format!("CPU, {threads} threads") };
+    let mem = if opts.cuda { "GPU memory by nvidia-smi, context included" } else { "host RSS" };
+    println!("training throughput, DAE-GCN row 7 (quick-row1: row 1), {where_}, {} (samples/s; peak MiB: {mem})", opts.precision.name());
+    println!("{:<14} {:>6} {:>14} {:>10} {:>14} {:>10} {:>8}", "setting", "batch", "candle", "MiB", "pytorch", "MiB", "ratio");
+    for s in SETTINGS.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
+        let me = std::env::current_exe().unwrap();
+        let mut own = vec!["--one".to_string(), s.name.to_string()];
+        own.extend(opts.flags());
+        if opts.cuda {
+            own.push("--cuda".into());
+        }
+        let candle = measured("candle", s.name, run_side(Command::new(&me).args(&own), opts.cuda));
+        let device = if opts.cuda { "cuda" } else { "cpu" };
+        let mut torch = Command::new(&python);
+        torch.arg(&script).args(["--setting", s.name, "--threads", &threads.to_string(), "--device", device]).args(opts.flags());
+        let torch = measured("pytorch", s.name, run_side(&mut torch, opts.cuda));
+        let fmt = |v: Option<(f64, f64)>| v.map(|(a, b)| (format!("{a:.1}"), format!("{b:.0}"))).unwrap_or(("n/a".into(), "".into()));
+        let ((cs, cm), (ts, tm)) = (fmt(candle), fmt(torch));
+        let ratio = match (candle, torch) {
+            (Some((a, _)), Some((b, _))) => format!("{:.2}", a / b),
+            _ => "n/a".into(),
+        };
+        println!("{:<14} {:>6} {:>14} {:>10} {:>14} {:>10} {:>8}", s.name, opts.batch.unwrap_or(s.batch), cs, cm, ts, tm, ratio);
+    }
+    println!("ratio = candle / pytorch (1.0 = as fast as PyTorch)");
+}
+
+/// The Python and the PyTorch script: the script beside the current folder
+/// when run from a checkout (or a copy of one on a GPU machine), else where
+/// this was built; Debian's python3-torch lives under /usr/bin/python3 (a
+/// pyenv python3 first on PATH lacks it), `$DAE_PYTHON` overrides.
+fn torch_script() -> (String, String) {
     let script = if std::path::Path::new("tools/torch_throughput.py").exists() {
         "tools/torch_throughput.py".to_string()
     } else {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/torch_throughput.py").to_string()
     };
-    // Debian's python3-torch lives under /usr/bin/python3 (a pyenv python3 first on PATH lacks it).
     let python = std::env::var("DAE_PYTHON").unwrap_or_else(|_| {
         if std::path::Path::new("/usr/bin/python3").exists() {
             "/usr/bin/python3".into()
@@ -157,38 +264,5 @@ fn main() {
             "python3".into()
         }
     });
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let where_ = if cuda { "CUDA device 0".to_string() } else { format!("CPU, {threads} threads") };
-    println!("training throughput, DAE-GCN row 7 (quick-row1: row 1), {where_} (samples/s; peak memory MiB: host RSS on CPU, torch's allocator on GPU)");
-    println!("{:<14} {:>6} {:>14} {:>10} {:>14} {:>10} {:>8}", "setting", "batch", "candle", "MiB", "pytorch", "MiB", "ratio");
-    for s in SETTINGS.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
-        let me = std::env::current_exe().unwrap();
-        let mut own = vec!["--one", s.name];
-        if cuda {
-            own.push("--cuda");
-        }
-        let c = Command::new(&me).args(&own).output().expect("run candle setting");
-        if !c.status.success() {
-            eprintln!("candle {}: {}", s.name, String::from_utf8_lossy(&c.stderr).lines().last().unwrap_or(""));
-        }
-        let candle = parse(&c.stdout);
-        let t = Command::new(&python)
-            .arg(&script)
-            .args(["--setting", s.name, "--threads", &threads.to_string(), "--device", if cuda { "cuda" } else { "cpu" }])
-            .output();
-        if let Ok(o) = &t {
-            if !o.status.success() {
-                eprintln!("pytorch {}: {}", s.name, String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
-            }
-        }
-        let torch = t.ok().filter(|o| o.status.success()).and_then(|o| parse(&o.stdout));
-        let fmt = |v: Option<(f64, f64)>| v.map(|(a, b)| (format!("{a:.1}"), format!("{b:.0}"))).unwrap_or(("n/a".into(), "".into()));
-        let ((cs, cm), (ts, tm)) = (fmt(candle), fmt(torch));
-        let ratio = match (candle, torch) {
-            (Some((a, _)), Some((b, _))) => format!("{:.2}", a / b),
-            _ => "n/a".into(),
-        };
-        println!("{:<14} {:>6} {:>14} {:>10} {:>14} {:>10} {:>8}", s.name, s.batch, cs, cm, ts, tm, ratio);
-    }
-    println!("ratio = candle / pytorch (1.0 = as fast as PyTorch)");
+    (python, script)
 }
