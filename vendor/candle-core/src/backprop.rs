@@ -16,6 +16,65 @@ fn broadcast_back(arg: &Tensor, node: &Tensor, reduced_dims: &[usize]) -> Result
     }
 }
 
+/// How the backward pass of `conv2d` computes the input gradient (a patch,
+/// see `vendor/README.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conv2dInputGrad {
+    /// [`Conv2dInputGrad::Conv`] on GPUs (any device but the CPU), the
+    /// released `conv_transpose2d` on the CPU.
+    Auto,
+    /// The released backward: `conv_transpose2d` of the gradient (on CUDA a
+    /// direct kernel, one thread per input element).
+    ConvTranspose,
+    /// A `conv2d` of the gradient, dilated by the stride and padded, with
+    /// the kernel transposed and flipped: the forward path (cuDNN, or
+    /// im2col + cuBLAS) computes it. Dilated or over-padded convolutions
+    /// (padding >= kernel) keep the released backward.
+    Conv,
+}
+
+thread_local! {
+    static CONV2D_INPUT_GRAD: std::cell::Cell<Conv2dInputGrad> = const { std::cell::Cell::new(Conv2dInputGrad::Auto) };
+}
+
+/// Sets how this thread's backward passes compute `conv2d` input gradients.
+pub fn set_conv2d_input_grad(mode: Conv2dInputGrad) {
+    CONV2D_INPUT_GRAD.with(|m| m.set(mode))
+}
+
+/// The gradient of `conv2d(arg, kernel, padding, stride)` (dilation 1)
+/// with respect to `arg` (`h x w`), as a forward convolution: the
+/// gradient with `stride - 1` zeros after each element, padded with
+/// `k - 1 - padding` zeros before and enough after for an `h x w` output,
+/// correlated with the kernel transposed (in/out channels) and flipped.
+fn conv2d_input_grad_by_conv(grad: &Tensor, kernel: &Tensor, (h, w): (usize, usize), padding: usize, stride: usize) -> Result<Tensor> {
+    let (b, c, oh, ow) = grad.dims4()?;
+    let (_, _, kh, kw) = kernel.dims4()?;
+    // Zeros after each element: `stride - 1` of them trail each spatial dim.
+    let g = if stride > 1 {
+        grad.reshape((b, c, oh, 1, ow, 1))?
+            .pad_with_zeros(3, 0, stride - 1)?
+            .pad_with_zeros(5, 0, stride - 1)?
+            .reshape((b, c, oh * stride, ow * stride))?
+    } else {
+        grad.clone()
+    };
+    // Before: k - 1 - padding; after: n + padding - (o - 1) * stride - 1, of which stride - 1 are there.
+    let side = |g: Tensor, dim: usize, n: usize, o: usize, k: usize| -> Result<Tensor> {
+        let after = n + padding - (o - 1) * stride - 1;
+        let have = stride - 1;
+        let g = if after < have { g.narrow(dim, 0, (o - 1) * stride + 1 + after)? } else { g };
+        g.pad_with_zeros(dim, k - 1 - padding, after.saturating_sub(have))
+    };
+    let kernel = kernel.transpose(0, 1)?.contiguous()?.flip(&[2, 3])?.contiguous()?;
+    if stride == 1 && kh == kw && h == w && oh == ow {
+        // Symmetric: the convolution's own padding, no copy of the gradient.
+        return grad.conv2d(&kernel, kh - 1 - padding, 1, 1, 1);
+    }
+    let g = side(side(g, 2, h, oh, kh)?, 3, w, ow, kw)?;
+    g.conv2d(&kernel, 0, 1, 1, 1)
+}
+
 thread_local! {
     static CANDLE_GRAD_DO_NOT_DETACH: bool = {
         match std::env::var("CANDLE_GRAD_DO_NOT_DETACH") {
@@ -278,14 +337,27 @@ impl Tensor {
                         let out_size =
                             (grad_h - 1) * stride + dilation * (k_h - 1) + 1 - 2 * padding;
                         let out_padding = arg.dim(2)? - out_size;
-                        let grad_arg = grad.conv_transpose2d(
-                            kernel,
-                            *padding,
-                            out_padding,
-                            *stride,
-                            *dilation,
-                        )?;
-                        grads.accumulate(arg, &grad_arg)?;
+                        let by_conv = match CONV2D_INPUT_GRAD.with(|m| m.get()) {
+                            Conv2dInputGrad::Auto => !arg.device().is_cpu(),
+                            Conv2dInputGrad::ConvTranspose => false,
+                            Conv2dInputGrad::Conv => true,
+                        };
+                        let by_conv = by_conv && *dilation == 1 && *padding < k_h.min(kernel.dim(3)?);
+                        if by_conv && !arg.track_op() {
+                            // An input that needs no gradient (the network's images) gets none.
+                        } else if by_conv {
+                            let grad_arg = conv2d_input_grad_by_conv(&grad, kernel, (arg.dim(2)?, arg.dim(3)?), *padding, *stride)?;
+                            grads.accumulate(arg, &grad_arg)?;
+                        } else {
+                            let grad_arg = grad.conv_transpose2d(
+                                kernel,
+                                *padding,
+                                out_padding,
+                                *stride,
+                                *dilation,
+                            )?;
+                            grads.accumulate(arg, &grad_arg)?;
+                        }
 
                         let grad_kernel = arg
                             .transpose(0, 1)?
