@@ -11,6 +11,10 @@
 //! 50 ms while a side runs, less the reading before it started; the CUDA
 //! context included) on both sides alike.
 //!
+//! `DAE_CONV_DGRAD=transpose` (on a GPU) computes conv2d input gradients
+//! with candle's released `conv_transpose2d` instead of the vendored
+//! patch's forward convolution.
+//!
 //! `DAE_CONV=candle` runs candle's own convolutions instead of the CPU gemm
 //! and direct paths of `dae_model::conv`, `DAE_BN=candle` candle's batch
 //! norm instead of the fused one of `dae_model::norm` (run the bench with
@@ -208,6 +212,7 @@ fn main() {
         if std::env::var_os("DAE_BENCH_UNTUNED").is_none() {
             dae_train::tune_process();
         }
+        dae_train::conv_backward_from_env();
         let s = SETTINGS.iter().find(|s| s.name == args[i + 1]).expect("known setting");
         let dev = if opts.cuda { Device::new_cuda(0).expect("a CUDA device (build with --features cuda)") } else { Device::Cpu };
         run_one(s, &dev, opts).expect("benchmark step");

@@ -70,12 +70,24 @@ pub fn peak_memory_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Sets up the process for training on the CPU, first thing in `main`
-/// (before any other thread exists): [`tune_allocator`], then
-/// [`tune_threads`].
+/// Sets up the process for training, first thing in `main` (before any
+/// other thread exists): [`tune_allocator`], [`tune_threads`], then
+/// [`conv_backward_from_env`].
 pub fn tune_process() {
     tune_allocator();
     tune_threads();
+    conv_backward_from_env();
+}
+
+/// `DAE_CONV_DGRAD=transpose`: candle's released conv2d input gradient
+/// (`conv_transpose2d`, a direct kernel on CUDA) on GPUs instead of the
+/// vendored patch's forward convolution (`vendor/README.md`), to compare
+/// the two. For this thread's backward passes (the training loop's).
+pub fn conv_backward_from_env() {
+    use candle_core::backprop::{set_conv2d_input_grad, Conv2dInputGrad};
+    if std::env::var("DAE_CONV_DGRAD").as_deref() == Ok("transpose") {
+        set_conv2d_input_grad(Conv2dInputGrad::ConvTranspose);
+    }
 }
 
 /// Keeps candle's own CPU thread pool empty unless `CANDLE_NUM_THREADS`
