@@ -17,7 +17,7 @@
 set -u
 OUT=${OUT:-/tmp/gpu-check-out}
 STAGES=${STAGES:-"bench precision"}
-PAPER_SECONDS=${PAPER_SECONDS:-110}
+PAPER_SECONDS=${PAPER_SECONDS:-90}
 mkdir -p "$OUT"
 summary=$OUT/gpu-check.txt
 say() { echo "$*" | tee -a "$summary"; }
@@ -39,6 +39,8 @@ results, tag = pathlib.Path(sys.argv[1]), sys.argv[2]
 for plan in sorted((results / "plans").glob("*.json")):
     for job in json.loads(plan.read_text())["jobs"]:
         run = results / "runs" / job["id"]
+        if not run.exists():  # not selected (--only)
+            continue
         desc = " ".join(f"{k}={v}" for k, v in job["params"])
         try:
             m = json.loads((run / "metrics.json").read_text())
@@ -88,11 +90,15 @@ for stage in $STAGES; do
     say "bench: ResNet-34 224 x 224 (setting, batch, candle samples/s, MiB, pytorch samples/s, MiB, ratio; MiB by nvidia-smi)"
     for p in f32 bf16; do
       for batch in 32 64; do
-        DAE_PYTHON=python3 timeout 100 .gpu/throughput --cuda --settings resnet34-224 --batch $batch --precision $p > "$OUT/bench-$p-$batch.txt" 2>&1
+        DAE_PYTHON=python3 timeout 80 .gpu/throughput --cuda --settings resnet34-224 --batch $batch --precision $p > "$OUT/bench-$p-$batch.txt" 2>&1
         say "  $p rc=$?: $(grep '^resnet34-224' "$OUT/bench-$p-$batch.txt" || tail -2 "$OUT/bench-$p-$batch.txt")"
         if [ -x .gpu/throughput-cudnn ]; then
-          line=$(timeout 60 .gpu/throughput-cudnn --one resnet34-224 --cuda --batch $batch --precision $p 2>&1 | tail -1)
+          line=$(timeout 45 .gpu/throughput-cudnn --one resnet34-224 --cuda --batch $batch --precision $p 2>&1 | tail -1)
           say "  $p batch $batch, cudnn build, candle alone: $line (samples/s, 0)"
+        fi
+        if [ $batch = 32 ]; then
+          line=$(DAE_CONV_DGRAD=transpose timeout 45 .gpu/throughput --one resnet34-224 --cuda --batch $batch --precision $p 2>&1 | tail -1)
+          say "  $p batch $batch, cuda build, candle alone, released conv2d input gradient (conv_transpose2d): $line (samples/s, 0)"
         fi
       done
     done
@@ -108,6 +114,21 @@ for stage in $STAGES; do
       say "precision $p with $best: dae-sweep rc=$?"
       report "$res" "  $p" | tee -a "$summary"
     done
+    python3 - <<'PY' | tee -a "$summary"
+import json, pathlib, statistics as st
+auc = {}
+for p in ("f32", "bf16"):
+    for m in pathlib.Path(f"/tmp/gpu-results-precision-{p}/runs").glob("*/metrics.json"):
+        seed = int(next(l for l in (m.parent / "config.toml").read_text().splitlines() if l.startswith("seed")).split("=")[1])
+        auc[(p, seed)] = json.loads(m.read_text())["test_auc"]
+seeds = sorted(s for (p, s) in auc if p == "f32" and ("bf16", s) in auc)
+if len(seeds) >= 2:
+    d = [auc[("bf16", s)] - auc[("f32", s)] for s in seeds]
+    sd = st.stdev([auc[("f32", s)] for s in seeds])
+    print(f"precision: bf16 - f32 test AUC per seed {' '.join(f'{x:+.4f}' for x in d)}, mean {st.mean(d):+.4f}; f32 seed sd {sd:.4f}")
+else:
+    print("precision: fewer than two seeds finished in both precisions")
+PY
     ;;
   paper)
     # Table 2 row 7, seed 0, of the paper profile, stopped after PAPER_SECONDS:
