@@ -16,30 +16,49 @@ fn broadcast_back(arg: &Tensor, node: &Tensor, reduced_dims: &[usize]) -> Result
     }
 }
 
-/// How the backward pass of `conv2d` computes the input gradient (a patch,
-/// see `vendor/README.md`).
+/// How the backward pass of `conv2d` computes its gradients (a patch, see
+/// `vendor/README.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Conv2dInputGrad {
-    /// [`Conv2dInputGrad::Conv`] on GPUs (any device but the CPU), the
-    /// released `conv_transpose2d` on the CPU.
+pub enum Conv2dBackward {
+    /// [`Conv2dBackward::Forward`] on GPUs (any device but the CPU),
+    /// [`Conv2dBackward::Released`] on the CPU.
     Auto,
-    /// The released backward: `conv_transpose2d` of the gradient (on CUDA a
-    /// direct kernel, one thread per input element).
-    ConvTranspose,
-    /// A `conv2d` of the gradient, dilated by the stride and padded, with
-    /// the kernel transposed and flipped: the forward path (cuDNN, or
-    /// im2col + cuBLAS) computes it. Dilated or over-padded convolutions
-    /// (padding >= kernel) keep the released backward.
-    Conv,
+    /// The released backward: the input gradient by `conv_transpose2d` (on
+    /// CUDA a direct kernel, one thread per input element), the kernel
+    /// gradient by a `conv2d` whose kernel is the output gradient.
+    Released,
+    /// Both as the forward path's operations: the input gradient by a
+    /// `conv2d` of the gradient, dilated by the stride and padded, with the
+    /// kernel transposed and flipped (cuDNN, or im2col + cuBLAS); the
+    /// kernel gradient by one matrix product of the gradient and the
+    /// input's windows. Dilated or over-padded convolutions (padding >=
+    /// kernel) keep the released backward.
+    Forward,
 }
 
 thread_local! {
-    static CONV2D_INPUT_GRAD: std::cell::Cell<Conv2dInputGrad> = const { std::cell::Cell::new(Conv2dInputGrad::Auto) };
+    static CONV2D_BACKWARD: std::cell::Cell<Conv2dBackward> = const { std::cell::Cell::new(Conv2dBackward::Auto) };
 }
 
-/// Sets how this thread's backward passes compute `conv2d` input gradients.
-pub fn set_conv2d_input_grad(mode: Conv2dInputGrad) {
-    CONV2D_INPUT_GRAD.with(|m| m.set(mode))
+/// Sets how this thread's backward passes compute `conv2d` gradients.
+pub fn set_conv2d_backward(mode: Conv2dBackward) {
+    CONV2D_BACKWARD.with(|m| m.set(mode))
+}
+
+/// The gradient of `conv2d(arg, kernel, padding, stride)` (dilation 1)
+/// with respect to `kernel`, `[Co, C, kh, kw]`, as one matrix product: the
+/// output gradient `[Co, B oh ow]` times the input's windows `[B oh ow, C
+/// kh kw]` (im2col of the padded input, by strided views and one copy).
+fn conv2d_kernel_grad_by_matmul(arg: &Tensor, grad: &Tensor, (kh, kw): (usize, usize), padding: usize, stride: usize) -> Result<Tensor> {
+    let (b, c, _, _) = arg.dims4()?;
+    let (_, co, oh, ow) = grad.dims4()?;
+    let x = arg.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?;
+    // [B, C, oh, ow, kh, kw]: window (i, j) of a channel starts at (i s, j s).
+    let windows = x.unfold(2, kh, stride)?.unfold(3, kw, stride)?;
+    let windows = windows.narrow(2, 0, oh)?.narrow(3, 0, ow)?;
+    let cols = windows.permute((0, 2, 3, 1, 4, 5))?.contiguous()?.reshape((b * oh * ow, c * kh * kw))?;
+    let g = grad.transpose(0, 1)?.contiguous()?.reshape((co, b * oh * ow))?;
+    g.matmul(&cols)?.reshape((co, c, kh, kw))
 }
 
 /// The gradient of `conv2d(arg, kernel, padding, stride)` (dilation 1)
@@ -337,27 +356,29 @@ impl Tensor {
                         let out_size =
                             (grad_h - 1) * stride + dilation * (k_h - 1) + 1 - 2 * padding;
                         let out_padding = arg.dim(2)? - out_size;
-                        let by_conv = match CONV2D_INPUT_GRAD.with(|m| m.get()) {
-                            Conv2dInputGrad::Auto => !arg.device().is_cpu(),
-                            Conv2dInputGrad::ConvTranspose => false,
-                            Conv2dInputGrad::Conv => true,
+                        let forward = match CONV2D_BACKWARD.with(|m| m.get()) {
+                            Conv2dBackward::Auto => !arg.device().is_cpu(),
+                            Conv2dBackward::Released => false,
+                            Conv2dBackward::Forward => true,
                         };
-                        let by_conv = by_conv && *dilation == 1 && *padding < k_h.min(kernel.dim(3)?);
-                        if by_conv && !arg.track_op() {
+                        if forward && *dilation == 1 && *padding < k_h.min(kernel.dim(3)?) {
                             // An input that needs no gradient (the network's images) gets none.
-                        } else if by_conv {
-                            let grad_arg = conv2d_input_grad_by_conv(&grad, kernel, (arg.dim(2)?, arg.dim(3)?), *padding, *stride)?;
-                            grads.accumulate(arg, &grad_arg)?;
-                        } else {
-                            let grad_arg = grad.conv_transpose2d(
-                                kernel,
-                                *padding,
-                                out_padding,
-                                *stride,
-                                *dilation,
-                            )?;
-                            grads.accumulate(arg, &grad_arg)?;
+                            if arg.track_op() {
+                                let grad_arg = conv2d_input_grad_by_conv(&grad, kernel, (arg.dim(2)?, arg.dim(3)?), *padding, *stride)?;
+                                grads.accumulate(arg, &grad_arg)?;
+                            }
+                            let grad_kernel = conv2d_kernel_grad_by_matmul(arg, &grad, (k_h, kernel.dim(3)?), *padding, *stride)?;
+                            grads.accumulate(kernel, &grad_kernel)?;
+                            continue; // past the released rule below (nothing follows this match in the loop)
                         }
+                        let grad_arg = grad.conv_transpose2d(
+                            kernel,
+                            *padding,
+                            out_padding,
+                            *stride,
+                            *dilation,
+                        )?;
+                        grads.accumulate(arg, &grad_arg)?;
 
                         let grad_kernel = arg
                             .transpose(0, 1)?
