@@ -97,8 +97,8 @@ for stage in $STAGES; do
           say "  $p batch $batch, cudnn build, candle alone: $line (samples/s, 0)"
         fi
         if [ $batch = 32 ]; then
-          line=$(DAE_CONV_DGRAD=transpose timeout 45 .gpu/throughput --one resnet34-224 --cuda --batch $batch --precision $p 2>&1 | tail -1)
-          say "  $p batch $batch, cuda build, candle alone, released conv2d input gradient (conv_transpose2d): $line (samples/s, 0)"
+          line=$(DAE_CONV_BACKWARD=released timeout 45 .gpu/throughput --one resnet34-224 --cuda --batch $batch --precision $p 2>&1 | tail -1)
+          say "  $p batch $batch, cuda build, candle alone, candle's released conv2d backward: $line (samples/s, 0)"
         fi
       done
     done

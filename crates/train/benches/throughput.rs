@@ -11,9 +11,9 @@
 //! 50 ms while a side runs, less the reading before it started; the CUDA
 //! context included) on both sides alike.
 //!
-//! `DAE_CONV_DGRAD=transpose` (on a GPU) computes conv2d input gradients
-//! with candle's released `conv_transpose2d` instead of the vendored
-//! patch's forward convolution.
+//! `DAE_CONV_BACKWARD=released` (on a GPU) computes conv2d gradients with
+//! candle's released backward instead of the vendored patch's forward
+//! operations.
 //!
 //! `DAE_CONV=candle` runs candle's own convolutions instead of the CPU gemm
 //! and direct paths of `dae_model::conv`, `DAE_BN=candle` candle's batch

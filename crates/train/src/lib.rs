@@ -79,14 +79,15 @@ pub fn tune_process() {
     conv_backward_from_env();
 }
 
-/// `DAE_CONV_DGRAD=transpose`: candle's released conv2d input gradient
-/// (`conv_transpose2d`, a direct kernel on CUDA) on GPUs instead of the
-/// vendored patch's forward convolution (`vendor/README.md`), to compare
-/// the two. For this thread's backward passes (the training loop's).
+/// `DAE_CONV_BACKWARD=released`: candle's released conv2d backward on GPUs
+/// (the input gradient by `conv_transpose2d`, a direct kernel on CUDA)
+/// instead of the vendored patch's forward convolution and matrix product
+/// (`vendor/README.md`), to compare the two. For this thread's backward
+/// passes (the training loop's).
 pub fn conv_backward_from_env() {
-    use candle_core::backprop::{set_conv2d_input_grad, Conv2dInputGrad};
-    if std::env::var("DAE_CONV_DGRAD").as_deref() == Ok("transpose") {
-        set_conv2d_input_grad(Conv2dInputGrad::ConvTranspose);
+    use candle_core::backprop::{set_conv2d_backward, Conv2dBackward};
+    if std::env::var("DAE_CONV_BACKWARD").as_deref() == Ok("released") {
+        set_conv2d_backward(Conv2dBackward::Released);
     }
 }
 
