@@ -65,7 +65,9 @@ struct Options {
 
 impl Options {
     fn parse(args: &[String]) -> Options {
-        let value = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
+        let value = |flag: &str| {
+            args.iter().position(|a| a == flag).map(|i| args.get(i + 1).cloned().unwrap_or_else(|| panic!("{flag} needs a value")))
+        };
         let precision = match value("--precision").as_deref() {
             None | Some("f32") => Precision::F32,
             Some("bf16") => Precision::Bf16,
