@@ -26,6 +26,7 @@ export DAE_CACHE=/tmp/dae-cache
 # The binaries travel gzipped (the carry limit is 64 MiB).
 for gz in .gpu/*.gz; do b=${gz%.gz}; [ -f "$b" ] || gunzip -c "$gz" > "$b"; chmod +x "$b"; done
 builds=$(for b in dae-train dae-train-cudnn; do [ -x .gpu/$b ] && echo $b; done)
+best=$(echo $builds | awk '{print $NF}')   # the precision and paper stages: cudnn where carried
 say "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)"
 for b in $builds dae-sweep throughput; do
   [ -x .gpu/$b ] && ldd .gpu/$b | grep -q 'not found' && say "$b: unresolved libraries: $(ldd .gpu/$b | grep 'not found' | tr -s ' ' | paste -sd';')"
@@ -105,7 +106,6 @@ for stage in $STAGES; do
     ;;
   precision)
     # The same jobs in f32 and bf16: test AUCs should agree within seed noise.
-    best=$(echo $builds | awk '{print $NF}')
     for p in f32 bf16; do
       res=/tmp/gpu-results-precision-$p
       rm -rf "$res"
@@ -133,7 +133,6 @@ PY
   paper)
     # Table 2 row 7, seed 0, of the paper profile, stopped after PAPER_SECONDS:
     # its epochs' seconds (history.csv) give the Table 2 estimate.
-    best=$(echo $builds | awk '{print $NF}')
     for p in bf16 f32; do
       res=/tmp/gpu-results-paper-$p
       rm -rf "$res"

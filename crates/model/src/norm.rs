@@ -318,7 +318,7 @@ impl BatchNorm {
             // A bf16 trunk ([`crate::Precision::Bf16`]): statistics and normalisation in f32.
             return self.forward(&x.to_dtype(DType::F32)?, train, relu)?.to_dtype(x.dtype());
         }
-        if !(x.device().is_cpu() && x.dtype() == DType::F32 && fused_enabled()) {
+        if !(x.device().is_cpu() && fused_enabled()) {
             let y = self.inner.forward_t(x, train)?;
             return if relu { y.relu() } else { Ok(y) };
         }

@@ -70,13 +70,12 @@ pub fn peak_memory_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Sets up the process for training, first thing in `main` (before any
-/// other thread exists): [`tune_allocator`], [`tune_threads`], then
-/// [`conv_backward_from_env`].
+/// Sets up the process for training on the CPU, first thing in `main`
+/// (before any other thread exists): [`tune_allocator`], then
+/// [`tune_threads`].
 pub fn tune_process() {
     tune_allocator();
     tune_threads();
-    conv_backward_from_env();
 }
 
 /// `DAE_CONV_BACKWARD=released`: candle's released conv2d backward on GPUs

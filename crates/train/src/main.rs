@@ -65,6 +65,7 @@ fn resolve_stdin() -> ExitCode {
 
 fn main() -> ExitCode {
     dae_train::tune_process();
+    dae_train::conv_backward_from_env();
     // This executable's identity for checkpoints, taken before anything can replace the file.
     let _ = dae_train::binary_sha256();
     tracing_subscriber::fmt()

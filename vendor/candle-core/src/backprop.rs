@@ -55,7 +55,6 @@ fn conv2d_kernel_grad_by_matmul(arg: &Tensor, grad: &Tensor, (kh, kw): (usize, u
     let x = arg.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?;
     // [B, C, oh, ow, kh, kw]: window (i, j) of a channel starts at (i s, j s).
     let windows = x.unfold(2, kh, stride)?.unfold(3, kw, stride)?;
-    let windows = windows.narrow(2, 0, oh)?.narrow(3, 0, ow)?;
     let cols = windows.permute((0, 2, 3, 1, 4, 5))?.contiguous()?.reshape((b * oh * ow, c * kh * kw))?;
     let g = grad.transpose(0, 1)?.contiguous()?.reshape((co, b * oh * ow))?;
     g.matmul(&cols)?.reshape((co, c, kh, kw))
@@ -69,6 +68,11 @@ fn conv2d_kernel_grad_by_matmul(arg: &Tensor, grad: &Tensor, (kh, kw): (usize, u
 fn conv2d_input_grad_by_conv(grad: &Tensor, kernel: &Tensor, (h, w): (usize, usize), padding: usize, stride: usize) -> Result<Tensor> {
     let (b, c, oh, ow) = grad.dims4()?;
     let (_, _, kh, kw) = kernel.dims4()?;
+    let kernel = kernel.transpose(0, 1)?.contiguous()?.flip(&[2, 3])?.contiguous()?;
+    if stride == 1 && kh == kw {
+        // At stride 1 both sides get k - 1 - padding: the convolution's own padding, no copy.
+        return grad.conv2d(&kernel, kh - 1 - padding, 1, 1, 1);
+    }
     // Zeros after each element: `stride - 1` of them trail each spatial dim.
     let g = if stride > 1 {
         grad.reshape((b, c, oh, 1, ow, 1))?
@@ -85,13 +89,7 @@ fn conv2d_input_grad_by_conv(grad: &Tensor, kernel: &Tensor, (h, w): (usize, usi
         let g = if after < have { g.narrow(dim, 0, (o - 1) * stride + 1 + after)? } else { g };
         g.pad_with_zeros(dim, k - 1 - padding, after.saturating_sub(have))
     };
-    let kernel = kernel.transpose(0, 1)?.contiguous()?.flip(&[2, 3])?.contiguous()?;
-    if stride == 1 && kh == kw && h == w && oh == ow {
-        // Symmetric: the convolution's own padding, no copy of the gradient.
-        return grad.conv2d(&kernel, kh - 1 - padding, 1, 1, 1);
-    }
-    let g = side(side(g, 2, h, oh, kh)?, 3, w, ow, kw)?;
-    g.conv2d(&kernel, 0, 1, 1, 1)
+    side(side(g, 2, h, oh, kh)?, 3, w, ow, kw)?.conv2d(&kernel, 0, 1, 1, 1)
 }
 
 thread_local! {
